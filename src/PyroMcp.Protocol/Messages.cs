@@ -1,0 +1,127 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace PyroMcp.Protocol;
+
+/// <summary>Operations the guest agent understands.</summary>
+public static class AgentOps
+{
+    /// <summary>First request on a channel: sets the guest clock and returns what the guest is.</summary>
+    public const string Hello = "hello";
+    /// <summary>Runs one command.</summary>
+    public const string Exec = "exec";
+    /// <summary>Flushes disks and powers the guest off.</summary>
+    public const string Shutdown = "shutdown";
+}
+
+/// <summary>The JSON payload of a <see cref="FrameType.Request"/> frame.</summary>
+public sealed record AgentRequest
+{
+    /// <summary>One of <see cref="AgentOps"/>.</summary>
+    public required string Op { get; init; }
+    /// <summary>Set when <see cref="Op"/> is <see cref="AgentOps.Hello"/>.</summary>
+    public HelloRequest? Hello { get; init; }
+    /// <summary>Set when <see cref="Op"/> is <see cref="AgentOps.Exec"/>.</summary>
+    public ExecRequest? Exec { get; init; }
+}
+
+/// <summary>The JSON payload of a <see cref="FrameType.Result"/> frame.</summary>
+public sealed record AgentResponse
+{
+    /// <summary>Reply to <see cref="AgentOps.Hello"/>.</summary>
+    public HelloReply? Hello { get; init; }
+    /// <summary>Reply to <see cref="AgentOps.Exec"/>.</summary>
+    public ExecExit? Exec { get; init; }
+}
+
+/// <summary>The JSON payload of an <see cref="FrameType.Error"/> frame.</summary>
+public sealed record AgentError(string Code, string Message);
+
+/// <summary>Host facts the guest takes on at start.</summary>
+public sealed record HelloRequest
+{
+    /// <summary>Host wall clock in milliseconds since the Unix epoch.</summary>
+    public long UnixTimeMs { get; init; }
+}
+
+/// <summary>What the guest reports about itself.</summary>
+public sealed record HelloReply
+{
+    /// <summary>Version of the agent binary.</summary>
+    public required string AgentVersion { get; init; }
+    /// <summary><c>uname -r</c> of the guest kernel.</summary>
+    public required string KernelRelease { get; init; }
+    /// <summary>PRETTY_NAME from the guest's /etc/os-release.</summary>
+    public string? OsPrettyName { get; init; }
+    /// <summary>Why the clock could not be set, when it could not.</summary>
+    public string? ClockError { get; init; }
+}
+
+/// <summary>One command to run in the guest. Exactly one of <see cref="Argv"/> and <see cref="Shell"/> is set.</summary>
+public sealed record ExecRequest
+{
+    /// <summary>Program and arguments, run without a shell; the program is looked up in PATH.</summary>
+    public IReadOnlyList<string>? Argv { get; init; }
+    /// <summary>A command line for <c>/bin/sh -c</c>.</summary>
+    public string? Shell { get; init; }
+    /// <summary>Working directory in the guest; <c>/</c> when unset.</summary>
+    public string? Cwd { get; init; }
+    /// <summary>Variables added to (or replacing those of) the agent's base environment.</summary>
+    public IReadOnlyDictionary<string, string>? Env { get; init; }
+    /// <summary>Kill the whole process group after this long. 0 means no limit.</summary>
+    public int TimeoutMs { get; init; }
+    /// <summary>Bytes of each stream forwarded before the rest is dropped and the stream marked truncated.</summary>
+    public long MaxOutputBytes { get; init; }
+    /// <summary>Whether stdin frames follow; otherwise stdin is /dev/null.</summary>
+    public bool Stdin { get; init; }
+}
+
+/// <summary>How a command ended.</summary>
+public sealed record ExecExit
+{
+    /// <summary>Exit status; 128+N when a signal N ended it, as shells report; 124 on timeout; 127 when the program was not found.</summary>
+    public int ExitCode { get; init; }
+    /// <summary>Name of the signal that ended the command, when one did (SIGKILL on timeout).</summary>
+    public string? Signal { get; init; }
+    /// <summary>The timeout ran out and the process group was killed.</summary>
+    public bool TimedOut { get; init; }
+    /// <summary>stdout went over the cap; the rest was dropped.</summary>
+    public bool StdoutTruncated { get; init; }
+    /// <summary>stderr went over the cap; the rest was dropped.</summary>
+    public bool StderrTruncated { get; init; }
+    /// <summary>Bytes the command wrote to stdout, including dropped ones.</summary>
+    public long StdoutBytes { get; init; }
+    /// <summary>Bytes the command wrote to stderr, including dropped ones.</summary>
+    public long StderrBytes { get; init; }
+    /// <summary>Wall time inside the guest from spawn to exit.</summary>
+    public long DurationMs { get; init; }
+}
+
+/// <summary>Source-generated JSON metadata: the agent is trimmed, so no reflection.</summary>
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip)]
+[JsonSerializable(typeof(AgentRequest))]
+[JsonSerializable(typeof(AgentResponse))]
+[JsonSerializable(typeof(AgentError))]
+public sealed partial class ProtocolJsonContext : JsonSerializerContext
+{
+    /// <summary>Serializes a message to UTF-8 JSON.</summary>
+    public static byte[] Encode<T>(T value) where T : class
+        => JsonSerializer.SerializeToUtf8Bytes(value, typeof(T), Default);
+
+    /// <summary>Parses a message; a payload that is not the expected JSON is a protocol violation.</summary>
+    public static T Decode<T>(ReadOnlyMemory<byte> payload) where T : class
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(payload.Span, typeof(T), Default) as T
+                ?? throw new ProtocolViolationException($"empty {typeof(T).Name} message");
+        }
+        catch (JsonException ex)
+        {
+            throw new ProtocolViolationException($"malformed {typeof(T).Name} message: {ex.Message}");
+        }
+    }
+}

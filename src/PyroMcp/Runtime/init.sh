@@ -1,0 +1,26 @@
+#!/bin/busybox sh
+# pyro initramfs init: load the virtio drivers, mount the environment's root disk, put the
+# runtime (agent, tini, busybox) on a tmpfs under /run/pyro, and hand over to the agent.
+/bin/busybox mkdir -p /proc /sys /dev /newroot
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+fail() { echo "pyro-init: $*" > /dev/console; /bin/busybox sleep 1; echo b > /proc/sysrq-trigger; }
+for m in virtio_ring virtio virtio_mmio virtio_blk virtio_console failover net_failover virtio_net; do
+  [ -f /lib/pyro-modules/$m.ko ] && /bin/busybox insmod /lib/pyro-modules/$m.ko
+done
+i=0
+while [ ! -b /dev/vda ]; do
+  i=$((i+1)); [ $i -gt 500 ] && fail "root disk /dev/vda did not appear"
+  /bin/busybox usleep 10000
+done
+/bin/busybox mount -t ext4 -o rw,noatime /dev/vda /newroot || fail "cannot mount the root disk"
+/bin/busybox mount -t tmpfs -o mode=0755,size=64m tmpfs /newroot/run || fail "cannot mount /run"
+/bin/busybox mkdir -p /newroot/run/pyro
+/bin/busybox cp /pyro/pyro-agent /pyro/tini /bin/busybox /newroot/run/pyro/ || fail "cannot stage the agent"
+hostname=$(/bin/busybox sed -n 's/.*pyro.hostname=\([^ ]*\).*/\1/p' /proc/cmdline)
+[ -n "$hostname" ] && /bin/busybox hostname "$hostname"
+/bin/busybox mount --move /dev /newroot/dev
+/bin/busybox mount --move /proc /newroot/proc
+/bin/busybox mount --move /sys /newroot/sys
+exec /bin/busybox switch_root /newroot /run/pyro/tini -s -g -- /run/pyro/pyro-agent --busybox /run/pyro/busybox
