@@ -1,0 +1,138 @@
+using System.CommandLine;
+using System.Globalization;
+
+namespace PyroMcp.Cli;
+
+/// <summary><c>pyro env list|pull|inspect|prune</c></summary>
+internal static class EnvCommands
+{
+    internal static Command Build()
+    {
+        var env = new Command("env", "Inspect and manage the environments guests boot from.");
+        env.Subcommands.Add(List());
+        env.Subcommands.Add(Pull());
+        env.Subcommands.Add(Inspect());
+        env.Subcommands.Add(Prune());
+        return env;
+    }
+
+    private static Command List()
+    {
+        var list = new Command("list", "List the catalog and what is installed.") { Output.Json };
+        list.SetAction((parse, cancellationToken) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        {
+            var all = await new Pyro().ListEnvironmentsAsync(cancellationToken);
+            if (parse.GetValue(Output.Json))
+            {
+                Output.WriteJson(all, PyroJsonContext.Default.IReadOnlyListEnvironmentInfo);
+                return 0;
+            }
+
+            Console.WriteLine($"Catalog version: {Pyro.CatalogVersion}");
+            foreach (var e in all)
+            {
+                Console.WriteLine($"{e.Name} [{e.State.Replace('_', ' ')}] {e.Description}");
+            }
+
+            return 0;
+        }));
+        return list;
+    }
+
+    private static Command Pull()
+    {
+        var name = new Argument<string>("environment") { Description = "Environment to build, e.g. debian:12." };
+        var pull = new Command("pull", "Build an environment into the local cache from the Debian mirror (idempotent).") { name, Output.Json };
+        pull.SetAction((parse, cancellationToken) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        {
+            var info = await new Pyro().PullEnvironmentAsync(parse.GetValue(name)!, Output.StderrProgress, cancellationToken);
+            if (parse.GetValue(Output.Json))
+            {
+                Output.WriteJson(info, PyroJsonContext.Default.EnvironmentInfo);
+            }
+            else
+            {
+                Console.WriteLine($"Pulled: {info.Name}");
+                PrintDetails(info);
+            }
+
+            return 0;
+        }));
+        return pull;
+    }
+
+    private static Command Inspect()
+    {
+        var name = new Argument<string>("environment") { Description = "Environment to describe." };
+        var inspect = new Command("inspect", "Show an environment's cache state, paths and checksum (verifies the disk image).") { name, Output.Json };
+        inspect.SetAction((parse, cancellationToken) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        {
+            var info = await new Pyro().InspectEnvironmentAsync(parse.GetValue(name)!, cancellationToken);
+            if (parse.GetValue(Output.Json))
+            {
+                Output.WriteJson(info, PyroJsonContext.Default.EnvironmentInfo);
+            }
+            else
+            {
+                Console.WriteLine($"Environment: {info.Name}");
+                PrintDetails(info);
+            }
+
+            return 0;
+        }));
+        return inspect;
+    }
+
+    private static Command Prune()
+    {
+        var prune = new Command("prune", "Delete cache entries no current environment uses (old versions, unfinished or damaged builds).") { Output.Json };
+        prune.SetAction((parse, cancellationToken) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        {
+            var result = await new Pyro().PruneEnvironmentsAsync(cancellationToken);
+            if (parse.GetValue(Output.Json))
+            {
+                Output.WriteJson(result, PyroJsonContext.Default.PruneResult);
+                return 0;
+            }
+
+            Console.WriteLine($"Removed {result.Removed.Count} cache entr{(result.Removed.Count == 1 ? "y" : "ies")}, freed {result.FreedBytes / (1024.0 * 1024):0.0} MiB");
+            foreach (var path in result.Removed)
+            {
+                Console.WriteLine($"  {path}");
+            }
+
+            return 0;
+        }));
+        return prune;
+    }
+
+    private static void PrintDetails(EnvironmentInfo info)
+    {
+        Console.WriteLine($"Version: {info.Version}");
+        Console.WriteLine($"Description: {info.Description}");
+        Console.WriteLine($"Distribution: {info.Distribution}");
+        Console.WriteLine($"State: {info.State.Replace('_', ' ')}");
+        Console.WriteLine($"Installed: {(info.Installed ? "yes" : "no")}");
+        Console.WriteLine($"Cache dir: {info.CacheDir}");
+        Console.WriteLine($"Default packages: {(info.Packages.Count == 0 ? "(minimal base only)" : string.Join(", ", info.Packages))}");
+        Console.WriteLine($"Install dir: {info.InstallDir}");
+        Console.WriteLine($"Install manifest: {info.InstallManifest}");
+        Console.WriteLine($"Rootfs image: {info.RootfsImage}");
+        if (info.RootfsSha256 is not null)
+        {
+            Console.WriteLine($"Rootfs sha256: {info.RootfsSha256}");
+            Console.WriteLine($"Rootfs size: {info.RootfsBytes / (1024 * 1024)} MiB (sparse)");
+            Console.WriteLine($"Source: {info.Source}");
+            Console.WriteLine($"Built at: {info.BuiltAt?.ToString("u", CultureInfo.InvariantCulture)}");
+        }
+
+        if (info.State == "corrupt")
+        {
+            Console.WriteLine($"The cached image does not match its checksum and will not be booted. Rebuild it with: pyro env pull {info.Name}");
+        }
+        else if (info.State == "incomplete")
+        {
+            Console.WriteLine($"A previous pull did not finish. Rebuild it with: pyro env pull {info.Name}");
+        }
+    }
+}

@@ -1,0 +1,3 @@
+using PyroMcp.Cli;
+
+return await CliApp.RunAsync(args);

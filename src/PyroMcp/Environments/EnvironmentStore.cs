@@ -1,0 +1,252 @@
+using System.Text.Json;
+using PyroMcp.Host;
+
+namespace PyroMcp.Environments;
+
+/// <summary>What is recorded about a built environment; written last, so its presence means the build finished.</summary>
+internal sealed record EnvironmentManifest
+{
+    public required string Name { get; init; }
+    public required string Version { get; init; }
+    public required string Distribution { get; init; }
+    public required IReadOnlyList<string> Packages { get; init; }
+    public required string RootfsSha256 { get; init; }
+    public required long RootfsBytes { get; init; }
+    public required string Source { get; init; }
+    public required DateTimeOffset BuiltAt { get; init; }
+}
+
+/// <summary>The on-disk cache of environments: build, verify, inspect, prune.</summary>
+internal sealed class EnvironmentStore(PyroOptions options)
+{
+    private const string ManifestFile = "environment.json";
+    private const string RootfsFile = "rootfs.ext4";
+    private const string StampFile = "rootfs.stamp";
+    private const string StagingPrefix = ".staging-";
+
+    private string PlatformDir => Path.Combine(options.EnvironmentCacheDir, "linux-x86_64");
+
+    internal EnvironmentInfo Inspect(EnvironmentSpec spec)
+    {
+        var dir = Path.Combine(PlatformDir, spec.DirectoryName);
+        var manifestPath = Path.Combine(dir, ManifestFile);
+        var rootfs = Path.Combine(dir, RootfsFile);
+        EnvironmentManifest? manifest = null;
+        string state;
+        if (!Directory.Exists(dir))
+        {
+            state = "not_installed";
+        }
+        else if ((manifest = ReadManifest(manifestPath)) is null)
+        {
+            state = "incomplete";
+        }
+        else
+        {
+            state = FileIntegrity.Verify(rootfs, Path.Combine(dir, StampFile), manifest.RootfsSha256) ? "installed" : "corrupt";
+        }
+
+        return new EnvironmentInfo
+        {
+            Name = spec.Name,
+            Version = spec.Version,
+            Description = spec.Description,
+            Distribution = spec.Distribution,
+            Packages = spec.Packages,
+            Installed = state == "installed",
+            State = state,
+            CacheDir = options.EnvironmentCacheDir,
+            InstallDir = dir,
+            RootfsImage = rootfs,
+            InstallManifest = manifestPath,
+            RootfsSha256 = manifest?.RootfsSha256,
+            RootfsBytes = manifest?.RootfsBytes,
+            Source = manifest?.Source,
+            BuiltAt = manifest?.BuiltAt,
+        };
+    }
+
+    /// <summary>Builds the environment unless a verified copy is there. Safe to call from several processes at once.</summary>
+    internal async Task<EnvironmentInfo> PullAsync(EnvironmentSpec spec, IProgress<PyroProgress>? progress, CancellationToken cancellationToken)
+    {
+        void Report(string phase, params KeyValuePair<string, string>[] fields)
+            => progress?.Report(new PyroProgress("pull", phase, [new("environment", spec.Name), .. fields]));
+
+        var current = Inspect(spec);
+        if (current.Installed)
+        {
+            Report("ready", new KeyValuePair<string, string>("cached", "yes"));
+            return current;
+        }
+
+        using var gate = await FileLock.AcquireAsync(Path.Combine(options.EnvironmentCacheDir, ".locks", spec.DirectoryName + ".lock"),
+            () => Report("wait", new KeyValuePair<string, string>("reason", "another pull of this environment is running")), cancellationToken);
+        current = Inspect(spec);
+        if (current.Installed)
+        {
+            Report("ready", new KeyValuePair<string, string>("cached", "yes"));
+            return current;
+        }
+
+        if (current.State is "corrupt" or "incomplete")
+        {
+            Report("repair", new KeyValuePair<string, string>("reason", current.State == "corrupt" ? "rootfs sha256 does not match its manifest" : "a previous pull did not finish"));
+        }
+
+        // Holding the lock, any staging directory of this environment is a leftover of a dead pull.
+        Directory.CreateDirectory(PlatformDir);
+        foreach (var stale in Directory.GetDirectories(PlatformDir, StagingPrefix + spec.DirectoryName + "-*"))
+        {
+            Directory.Delete(stale, recursive: true);
+        }
+
+        var staging = Path.Combine(PlatformDir, $"{StagingPrefix}{spec.DirectoryName}-{Environment.ProcessId}");
+        Directory.CreateDirectory(staging);
+        try
+        {
+            var tree = Path.Combine(staging, "tree");
+            await BootstrapAsync(spec, tree, Report, cancellationToken);
+            Report("image");
+            var rootfs = Path.Combine(staging, RootfsFile);
+            await MakeImageAsync(tree, rootfs, cancellationToken);
+            Directory.Delete(tree, recursive: true);
+            Report("verify");
+            var manifest = new EnvironmentManifest
+            {
+                Name = spec.Name,
+                Version = spec.Version,
+                Distribution = spec.Distribution,
+                Packages = spec.Packages,
+                RootfsSha256 = FileIntegrity.HashAndStamp(rootfs, Path.Combine(staging, StampFile)),
+                RootfsBytes = new FileInfo(rootfs).Length,
+                Source = $"mmdebstrap {spec.Suite} ({MirrorOrDefault() ?? "apt default mirror"})",
+                BuiltAt = DateTimeOffset.UtcNow,
+            };
+            await File.WriteAllTextAsync(Path.Combine(staging, ManifestFile), JsonSerializer.Serialize(manifest, InternalJsonContext.Default.EnvironmentManifest), cancellationToken);
+            Report("install");
+            var final = Path.Combine(PlatformDir, spec.DirectoryName);
+            if (Directory.Exists(final))
+            {
+                Directory.Delete(final, recursive: true);
+            }
+
+            Directory.Move(staging, final);
+        }
+        finally
+        {
+            if (Directory.Exists(staging))
+            {
+                Directory.Delete(staging, recursive: true);
+            }
+        }
+
+        var info = Inspect(spec);
+        Report("ready");
+        return info;
+    }
+
+    /// <summary>Removes what no current catalog entry uses: old versions, unknown entries, unfinished or damaged builds.</summary>
+    internal PruneResult Prune()
+    {
+        var removed = new List<string>();
+        long freed = 0;
+        if (!Directory.Exists(PlatformDir))
+        {
+            return new PruneResult(removed, 0);
+        }
+
+        var keep = EnvironmentCatalog.All.Where(e => Inspect(e).Installed).Select(e => e.DirectoryName).ToHashSet();
+        foreach (var dir in Directory.GetDirectories(PlatformDir))
+        {
+            var name = Path.GetFileName(dir);
+            if (keep.Contains(name))
+            {
+                continue;
+            }
+
+            // A staging directory of a pull that is still running is protected by that pull's lock.
+            if (name.StartsWith(StagingPrefix, StringComparison.Ordinal) && IsOwnedByLiveProcess(name))
+            {
+                continue;
+            }
+
+            freed += Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+            Directory.Delete(dir, recursive: true);
+            removed.Add(dir);
+        }
+
+        return new PruneResult(removed, freed);
+    }
+
+    private static bool IsOwnedByLiveProcess(string stagingName)
+        => int.TryParse(stagingName[(stagingName.LastIndexOf('-') + 1)..], out var pid) && Directory.Exists($"/proc/{pid}");
+
+    private static EnvironmentManifest? ReadManifest(string path)
+    {
+        try
+        {
+            return File.Exists(path) ? JsonSerializer.Deserialize(File.ReadAllText(path), InternalJsonContext.Default.EnvironmentManifest) : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    private static string? MirrorOrDefault() => Environment.GetEnvironmentVariable("PYRO_DEBIAN_MIRROR") is { Length: > 0 } m ? m : null;
+
+    private static async Task BootstrapAsync(EnvironmentSpec spec, string tree, Action<string, KeyValuePair<string, string>[]> report, CancellationToken cancellationToken)
+    {
+        var mmdebstrap = HostTools.Mmdebstrap.Require();
+        report("bootstrap", [new("packages", spec.Packages.Count == 0 ? "minbase" : string.Join(',', spec.Packages))]);
+        var args = new List<string> { "--variant=minbase", "--quiet" };
+        if (spec.Packages.Count > 0)
+        {
+            args.Add("--include=" + string.Join(',', spec.Packages));
+        }
+
+        // Mount points the initramfs needs, and the workspace root; plain files, no hooks into the guest.
+        args.Add("--customize-hook=mkdir -p \"$1/run\" \"$1/proc\" \"$1/sys\" \"$1/dev\" \"$1/workspace\" \"$1/tmp\"");
+        args.Add("--customize-hook=echo pyro > \"$1/etc/hostname\"");
+        args.Add("--customize-hook=printf '127.0.0.1 localhost\\n127.0.1.1 pyro\\n::1 localhost\\n' > \"$1/etc/hosts\"");
+        args.Add(spec.Suite);
+        args.Add(tree);
+        if (MirrorOrDefault() is { } mirror)
+        {
+            args.Add(mirror);
+        }
+
+        var lines = 0;
+        var result = await ProcessRunner.RunAsync(mmdebstrap, args, line =>
+        {
+            // mmdebstrap --quiet still reports failures; count lines as a sign of life.
+            if (++lines % 20 == 0)
+            {
+                report("bootstrap", [new("lines", lines.ToString(System.Globalization.CultureInfo.InvariantCulture))]);
+            }
+        }, cancellationToken: cancellationToken);
+        if (result.ExitCode != 0)
+        {
+            throw new EnvironmentException("environment_build_failed",
+                $"mmdebstrap could not build {spec.Name} (exit {result.ExitCode}). Check that the Debian mirror is reachable (set PYRO_DEBIAN_MIRROR to use another). Its last output:\n{result.StderrTail}");
+        }
+    }
+
+    private static async Task MakeImageAsync(string tree, string image, CancellationToken cancellationToken)
+    {
+        var mkfs = HostTools.MkfsExt4.Require();
+        var du = await ProcessRunner.RunAsync("du", ["-s", "-B1", "--apparent-size", tree], cancellationToken: cancellationToken);
+        if (du.ExitCode != 0 || !long.TryParse(du.Stdout.Split('\t')[0], out var used))
+        {
+            throw new EnvironmentException("environment_build_failed", $"could not measure the environment tree: {du.StderrTail}");
+        }
+
+        // Room for the workspace on top of the system: a sparse file, so unused space costs nothing.
+        var sizeMib = ((used * 5 / 4) >> 20) + 2048;
+        var result = await ProcessRunner.RunAsync(mkfs, ["-q", "-F", "-L", "pyro-root", "-m", "0", "-d", tree, image, $"{sizeMib}M"], cancellationToken: cancellationToken);
+        if (result.ExitCode != 0)
+        {
+            throw new EnvironmentException("environment_build_failed", $"mkfs.ext4 could not make the root disk: {result.StderrTail}");
+        }
+    }
+}

@@ -1,0 +1,67 @@
+namespace PyroMcp;
+
+/// <summary>
+/// Base of every error pyro reports. <see cref="Code"/> is stable and machine-readable; the
+/// message says what to do next. Subclasses say what still works afterwards.
+/// </summary>
+public abstract class PyroException : Exception
+{
+    private protected PyroException(string code, string message, Exception? inner = null)
+        : base(message, inner)
+    {
+        Code = code;
+    }
+
+    /// <summary>A stable identifier such as <c>unknown_environment</c> or <c>boot_failed</c>.</summary>
+    public string Code { get; }
+}
+
+/// <summary>The request itself was wrong (unknown environment, bad size, empty command). Nothing was changed; fix the input and retry.</summary>
+public sealed class PyroInputException : PyroException
+{
+    internal PyroInputException(string code, string message) : base(code, message) { }
+}
+
+/// <summary>The host lacks something pyro needs (a package, a device, a runtime part). Nothing was started; the message names the fix.</summary>
+public sealed class HostRequirementException : PyroException
+{
+    internal HostRequirementException(string code, string message, Exception? inner = null) : base(code, message, inner) { }
+}
+
+/// <summary>An environment could not be built, or its cached copy is damaged. The cache entry was not booted.</summary>
+public sealed class EnvironmentException : PyroException
+{
+    internal EnvironmentException(string code, string message, Exception? inner = null) : base(code, message, inner) { }
+}
+
+/// <summary>
+/// The VM did not come up, or died. It has been torn down; nothing of it remains. The message
+/// carries the tail of QEMU's stderr and of the guest console as evidence.
+/// </summary>
+public sealed class VmBootException : PyroException
+{
+    internal VmBootException(string code, string message, string qemuStderrTail, string consoleTail, Exception? inner = null)
+        : base(code, message, inner)
+    {
+        QemuStderrTail = qemuStderrTail;
+        ConsoleTail = consoleTail;
+    }
+
+    /// <summary>Last lines QEMU wrote to stderr.</summary>
+    public string QemuStderrTail { get; }
+
+    /// <summary>Last lines of the guest serial console.</summary>
+    public string ConsoleTail { get; }
+}
+
+/// <summary>The channel to the guest agent broke or the agent misbehaved. The VM cannot be used any more.</summary>
+public sealed class GuestChannelException : PyroException
+{
+    internal GuestChannelException(string code, string message, Exception? inner = null) : base(code, message, inner) { }
+}
+
+/// <summary>The guest refused one operation (for example a working directory that does not exist). The VM is still usable.</summary>
+public sealed class GuestOperationException : PyroException
+{
+    internal GuestOperationException(string code, string message) : base(code, message) { }
+}

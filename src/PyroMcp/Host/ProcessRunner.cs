@@ -1,0 +1,124 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
+
+namespace PyroMcp.Host;
+
+/// <summary>Starts and runs host programs (QEMU, mmdebstrap, mkfs...).</summary>
+internal static class ProcessRunner
+{
+    private static readonly BlockingCollection<(ProcessStartInfo Start, TaskCompletionSource<Process> Done)> Spawns = new();
+    private static readonly Lazy<Thread> Spawner = new(() =>
+    {
+        // PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process.
+        // Pool threads come and go, so every child that must die with us is forked from this one
+        // thread, which lives as long as the process.
+        var thread = new Thread(() =>
+        {
+            foreach (var (start, done) in Spawns.GetConsumingEnumerable())
+            {
+                try
+                {
+                    done.SetResult(Process.Start(start) ?? throw new InvalidOperationException("process did not start"));
+                }
+                catch (Exception ex)
+                {
+                    done.SetException(ex);
+                }
+            }
+        })
+        { IsBackground = true, Name = "pyro-spawner" };
+        thread.Start();
+        return thread;
+    });
+
+    /// <summary>Starts a process that the kernel kills (SIGKILL) if this process dies first.</summary>
+    internal static Task<Process> StartTiedToOwnerAsync(string fileName, IEnumerable<string> args, string? workingDirectory = null)
+    {
+        var start = new ProcessStartInfo(HostTools.Setpriv.Require())
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? "/",
+        };
+        start.ArgumentList.Add("--pdeathsig");
+        start.ArgumentList.Add("KILL");
+        start.ArgumentList.Add("--");
+        start.ArgumentList.Add(fileName);
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        _ = Spawner.Value;
+        var done = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Spawns.Add((start, done));
+        return done.Task;
+    }
+
+    /// <summary>The outcome of a finished host program.</summary>
+    internal sealed record Outcome(int ExitCode, string Stdout, string StderrTail);
+
+    /// <summary>
+    /// Runs a program to the end. Each stderr and stdout line goes to <paramref name="onLine"/>;
+    /// stdout is returned whole (these are our own tools, not the guest), stderr's tail only.
+    /// Cancellation kills the program and everything it started.
+    /// </summary>
+    internal static async Task<Outcome> RunAsync(string fileName, IEnumerable<string> args, Action<string>? onLine = null,
+        string? workingDirectory = null, IDictionary<string, string>? environment = null, CancellationToken cancellationToken = default)
+    {
+        var start = new ProcessStartInfo(fileName)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? "/",
+        };
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[key] = value;
+        }
+
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"{fileName} did not start");
+        process.StandardInput.Close();
+        var stdout = new StringBuilder();
+        var stderr = new Vmm.BoundedTail(16 * 1024);
+        var readOut = Task.Run(async () =>
+        {
+            while (await process.StandardOutput.ReadLineAsync(CancellationToken.None) is { } line)
+            {
+                stdout.AppendLine(line);
+                onLine?.Invoke(line);
+            }
+        }, CancellationToken.None);
+        var readErr = Task.Run(async () =>
+        {
+            while (await process.StandardError.ReadLineAsync(CancellationToken.None) is { } line)
+            {
+                stderr.Append(Encoding.UTF8.GetBytes(line + "\n"));
+                onLine?.Invoke(line);
+            }
+        }, CancellationToken.None);
+        try
+        {
+            await process.WaitForExitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync(CancellationToken.None);
+            throw;
+        }
+
+        await Task.WhenAll(readOut, readErr);
+        return new Outcome(process.ExitCode, stdout.ToString(), stderr.Text(40));
+    }
+}

@@ -1,0 +1,243 @@
+using System.Diagnostics;
+using System.Text;
+using PyroMcp.Environments;
+using PyroMcp.Host;
+using PyroMcp.Protocol;
+using PyroMcp.Runtime;
+using PyroMcp.Vmm;
+
+namespace PyroMcp;
+
+/// <summary>
+/// The pyro runtime: environments, one-shot runs in disposable microVMs, and host diagnostics.
+/// The CLI and the MCP server are thin layers over this class.
+/// </summary>
+/// <example>
+/// <code>
+/// var pyro = new Pyro();
+/// var result = await pyro.RunAsync(new RunRequest { Environment = "debian:12", Command = ["git", "--version"] });
+/// Console.Write(result.Stdout);
+/// </code>
+/// </example>
+public sealed class Pyro
+{
+    private readonly EnvironmentStore _store;
+
+    /// <summary>Creates a runtime with the given options (defaults and environment variables otherwise).</summary>
+    public Pyro(PyroOptions? options = null)
+    {
+        Options = options ?? new PyroOptions();
+        _store = new EnvironmentStore(Options);
+    }
+
+    /// <summary>The options in force.</summary>
+    public PyroOptions Options { get; }
+
+    /// <summary>Version of the catalog (and of pyro).</summary>
+    public static string CatalogVersion => EnvironmentCatalog.Version;
+
+    /// <summary>Every catalog environment with its cache state.</summary>
+    public Task<IReadOnlyList<EnvironmentInfo>> ListEnvironmentsAsync(CancellationToken cancellationToken = default)
+        => Task.Run<IReadOnlyList<EnvironmentInfo>>(() => EnvironmentCatalog.All.Select(_store.Inspect).ToList(), cancellationToken);
+
+    /// <summary>One environment's cache state, paths and checksums. Throws <see cref="PyroInputException"/> for an unknown name.</summary>
+    public Task<EnvironmentInfo> InspectEnvironmentAsync(string name, CancellationToken cancellationToken = default)
+    {
+        var spec = EnvironmentCatalog.Resolve(name);
+        return Task.Run(() => _store.Inspect(spec), cancellationToken);
+    }
+
+    /// <summary>
+    /// Builds an environment into the cache from the Debian mirror, unless a verified copy is
+    /// already there. Idempotent; concurrent pulls of one environment take turns.
+    /// </summary>
+    public Task<EnvironmentInfo> PullEnvironmentAsync(string name, IProgress<PyroProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var spec = EnvironmentCatalog.Resolve(name);
+        return _store.PullAsync(spec, progress, cancellationToken);
+    }
+
+    /// <summary>Removes cache entries no current environment uses (old versions, unfinished or damaged builds).</summary>
+    public Task<PruneResult> PruneEnvironmentsAsync(CancellationToken cancellationToken = default)
+        => Task.Run(_store.Prune, cancellationToken);
+
+    /// <summary>Checks the host: packages, KVM, accelerator, caches, capabilities.</summary>
+    public async Task<DoctorReport> DoctorAsync(CancellationToken cancellationToken = default)
+    {
+        var missing = HostTools.All.Where(t => t.Find() is null).Select(t => new MissingPackage(t.Name, t.Package, t.Purpose)).ToList();
+        if (HostTools.Busybox.Find() is { } busybox && !HostTools.IsStaticElf(busybox))
+        {
+            missing.Add(new MissingPackage("busybox (static)", "busybox-static", "the initramfs needs a statically linked busybox"));
+        }
+
+        var kvm = KvmProbe.Detect();
+        AcceleratorChoice choice;
+        try
+        {
+            var (chosen, why) = kvm.Choose(Options.Accelerator);
+            choice = new AcceleratorChoice(Options.Accelerator, chosen, why);
+        }
+        catch (HostRequirementException ex)
+        {
+            choice = new AcceleratorChoice(Options.Accelerator, null, ex.Message);
+        }
+
+        QemuStatus? qemu = null;
+        if (HostTools.Qemu.Find() is { } qemuPath)
+        {
+            var version = await ProcessRunner.RunAsync(qemuPath, ["--version"], cancellationToken: cancellationToken);
+            qemu = new QemuStatus(qemuPath, version.Stdout.Split('\n')[0].Trim());
+        }
+
+        var issues = new List<string>();
+        if (missing.Count > 0)
+        {
+            issues.Add("missing host packages: " + string.Join(", ", missing.Select(m => m.Package).Distinct()) + ". Install with: " + HostTools.InstallCommand(missing.Select(m => m.Package)));
+        }
+
+        var agentPresent = File.Exists(Options.AgentPath);
+        if (!agentPresent)
+        {
+            issues.Add($"guest agent missing at {Options.AgentPath}: build the checkout with ./pyro or reinstall the tool");
+        }
+
+        if (choice.Chosen is null)
+        {
+            issues.Add(choice.Reason);
+        }
+
+        var warnings = new List<string>();
+        if (choice.Chosen == Accelerator.Tcg)
+        {
+            warnings.Add("guests run under QEMU TCG (software emulation): slower, and QEMU does not treat TCG as a security boundary, so isolation from a hostile guest is weaker than under KVM");
+        }
+
+        var vmBoot = missing.Count == 0 && choice.Chosen is not null;
+        var (kernelPackage, kernelVersion) = RuntimeBundle.KernelPin();
+        return new DoctorReport
+        {
+            Platform = $"{(OperatingSystem.IsLinux() ? "linux" : "unsupported")}-{System.Runtime.InteropServices.RuntimeInformation.OSArchitecture.ToString().ToLowerInvariant().Replace("x64", "x86_64")}",
+            Runtime = issues.Count == 0 ? "PASS" : "FAIL",
+            RuntimeIssues = issues,
+            Kvm = new KvmStatus(kvm.Exists, kvm.Readable, kvm.Writable, kvm.Usable, kvm.Reason),
+            Accelerator = choice,
+            Qemu = qemu,
+            GuestKernel = $"{kernelPackage}={kernelVersion}",
+            AgentPath = Options.AgentPath,
+            AgentPresent = agentPresent,
+            EnvironmentCacheDir = Options.EnvironmentCacheDir,
+            RuntimeCacheDir = Options.RuntimeCacheDir,
+            RunDir = Options.RunDir,
+            Capabilities = new Capabilities(vmBoot, vmBoot && agentPresent, false),
+            MissingPackages = missing,
+            InstallCommand = missing.Count > 0 ? HostTools.InstallCommand(missing.Select(m => m.Package)) : null,
+            Warnings = warnings,
+        };
+    }
+
+    /// <summary>
+    /// Runs one command in a fresh VM and deletes the VM, whatever happens (success, failure,
+    /// timeout, cancellation). Builds the environment and the runtime bundle on first use.
+    /// Fails closed: without <see cref="RunRequest.AllowHostCompat"/> nothing runs on the host.
+    /// </summary>
+    /// <exception cref="PyroInputException">Bad request; nothing ran.</exception>
+    /// <exception cref="HostRequirementException">The host cannot boot guests; the message names the fix.</exception>
+    /// <exception cref="VmBootException">The guest did not boot; carries QEMU and console evidence.</exception>
+    public async Task<RunResult> RunAsync(RunRequest request, CancellationToken cancellationToken = default)
+    {
+        request.Validate();
+        var spec = EnvironmentCatalog.Resolve(request.Environment);
+        var clock = Stopwatch.StartNew();
+        var progress = request.Progress;
+        progress?.Report(new PyroProgress("run", "create", [new("environment", spec.Name)]));
+        string vmId = QemuVm.NewId();
+        try
+        {
+            RequireBootTools();
+            var accelerator = KvmProbe.Detect().Choose(request.Accelerator ?? Options.Accelerator).Chosen;
+            var environment = await _store.PullAsync(spec, Quiet(progress, "pull"), cancellationToken);
+            var bundle = await RuntimeBundle.EnsureAsync(Options, progress, cancellationToken);
+            progress?.Report(new PyroProgress("run", "start", [new("vm_id", vmId), new("accelerator", accelerator.ToString().ToLowerInvariant())]));
+            await using var vm = await QemuVm.StartAsync(vmId, new VmSpec(request.VcpuCount, request.MemMib, accelerator), environment.RootfsImage, bundle, Options, cancellationToken);
+            progress?.Report(new PyroProgress("run", "execute", [new("vm_id", vmId)]));
+            var stdout = new CappedBuffer(Options.MaxOutputBytes);
+            var stderr = new CappedBuffer(Options.MaxOutputBytes);
+            var exit = await vm.Agent.ExecAsync(
+                new ExecRequest
+                {
+                    Argv = request.IsShellCommand ? null : request.Command,
+                    Shell = request.IsShellCommand ? request.Command[0] : null,
+                    Cwd = request.Cwd,
+                    Env = request.Env,
+                    TimeoutMs = request.TimeoutSeconds * 1000,
+                },
+                Tee(stdout, request.OnStdout), Tee(stderr, request.OnStderr), Options.MaxOutputBytes, cancellationToken);
+            var kernel = GuestAgentClient.Sanitize(vm.Guest.KernelRelease, 200);
+            await vm.DisposeAsync();
+            return new RunResult
+            {
+                Environment = spec.Name,
+                ExecutionMode = ExecutionModes.Guest,
+                VmId = vmId,
+                Command = request.CommandText,
+                ExitCode = exit.ExitCode,
+                Signal = exit.Signal is null ? null : GuestAgentClient.Sanitize(exit.Signal, 16),
+                TimedOut = exit.TimedOut,
+                Stdout = stdout.Text,
+                Stderr = stderr.Text,
+                StdoutTruncated = exit.StdoutTruncated,
+                StderrTruncated = exit.StderrTruncated,
+                DurationMs = clock.ElapsedMilliseconds,
+                GuestKernel = kernel,
+                Cleanup = new CleanupInfo(true, "post_exec_cleanup", vmId),
+            };
+        }
+        catch (Exception ex) when (request.AllowHostCompat && ex is HostRequirementException or VmBootException)
+        {
+            progress?.Report(new PyroProgress("run", "host_compat", [new("reason", ((PyroException)ex).Code), new("warning", "running on the host without isolation")]));
+            return await HostCompat.RunAsync(request, spec.Name, Options.MaxOutputBytes, clock, cancellationToken);
+        }
+    }
+
+    private static void RequireBootTools()
+    {
+        foreach (var tool in new[] { HostTools.Qemu, HostTools.QemuImg, HostTools.Setpriv })
+        {
+            tool.Require();
+        }
+    }
+
+    /// <summary>Passes pull progress through only when something is being built, so a cached run stays quiet.</summary>
+    private static IProgress<PyroProgress>? Quiet(IProgress<PyroProgress>? inner, string operation)
+        => inner is null ? null : new SyncProgress<PyroProgress>(p =>
+        {
+            if (!(p.Operation == operation && p.Phase == "ready" && p.Fields.Any(f => f.Key == "cached")))
+            {
+                inner.Report(p);
+            }
+        });
+
+    private static Func<ReadOnlyMemory<byte>, ValueTask> Tee(CappedBuffer buffer, Func<ReadOnlyMemory<byte>, ValueTask>? sink)
+        => async data =>
+        {
+            buffer.Append(data.Span);
+            if (sink is not null)
+            {
+                await sink(data);
+            }
+        };
+}
+
+/// <summary>Collects output up to a cap.</summary>
+internal sealed class CappedBuffer(long cap)
+{
+    private readonly MemoryStream _data = new();
+
+    internal void Append(ReadOnlySpan<byte> data)
+    {
+        var room = (int)Math.Max(0, Math.Min(data.Length, cap - _data.Length));
+        _data.Write(data[..room]);
+    }
+
+    internal string Text => Encoding.UTF8.GetString(_data.GetBuffer(), 0, (int)_data.Length);
+}

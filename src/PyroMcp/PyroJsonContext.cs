@@ -1,0 +1,26 @@
+using System.Text.Json.Serialization;
+using PyroMcp.Environments;
+using PyroMcp.Host;
+using PyroMcp.Runtime;
+
+namespace PyroMcp;
+
+/// <summary>Source-generated JSON for pyro's public results, in the snake_case the CLI's --json prints.</summary>
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    WriteIndented = true,
+    UseStringEnumConverter = true)]
+[JsonSerializable(typeof(RunResult))]
+[JsonSerializable(typeof(EnvironmentInfo))]
+[JsonSerializable(typeof(IReadOnlyList<EnvironmentInfo>))]
+[JsonSerializable(typeof(PruneResult))]
+[JsonSerializable(typeof(DoctorReport))]
+public sealed partial class PyroJsonContext : JsonSerializerContext;
+
+/// <summary>Source-generated JSON for pyro's own files in the caches.</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true)]
+[JsonSerializable(typeof(FileIntegrity.Stamp))]
+[JsonSerializable(typeof(KernelInfo))]
+[JsonSerializable(typeof(RuntimeManifest))]
+[JsonSerializable(typeof(EnvironmentManifest))]
+internal sealed partial class InternalJsonContext : JsonSerializerContext;

@@ -1,0 +1,136 @@
+using System.Text.Json.Serialization;
+
+namespace PyroMcp;
+
+/// <summary>How a command was executed.</summary>
+public static class ExecutionModes
+{
+    /// <summary>In a guest VM, through the guest agent over virtio-serial.</summary>
+    public const string Guest = "guest_virtio_serial";
+    /// <summary>On the host itself, without isolation. Only with an explicit opt-in.</summary>
+    public const string HostCompat = "host_compat";
+}
+
+/// <summary>
+/// The outcome of one command. A non-zero exit code is a result, not an exception; call
+/// <see cref="ThrowOnFailure"/> when it should be one.
+/// </summary>
+public sealed record RunResult
+{
+    /// <summary>Environment the command ran in, e.g. <c>debian:12</c>.</summary>
+    public required string Environment { get; init; }
+    /// <summary>One of <see cref="ExecutionModes"/>.</summary>
+    public required string ExecutionMode { get; init; }
+    /// <summary>The VM that ran it (already deleted when a one-shot run returns).</summary>
+    public string? VmId { get; init; }
+    /// <summary>The command as given.</summary>
+    public required string Command { get; init; }
+    /// <summary>Exit status: 124 on timeout, 127 when the program does not exist, 128+N after signal N.</summary>
+    public int ExitCode { get; init; }
+    /// <summary>Signal that ended the command, when one did.</summary>
+    public string? Signal { get; init; }
+    /// <summary>The timeout ran out and the command's whole process group was killed.</summary>
+    public bool TimedOut { get; init; }
+    /// <summary>Captured stdout (UTF-8, invalid bytes replaced), up to the output cap.</summary>
+    public string Stdout { get; init; } = "";
+    /// <summary>Captured stderr, up to the output cap.</summary>
+    public string Stderr { get; init; } = "";
+    /// <summary>stdout was longer than the cap and was cut.</summary>
+    public bool StdoutTruncated { get; init; }
+    /// <summary>stderr was longer than the cap and was cut.</summary>
+    public bool StderrTruncated { get; init; }
+    /// <summary>Wall time from the start of the call to its end, VM boot and teardown included.</summary>
+    public long DurationMs { get; init; }
+    /// <summary>Guest kernel release (<c>uname -r</c>), when a guest ran the command.</summary>
+    public string? GuestKernel { get; init; }
+    /// <summary>What became of the VM afterwards.</summary>
+    public CleanupInfo? Cleanup { get; init; }
+
+    /// <summary>Throws <see cref="CommandFailedException"/> when the command did not exit 0.</summary>
+    public RunResult ThrowOnFailure() => ExitCode == 0 ? this : throw new CommandFailedException(this);
+}
+
+/// <summary>What happened to a VM after its command.</summary>
+/// <param name="Deleted">Whether the VM and its files are gone.</param>
+/// <param name="Reason">Why it was deleted, e.g. <c>post_exec_cleanup</c>.</param>
+/// <param name="VmId">The VM.</param>
+public sealed record CleanupInfo(bool Deleted, string Reason, string VmId);
+
+/// <summary>Thrown by <see cref="RunResult.ThrowOnFailure"/>.</summary>
+public sealed class CommandFailedException : Exception
+{
+    internal CommandFailedException(RunResult result)
+        : base($"command '{result.Command}' exited with {result.ExitCode}{(result.TimedOut ? " (timed out)" : "")}")
+    {
+        Result = result;
+    }
+
+    /// <summary>The full result, output included.</summary>
+    public RunResult Result { get; }
+}
+
+/// <summary>A step of a long operation, for progress displays.</summary>
+/// <param name="Operation">What is running: <c>run</c>, <c>pull</c>, <c>runtime</c>.</param>
+/// <param name="Phase">The step, e.g. <c>create</c>, <c>bootstrap</c>, <c>ready</c>.</param>
+/// <param name="Fields">Ordered key/value details (environment, vm_id, ...).</param>
+public sealed record PyroProgress(string Operation, string Phase, IReadOnlyList<KeyValuePair<string, string>> Fields)
+{
+    /// <summary>The <c>[operation] phase=... key=value</c> line the CLI prints.</summary>
+    public override string ToString()
+        => $"[{Operation}] phase={Phase}" + string.Concat(Fields.Select(f => $" {f.Key}={Quote(f.Value)}"));
+
+    private static string Quote(string value)
+        => value.Length > 0 && !value.Any(c => char.IsWhiteSpace(c) || c == '"') ? value : "\"" + value.Replace("\"", "\\\"") + "\"";
+}
+
+/// <summary>Where an environment is and what it holds.</summary>
+public sealed record EnvironmentInfo
+{
+    /// <summary>Catalog name, e.g. <c>debian:12</c>.</summary>
+    public required string Name { get; init; }
+    /// <summary>Version of this environment's recipe.</summary>
+    public required string Version { get; init; }
+    /// <summary>One line for humans.</summary>
+    public required string Description { get; init; }
+    /// <summary>Distribution and release, e.g. <c>debian 12</c>.</summary>
+    public required string Distribution { get; init; }
+    /// <summary>Packages installed on top of the minimal base.</summary>
+    public required IReadOnlyList<string> Packages { get; init; }
+    /// <summary>Whether a verified copy is in the cache.</summary>
+    public bool Installed { get; init; }
+    /// <summary><c>installed</c>, <c>not_installed</c>, <c>incomplete</c> or <c>corrupt</c>.</summary>
+    public required string State { get; init; }
+    /// <summary>The cache root.</summary>
+    public required string CacheDir { get; init; }
+    /// <summary>This environment's directory in the cache.</summary>
+    public required string InstallDir { get; init; }
+    /// <summary>The ext4 root disk.</summary>
+    public required string RootfsImage { get; init; }
+    /// <summary>The manifest recording sizes and checksums.</summary>
+    public required string InstallManifest { get; init; }
+    /// <summary>sha256 of the root disk, when installed.</summary>
+    public string? RootfsSha256 { get; init; }
+    /// <summary>Size of the root disk in bytes, when installed.</summary>
+    public long? RootfsBytes { get; init; }
+    /// <summary>Where it came from: <c>mmdebstrap</c> from a Debian mirror.</summary>
+    public string? Source { get; init; }
+    /// <summary>When it was built (UTC).</summary>
+    public DateTimeOffset? BuiltAt { get; init; }
+}
+
+/// <summary>The result of <c>env prune</c>.</summary>
+/// <param name="Removed">Directories removed from the cache.</param>
+/// <param name="FreedBytes">Bytes they held.</param>
+public sealed record PruneResult(IReadOnlyList<string> Removed, long FreedBytes);
+
+/// <summary>Which virtualization engine runs guests.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<Accelerator>))]
+public enum Accelerator
+{
+    /// <summary>KVM where the host really supports it, TCG otherwise.</summary>
+    Auto,
+    /// <summary>Hardware virtualization through /dev/kvm.</summary>
+    Kvm,
+    /// <summary>QEMU's software emulation: slower, and not a security boundary.</summary>
+    Tcg,
+}

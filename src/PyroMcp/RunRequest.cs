@@ -1,0 +1,74 @@
+namespace PyroMcp;
+
+/// <summary>One command to run in a fresh VM that is deleted afterwards.</summary>
+public sealed record RunRequest
+{
+    /// <summary>Catalog environment, e.g. <c>debian:12</c>.</summary>
+    public required string Environment { get; init; }
+
+    /// <summary>
+    /// The command. Several items run as argv, without a shell. A single item that contains
+    /// whitespace or shell syntax runs through <c>/bin/sh -c</c>.
+    /// </summary>
+    public required IReadOnlyList<string> Command { get; init; }
+
+    /// <summary>Virtual CPUs, 1 to 32. Default 1.</summary>
+    public int VcpuCount { get; init; } = 1;
+
+    /// <summary>Guest memory in MiB, 128 to 65536. Default 1024.</summary>
+    public int MemMib { get; init; } = 1024;
+
+    /// <summary>Seconds the command may run before its whole process group is killed (exit 124). 1 to 86400; default 30.</summary>
+    public int TimeoutSeconds { get; init; } = 30;
+
+    /// <summary>Extra environment variables for the command.</summary>
+    public IReadOnlyDictionary<string, string>? Env { get; init; }
+
+    /// <summary>Working directory in the guest. Default <c>/</c>.</summary>
+    public string? Cwd { get; init; }
+
+    /// <summary>Run on the host, without isolation, when no guest can boot. Off by default: pyro fails closed.</summary>
+    public bool AllowHostCompat { get; init; }
+
+    /// <summary>Overrides <see cref="PyroOptions.Accelerator"/> for this run.</summary>
+    public Accelerator? Accelerator { get; init; }
+
+    /// <summary>Receives phase updates (<c>[run] phase=...</c>, and pull phases on first use).</summary>
+    public IProgress<PyroProgress>? Progress { get; init; }
+
+    /// <summary>Receives stdout bytes as the guest produces them (up to the output cap).</summary>
+    public Func<ReadOnlyMemory<byte>, ValueTask>? OnStdout { get; init; }
+
+    /// <summary>Receives stderr bytes as the guest produces them (up to the output cap).</summary>
+    public Func<ReadOnlyMemory<byte>, ValueTask>? OnStderr { get; init; }
+
+    internal string CommandText => Command.Count == 1 ? Command[0] : string.Join(' ', Command.Select(QuoteIfNeeded));
+
+    internal bool IsShellCommand => Command.Count == 1 && Command[0].Any(c => char.IsWhiteSpace(c) || "|&;<>()$`\\\"'*?[]#~=%{}!".Contains(c));
+
+    private static string QuoteIfNeeded(string arg)
+        => arg.Length > 0 && arg.All(c => char.IsLetterOrDigit(c) || "-_./:=@+,%".Contains(c)) ? arg : "'" + arg.Replace("'", "'\\''") + "'";
+
+    internal void Validate()
+    {
+        if (Command.Count == 0 || string.IsNullOrWhiteSpace(Command[0]))
+        {
+            throw new PyroInputException("missing_command", "no command given: put it after --, e.g. pyro run debian:12 -- git --version");
+        }
+
+        if (VcpuCount is < 1 or > 32)
+        {
+            throw new PyroInputException("invalid_vcpu_count", $"--vcpu-count must be between 1 and 32 (got {VcpuCount})");
+        }
+
+        if (MemMib is < 128 or > 65536)
+        {
+            throw new PyroInputException("invalid_mem_mib", $"--mem-mib must be between 128 and 65536 MiB (got {MemMib})");
+        }
+
+        if (TimeoutSeconds is < 1 or > 86400)
+        {
+            throw new PyroInputException("invalid_timeout", $"--timeout-seconds must be between 1 and 86400 (got {TimeoutSeconds})");
+        }
+    }
+}

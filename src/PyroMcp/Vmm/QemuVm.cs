@@ -1,0 +1,263 @@
+using System.Diagnostics;
+using System.Globalization;
+using PyroMcp.Host;
+using PyroMcp.Protocol;
+using PyroMcp.Runtime;
+
+namespace PyroMcp.Vmm;
+
+/// <summary>How to size and accelerate one VM.</summary>
+internal sealed record VmSpec(int VcpuCount, int MemMib, Accelerator Accelerator);
+
+/// <summary>
+/// One QEMU microvm guest and its agent channel. Owns the QEMU process (which the kernel kills
+/// if this process dies), a copy-on-write disk over the environment image, and a scratch
+/// directory; disposing it tears all of them down.
+/// </summary>
+internal sealed class QemuVm : IAsyncDisposable
+{
+    private const string AgentPortName = "org.pyro.agent.0";
+    private readonly BoundedTail _qemuStderr = new(16 * 1024);
+    private readonly BoundedTail _console = new(32 * 1024);
+    private Process? _qemu;
+    private Task? _pumps;
+    private bool _disposed;
+
+    private QemuVm(string id, string directory, Accelerator accelerator)
+    {
+        Id = id;
+        Directory = directory;
+        Accelerator = accelerator;
+    }
+
+    internal string Id { get; }
+    internal string Directory { get; }
+    internal Accelerator Accelerator { get; }
+    internal GuestAgentClient Agent { get; private set; } = null!;
+    internal HelloReply Guest { get; private set; } = null!;
+
+    /// <summary>Whether QEMU is still running.</summary>
+    internal bool IsRunning => _qemu is { HasExited: false };
+
+    internal static string NewId() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6));
+
+    /// <summary>Boots a guest and waits for its agent. On any failure everything started is torn down before the exception leaves.</summary>
+    internal static async Task<QemuVm> StartAsync(string id, VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options, CancellationToken cancellationToken)
+    {
+        ReapStale(options);
+        var directory = Path.Combine(options.RunDir, "vms", id);
+        System.IO.Directory.CreateDirectory(directory);
+        File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        await File.WriteAllTextAsync(Path.Combine(directory, "owner.pid"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture), cancellationToken);
+        var vm = new QemuVm(id, directory, spec.Accelerator);
+        try
+        {
+            await vm.BootAsync(spec, rootfsImage, bundle, options, cancellationToken);
+            return vm;
+        }
+        catch
+        {
+            await vm.DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task BootAsync(VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options, CancellationToken cancellationToken)
+    {
+        var disk = Path.Combine(Directory, "disk.qcow2");
+        var overlay = await ProcessRunner.RunAsync(HostTools.QemuImg.Require(), ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", rootfsImage, disk], cancellationToken: cancellationToken);
+        if (overlay.ExitCode != 0)
+        {
+            throw new VmBootException("disk_failed", $"qemu-img could not create the VM disk: {overlay.StderrTail}", overlay.StderrTail, "");
+        }
+
+        var socketPath = Path.Combine(Directory, "agent.sock");
+        var kvm = spec.Accelerator == Accelerator.Kvm;
+        var append = "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable no_timer_check rw pyro.hostname=pyro-" + Id
+            // Under TCG the kernel cannot calibrate the TSC and hangs without this.
+            + (kvm ? "" : " tsc_early_khz=2000000");
+        string[] args =
+        [
+            "-name", "pyro-" + Id,
+            "-M", "microvm,x-option-roms=off,rtc=on",
+            "-accel", kvm ? "kvm" : "tcg,thread=multi",
+            "-cpu", kvm ? "host" : "max",
+            "-smp", spec.VcpuCount.ToString(CultureInfo.InvariantCulture),
+            "-m", spec.MemMib.ToString(CultureInfo.InvariantCulture),
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-kernel", bundle.KernelPath,
+            "-initrd", bundle.InitramfsPath,
+            "-append", append,
+            "-chardev", "stdio,id=console,signal=off",
+            "-serial", "chardev:console",
+            "-drive", $"id=root,file={disk},format=qcow2,if=none,discard=unmap",
+            "-device", "virtio-blk-device,drive=root",
+            "-device", "virtio-serial-device",
+            "-chardev", $"socket,id=agent,path={socketPath},server=on,wait=off",
+            "-device", $"virtserialport,chardev=agent,name={AgentPortName}",
+        ];
+        var bootTimeout = options.BootTimeout ?? (kvm ? TimeSpan.FromSeconds(30) : TimeSpan.FromSeconds(120));
+        _qemu = await ProcessRunner.StartTiedToOwnerAsync(HostTools.Qemu.Require(), args, Directory);
+        _qemu.StandardInput.Close();
+        _pumps = Task.WhenAll(Pump(_qemu.StandardOutput.BaseStream, _console), Pump(_qemu.StandardError.BaseStream, _qemuStderr));
+
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(bootTimeout);
+        var exited = _qemu.WaitForExitAsync(CancellationToken.None);
+        try
+        {
+            // QEMU creates the socket during start-up; poll until it accepts.
+            while (Agent is null)
+            {
+                if (exited.IsCompleted)
+                {
+                    throw await BootFailureAsync("qemu_failed", "QEMU exited before the guest started");
+                }
+
+                try
+                {
+                    Agent = await GuestAgentClient.ConnectAsync(socketPath, deadline.Token);
+                }
+                catch (System.Net.Sockets.SocketException)
+                {
+                    await Task.Delay(10, deadline.Token);
+                }
+            }
+
+            var hello = Agent.HelloAsync(deadline.Token);
+            if (await Task.WhenAny(hello, exited) != hello)
+            {
+                throw await BootFailureAsync("boot_failed", "the guest stopped before its agent answered");
+            }
+
+            Guest = await hello;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw await BootFailureAsync("boot_timeout", $"the guest agent did not answer within {bootTimeout.TotalSeconds:0} s");
+        }
+        catch (GuestChannelException ex)
+        {
+            throw await BootFailureAsync("boot_failed", "the guest channel closed during boot: " + ex.Message);
+        }
+    }
+
+    private async Task<VmBootException> BootFailureAsync(string code, string what)
+    {
+        if (_qemu is { HasExited: false })
+        {
+            _qemu.Kill();
+        }
+
+        if (_pumps is not null)
+        {
+            await Task.WhenAny(_pumps, Task.Delay(1000));
+        }
+
+        var stderr = _qemuStderr.Text();
+        var console = _console.Text();
+        var message = $"{what} (accelerator {Accelerator.ToString().ToLowerInvariant()}).";
+        message += stderr.Length > 0 ? $"\n--- QEMU stderr (tail) ---\n{stderr}" : "\n--- QEMU stderr: empty ---";
+        message += console.Length > 0 ? $"\n--- guest console (tail) ---\n{console}" : "\n--- guest console: empty ---";
+        message += Accelerator == Accelerator.Kvm ? "\nIf KVM is the problem, retry with --accel tcg." : "\nRun 'pyro doctor' to check the host.";
+        return new VmBootException(code, message, stderr, console);
+    }
+
+    private static async Task Pump(Stream source, BoundedTail tail)
+    {
+        var buffer = new byte[8192];
+        try
+        {
+            int read;
+            while ((read = await source.ReadAsync(buffer)) > 0)
+            {
+                tail.Append(buffer.AsSpan(0, read));
+            }
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    /// <summary>The last lines of the guest console, for diagnostics.</summary>
+    internal string ConsoleTail() => _console.Text();
+
+    /// <summary>Removes scratch directories of VMs whose owning process is gone (its QEMU died with it).</summary>
+    internal static void ReapStale(PyroOptions options)
+    {
+        var root = Path.Combine(options.RunDir, "vms");
+        if (!System.IO.Directory.Exists(root))
+        {
+            return;
+        }
+
+        foreach (var dir in System.IO.Directory.GetDirectories(root))
+        {
+            var pidFile = Path.Combine(dir, "owner.pid");
+            var alive = File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile), out var pid) && System.IO.Directory.Exists($"/proc/{pid}");
+            if (!alive)
+            {
+                try
+                {
+                    System.IO.Directory.Delete(dir, recursive: true);
+                }
+                catch (IOException)
+                {
+                }
+            }
+        }
+    }
+
+    /// <summary>Asks the guest to power off, then makes sure QEMU is gone and removes every file of this VM.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        if (_qemu is { HasExited: false } && Agent is not null && Guest is not null)
+        {
+            try
+            {
+                using var quick = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                await Agent.ShutdownAsync(quick.Token);
+                await _qemu.WaitForExitAsync(quick.Token);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or PyroException)
+            {
+                // Not answering a shutdown is no reason to keep the VM: it is killed below.
+            }
+        }
+
+        if (_qemu is not null)
+        {
+            if (!_qemu.HasExited)
+            {
+                _qemu.Kill();
+            }
+
+            await _qemu.WaitForExitAsync();
+            _qemu.Dispose();
+        }
+
+        if (Agent is not null)
+        {
+            await Agent.DisposeAsync();
+        }
+
+        if (_pumps is not null)
+        {
+            await Task.WhenAny(_pumps, Task.Delay(1000));
+        }
+
+        try
+        {
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+        catch (DirectoryNotFoundException)
+        {
+        }
+    }
+}
