@@ -1,10 +1,16 @@
 namespace PyroMcp.Host;
 
 /// <summary>A program pyro runs on the host, and the Debian package that provides it.</summary>
-internal sealed record HostTool(string Name, string Package, string[] Candidates, string Purpose)
+internal sealed record HostTool(string Name, string Package, string[] Candidates, string Purpose, string? OverrideVariable = null)
 {
     internal string? Find()
     {
+        // An explicit override is taken as it is: a wrong one must fail, not fall back silently.
+        if (OverrideVariable is not null && Environment.GetEnvironmentVariable(OverrideVariable) is { Length: > 0 } overridden)
+        {
+            return File.Exists(overridden) ? overridden : null;
+        }
+
         foreach (var candidate in Candidates)
         {
             if (candidate.Contains('/'))
@@ -32,15 +38,17 @@ internal sealed record HostTool(string Name, string Package, string[] Candidates
 
     /// <summary>The path, or a <see cref="HostRequirementException"/> naming the package to install.</summary>
     internal string Require()
-        => Find() ?? throw new HostRequirementException(
+        => Find() ?? throw (OverrideVariable is not null && Environment.GetEnvironmentVariable(OverrideVariable) is { Length: > 0 } bad
+            ? new HostRequirementException("missing_host_package", $"{OverrideVariable} points to {bad}, which does not exist. Fix or unset {OverrideVariable}.")
+            : new HostRequirementException(
             "missing_host_package",
-            $"{Name} is not installed ({Purpose}). Install it with: {HostTools.InstallCommand([Package])}");
+            $"{Name} is not installed ({Purpose}). Install it with: {HostTools.InstallCommand([Package])}"));
 }
 
 /// <summary>Everything pyro needs on the host, in one list so doctor, the launcher and the runtime agree.</summary>
 internal static class HostTools
 {
-    internal static readonly HostTool Qemu = new("qemu-system-x86_64", "qemu-system-x86", ["qemu-system-x86_64"], "runs the guest VMs");
+    internal static readonly HostTool Qemu = new("qemu-system-x86_64", "qemu-system-x86", ["qemu-system-x86_64"], "runs the guest VMs", "PYRO_QEMU");
     internal static readonly HostTool QemuImg = new("qemu-img", "qemu-utils", ["qemu-img"], "makes copy-on-write disks");
     internal static readonly HostTool Mmdebstrap = new("mmdebstrap", "mmdebstrap", ["mmdebstrap"], "builds environments from the Debian mirror");
     internal static readonly HostTool MkfsExt4 = new("mkfs.ext4", "e2fsprogs", ["mkfs.ext4"], "turns an environment into a disk image");

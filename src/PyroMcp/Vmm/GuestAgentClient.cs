@@ -25,6 +25,9 @@ internal sealed class GuestAgentClient : IAsyncDisposable
     /// <summary>Completes when the channel is gone, with the reason.</summary>
     internal Task<Exception> Closed => _connection.Closed;
 
+    /// <summary>A client over any duplex stream (tests join host and a fake guest through in-memory pipes).</summary>
+    internal static GuestAgentClient Over(Stream stream) => new(stream);
+
     internal static async Task<GuestAgentClient> ConnectAsync(string socketPath, CancellationToken cancellationToken)
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);

@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Globalization;
+using PyroMcp;
+using PyroMcp.Environments;
+using PyroMcp.Host;
+using PyroMcp.Protocol;
+using PyroMcp.Runtime;
+using PyroMcp.Vmm;
+
+// Measures pyro against its floor in one run and prints ratios. Never a pass/fail: numbers only.
+//   dotnet run -c Release --project bench/PyroMcp.Bench [-- ROUNDS]
+var rounds = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 3;
+var root = FindRoot();
+var config = "release";
+var cli = Path.Combine(root, "artifacts", "bin", "PyroMcp.Cli", config, "pyro.dll");
+var options = new PyroOptions { AgentPath = Path.Combine(root, "artifacts", "bin", "PyroMcp.Cli", config, "guest", "pyro-agent") };
+if (!File.Exists(cli))
+{
+    Console.Error.WriteLine($"build first: {cli} is missing (./test.sh or dotnet build -c Release)");
+    return 1;
+}
+
+const string EnvironmentName = "debian:12";
+var pyro = new Pyro(options);
+var environment = await pyro.PullEnvironmentAsync(EnvironmentName);
+var bundle = await RuntimeBundle.EnsureAsync(options, null, CancellationToken.None);
+var accelerator = KvmProbe.Detect().Choose(options.Accelerator).Chosen;
+Console.WriteLine($"pyro bench: environment={EnvironmentName} accelerator={accelerator.ToString().ToLowerInvariant()} rounds={rounds} cores={Environment.ProcessorCount}");
+
+// 1. cold `pyro run ENV -- true`, start to exit, beside a bare QEMU boot of the same kernel and disk.
+var runTimes = new List<double>();
+var bareTimes = new List<double>();
+for (var i = 0; i < rounds; i++)
+{
+    // Interleaved so drift on the machine hits both sides alike.
+    runTimes.Add(await TimeAsync("dotnet", [cli, "run", EnvironmentName, "--", "true"]));
+    bareTimes.Add(await BareBootAsync());
+}
+
+var run = Median(runTimes);
+var bare = Median(bareTimes);
+Console.WriteLine($"cold run (pyro run {EnvironmentName} -- true):   median {run:0} ms  [{string.Join(", ", runTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
+Console.WriteLine($"bare QEMU boot to a shell that exits:      median {bare:0} ms  [{string.Join(", ", bareTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
+Console.WriteLine($"ratio cold_run / bare_boot = {run / bare:0.00} (target <= 1.2)");
+
+// 2. exec round trip of `true` in one booted guest (informational until the qemu-ga peer joins).
+await using (var vm = await QemuVm.StartAsync(QemuVm.NewId(), new VmSpec(1, 1024, accelerator), environment.RootfsImage, bundle, options, CancellationToken.None))
+{
+    var trips = new List<double>();
+    for (var i = 0; i < 30; i++)
+    {
+        var clock = Stopwatch.StartNew();
+        await vm.Agent.ExecAsync(new ExecRequest { Argv = ["true"] }, null, null, 1024, CancellationToken.None);
+        trips.Add(clock.Elapsed.TotalMilliseconds);
+    }
+
+    Console.WriteLine($"exec round trip of true (30 in one VM): median {Median(trips):0.0} ms  min {trips.Min():0.0} ms");
+}
+
+return 0;
+
+async Task<double> BareBootAsync()
+{
+    var dir = Directory.CreateTempSubdirectory("pyro-bench-bare-").FullName;
+    try
+    {
+        var disk = Path.Combine(dir, "disk.qcow2");
+        var clock = Stopwatch.StartNew();
+        // The overlay is part of what a bare boot of a shared image needs too, so it is timed.
+        await Process(HostTools.QemuImg.Require(), ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", environment.RootfsImage, disk]);
+        var kvm = accelerator == Accelerator.Kvm;
+        await Process(HostTools.Qemu.Require(),
+        [
+            "-M", "microvm,x-option-roms=off,rtc=on", "-accel", kvm ? "kvm" : "tcg,thread=multi", "-cpu", kvm ? "host" : "max",
+            "-smp", "1", "-m", "1024", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-kernel", bundle.KernelPath, "-initrd", bundle.InitramfsPath,
+            "-append", "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable no_timer_check rw pyro.bare=1" + (kvm ? "" : " tsc_early_khz=2000000"),
+            "-serial", "null",
+            "-drive", $"id=root,file={disk},format=qcow2,if=none", "-device", "virtio-blk-device,drive=root",
+        ]);
+        return clock.Elapsed.TotalMilliseconds;
+    }
+    finally
+    {
+        Directory.Delete(dir, recursive: true);
+    }
+}
+
+static async Task<double> TimeAsync(string file, string[] arguments)
+{
+    var clock = Stopwatch.StartNew();
+    await Process(file, arguments);
+    return clock.Elapsed.TotalMilliseconds;
+}
+
+static async Task<int> Process(string file, string[] arguments)
+{
+    var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+    foreach (var arg in arguments)
+    {
+        start.ArgumentList.Add(arg);
+    }
+
+    using var process = System.Diagnostics.Process.Start(start)!;
+    var drain = Task.WhenAll(process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync());
+    await process.WaitForExitAsync();
+    var output = await drain;
+    if (process.ExitCode != 0)
+    {
+        throw new InvalidOperationException($"{file} exited {process.ExitCode}: {output[1]}");
+    }
+
+    return process.ExitCode;
+}
+
+static double Median(List<double> values)
+{
+    var sorted = values.Order().ToList();
+    return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
+}
+
+static string FindRoot()
+{
+    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+    {
+        if (File.Exists(Path.Combine(dir.FullName, "pyro.slnx")))
+        {
+            return dir.FullName;
+        }
+    }
+
+    throw new InvalidOperationException("run the bench from inside the checkout");
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, then guest-backed tests that boot real VMs (TCG here, KVM where usable).
+#   ./test.sh
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$root"
+# shellcheck source=scripts/host-setup.sh
+source "$root/scripts/host-setup.sh"
+pyro_ensure_host
+echo "[test] building the solution" >&2
+dotnet build pyro.slnx -c Release -nologo -v quiet -clp:ErrorsOnly
+mkdir -p artifacts && touch artifacts/.build-stamp
+log=$(mktemp)
+status=0
+dotnet test pyro.slnx -c Release --no-build -nologo --logger "console;verbosity=normal" 2>&1 | tee "$log" || status=$?
+# One closing line in the plain 'N passed, N failed' form, summed over the test projects.
+count() { grep -oE "$1: +[0-9]+" "$log" | awk '{ s += $2 } END { print s + 0 }'; }
+passed=$(count Passed); failed=$(count Failed); skipped=$(count Skipped)
+rm -f "$log"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+exit "$status"

@@ -1,0 +1,224 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+
+namespace PyroMcp.GuestTests;
+
+/// <summary><c>pyro run</c> against real guests.</summary>
+public sealed class RunTests : GuestTest
+{
+    [Fact]
+    public async Task GitVersionRunsInTheGuestWithPhasesOnStderr()
+    {
+        var result = await Cli.RunAsync("run", "debian:12", "--", "git", "--version");
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Matches(@"^git version \d+\.\d+", result.Stdout);
+        Assert.DoesNotContain("[run]", result.Stdout);
+        Assert.Contains("[run] phase=create environment=debian:12", result.Stderr);
+        Assert.Matches(@"\[run\] phase=start vm_id=[0-9a-f]{12}", result.Stderr);
+        Assert.Matches(@"\[run\] phase=execute vm_id=[0-9a-f]{12}", result.Stderr);
+        Assert.Matches(@"\[run\] environment=debian:12 execution_mode=guest_virtio_serial exit_code=0 duration_ms=\d+", result.Stderr);
+    }
+
+    [Fact]
+    public async Task TheCommandRunsInTheGuestKernelNotOnTheHost()
+    {
+        var result = await Cli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "uname -r; cat /proc/cmdline; grep PRETTY_NAME /etc/os-release; hostname");
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var stdout = result.Json.GetProperty("stdout").GetString()!;
+        var lines = stdout.Split('\n');
+        var hostKernel = File.ReadAllText("/proc/sys/kernel/osrelease").Trim();
+        // The pinned Debian cloud kernel from the runtime bundle, not whatever the host runs.
+        Assert.Equal("6.1.0-56-cloud-amd64", lines[0]);
+        Assert.Equal(lines[0], result.Json.GetProperty("guest_kernel").GetString());
+        Assert.NotEqual(hostKernel, lines[0]);
+        Assert.Contains("pyro.hostname=pyro-", lines[1]);
+        Assert.DoesNotContain("pyro.hostname", File.ReadAllText("/proc/cmdline"));
+        Assert.Equal("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"", lines[2]);
+        Assert.Equal("pyro-" + result.Json.GetProperty("vm_id").GetString(), lines[3]);
+    }
+
+    [Fact]
+    public async Task ExitCodeAndStreamsAreTheGuestCommands()
+    {
+        var result = await Cli.RunAsync("run", "debian:12", "--", "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7");
+
+        Assert.Equal(7, result.ExitCode);
+        Assert.Equal("to-stdout\n", result.Stdout);
+        Assert.Contains("to-stderr\n", result.Stderr);
+        Assert.DoesNotContain("to-stderr", result.Stdout);
+        Assert.Contains("exit_code=7", result.Stderr);
+    }
+
+    [Fact]
+    public async Task AMissingProgramExits127LikeAShell()
+    {
+        var result = await Cli.RunAsync("run", "debian:12", "--", "no-such-program", "--flag");
+
+        Assert.Equal(127, result.ExitCode);
+        Assert.Contains("no-such-program: command not found", result.Stderr);
+    }
+
+    [Fact]
+    public async Task OneQuotedStringRunsThroughTheShellWithEnvAndCwd()
+    {
+        var result = await Cli.RunAsync("run", "debian:12", "--env", "GREETING=hello there", "--cwd", "/etc", "--", "echo \"$GREETING\" from $(pwd) | tr a-z A-Z");
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal("HELLO THERE FROM /ETC\n", result.Stdout);
+    }
+
+    [Fact]
+    public async Task OutputOverTheCapIsCutAndFlagged()
+    {
+        // 3 MiB on stdout against a 1 MiB cap; stderr stays small and whole.
+        var result = await Cli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "head -c 3145728 /dev/zero | tr '\\0' x; echo done >&2");
+
+        Assert.True(result.ExitCode == 0, result.ToString()[..Math.Min(2000, result.ToString().Length)]);
+        var json = result.Json;
+        Assert.True(json.GetProperty("stdout_truncated").GetBoolean());
+        Assert.Equal(1024 * 1024, json.GetProperty("stdout").GetString()!.Length);
+        Assert.False(json.GetProperty("stderr_truncated").GetBoolean());
+        Assert.Equal("done\n", json.GetProperty("stderr").GetString());
+        Assert.Contains("[run] warning=stdout_truncated", result.Stderr);
+    }
+
+    [Fact]
+    public async Task ATimeoutKillsTheWholeProcessGroup()
+    {
+        // The backgrounded sleep keeps stdout open: the run can only end at the timeout if the
+        // kill reaches the whole group, not just the shell.
+        var result = await Cli.RunAsync("run", "debian:12", "--timeout-seconds", "2", "--json", "--", "sh", "-c", "sleep 300 & echo started; sleep 300");
+
+        Assert.Equal(124, result.ExitCode);
+        var json = result.Json;
+        Assert.True(json.GetProperty("timed_out").GetBoolean());
+        Assert.Equal("SIGKILL", json.GetProperty("signal").GetString());
+        Assert.Equal("started\n", json.GetProperty("stdout").GetString());
+    }
+
+    [Fact]
+    public async Task JsonPrintsOneStructuredResult()
+    {
+        var result = await Cli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "printf out; printf err >&2; exit 3");
+
+        Assert.Equal(3, result.ExitCode);
+        var json = result.Json;
+        Assert.Equal("debian:12", json.GetProperty("environment").GetString());
+        Assert.Equal("guest_virtio_serial", json.GetProperty("execution_mode").GetString());
+        Assert.Equal(3, json.GetProperty("exit_code").GetInt32());
+        Assert.Equal("out", json.GetProperty("stdout").GetString());
+        Assert.Equal("err", json.GetProperty("stderr").GetString());
+        Assert.True(json.GetProperty("cleanup").GetProperty("deleted").GetBoolean());
+        Assert.Equal(json.GetProperty("vm_id").GetString(), json.GetProperty("cleanup").GetProperty("vm_id").GetString());
+    }
+
+    [Theory]
+    [InlineData(2, "SIGINT", 130)]
+    [InlineData(15, "SIGTERM", 143)]
+    public async Task ASignalTearsTheVmDown(int signal, string name, int expectedExit)
+    {
+        using var process = Cli.Start(["run", "debian:12", "--timeout-seconds", "120", "--", "sleep", "120"]);
+        process.StandardInput.Close();
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = new System.Text.StringBuilder();
+        var executing = new TaskCompletionSource();
+        var reader = Task.Run(async () =>
+        {
+            while (await process.StandardError.ReadLineAsync() is { } line)
+            {
+                lock (stderr)
+                {
+                    stderr.AppendLine(line);
+                }
+
+                if (line.Contains("phase=execute"))
+                {
+                    executing.TrySetResult();
+                }
+            }
+        });
+        await executing.Task.WaitAsync(TimeSpan.FromMinutes(3));
+        Assert.NotEmpty(Leftovers.QemuProcesses());
+
+        Assert.Equal(0, Kill(process.Id, signal));
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        await reader;
+        await stdout;
+
+        Assert.True(expectedExit == process.ExitCode, $"{name}: exit {process.ExitCode}\n{stderr}");
+    }
+
+    [Fact]
+    public async Task BootFailuresCarryQemuAndConsoleEvidence()
+    {
+        // A boot deadline far below what any guest needs forces the failure path.
+        var result = await Cli.RunAsync(["run", "debian:12", "--", "true"], new Dictionary<string, string> { ["PYRO_BOOT_TIMEOUT_SECONDS"] = "1" });
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("did not answer within 1 s", result.Stderr);
+        Assert.Contains("--- QEMU stderr", result.Stderr);
+        Assert.Contains("--- guest console", result.Stderr);
+        Assert.Contains("error code: boot_timeout", result.Stderr);
+    }
+
+    [Fact]
+    public async Task WithoutAGuestItFailsClosedUnlessHostCompatIsAllowed()
+    {
+        var noQemu = new Dictionary<string, string> { ["PYRO_QEMU"] = "/nonexistent/qemu-system-x86_64" };
+
+        var closed = await Cli.RunAsync(["run", "debian:12", "--", "sh", "-c", "echo ran > /tmp/pyro-host-compat-marker"], noQemu);
+        Assert.Equal(1, closed.ExitCode);
+        Assert.Contains("PYRO_QEMU points to /nonexistent/qemu-system-x86_64", closed.Stderr);
+        Assert.DoesNotContain("phase=host_compat", closed.Stderr);
+
+        var compat = await Cli.RunAsync(["run", "debian:12", "--allow-host-compat", "--json", "--", "cat", "/proc/sys/kernel/osrelease"], noQemu);
+        Assert.True(compat.ExitCode == 0, compat.ToString());
+        Assert.Contains("phase=host_compat", compat.Stderr);
+        Assert.Contains("without isolation", compat.Stderr);
+        Assert.Equal("host_compat", compat.Json.GetProperty("execution_mode").GetString());
+        Assert.Equal(File.ReadAllText("/proc/sys/kernel/osrelease"), compat.Json.GetProperty("stdout").GetString());
+    }
+
+    [Fact]
+    public async Task DemoPrintsTheLifecycleAsJson()
+    {
+        var result = await Cli.RunAsync("demo");
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var json = result.Json;
+        Assert.Equal("git --version", json.GetProperty("command").GetString());
+        Assert.Equal("debian:12", json.GetProperty("environment").GetString());
+        Assert.Equal(0, json.GetProperty("exit_code").GetInt32());
+        Assert.StartsWith("git version ", json.GetProperty("stdout").GetString());
+        Assert.True(json.GetProperty("cleanup").GetProperty("deleted").GetBoolean());
+        Assert.Equal("post_exec_cleanup", json.GetProperty("cleanup").GetProperty("reason").GetString());
+    }
+
+    [Fact]
+    public async Task TheSdkRunsACommandAndStreamsOutput()
+    {
+        var pyro = new Pyro(new PyroOptions { AgentPath = Repo.AgentPath, RunDir = Repo.RunDir });
+        var streamed = new System.Text.StringBuilder();
+        var phases = new List<string>();
+        var result = await pyro.RunAsync(new RunRequest
+        {
+            Environment = "debian:12",
+            Command = ["sh", "-c", "for i in 1 2 3; do echo line $i; done"],
+            Progress = new SyncProgress<PyroProgress>(p => phases.Add(p.Phase)),
+            OnStdout = data => { streamed.Append(System.Text.Encoding.UTF8.GetString(data.Span)); return ValueTask.CompletedTask; },
+        });
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.Equal("line 1\nline 2\nline 3\n", result.Stdout);
+        Assert.Equal(result.Stdout, streamed.ToString());
+        Assert.Equal(["create", "start", "execute"], phases);
+        var failed = await pyro.RunAsync(new RunRequest { Environment = "debian:12", Command = ["false"] });
+        var thrown = Assert.Throws<CommandFailedException>(() => failed.ThrowOnFailure());
+        Assert.Equal(1, thrown.Result.ExitCode);
+    }
+
+    [DllImport("libc", EntryPoint = "kill")]
+    private static extern int Kill(int pid, int signal);
+}
