@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Reflection;
+using System.Runtime.InteropServices;
 
 namespace PyroMcp.Cli;
 
@@ -37,8 +38,14 @@ internal static class CliApp
         return root;
     }
 
+    /// <summary>The exit code the received termination signal calls for (130 SIGINT, 143 SIGTERM), once one arrived.</summary>
+    internal static int? SignalExitCode { get; private set; }
+
     internal static async Task<int> RunAsync(string[] args)
     {
+        // Registered before the parser's own handlers, so the code is known when cancellation lands.
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, _ => SignalExitCode ??= 130);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => SignalExitCode ??= 143);
         var parse = Build().Parse(args);
         var config = new InvocationConfiguration
         {

@@ -33,8 +33,9 @@ internal static class Output
         }
         catch (OperationCanceledException)
         {
-            Console.Error.WriteLine("pyro: interrupted; the VM was torn down");
-            return 130;
+            var code = CliApp.SignalExitCode ?? 130;
+            Console.Error.WriteLine($"pyro: interrupted by {(code == 143 ? "SIGTERM" : "SIGINT")}; the VM was torn down");
+            return code;
         }
     }
 

@@ -36,7 +36,7 @@ internal static class RunCommand
                 var request = new RunRequest
                 {
                     Environment = parse.GetValue(environment)!,
-                    Command = parse.GetValue(command) ?? [],
+                    Command = CommandAfterDoubleDash(parse, parse.GetValue(command) ?? []),
                     VcpuCount = parse.GetValue(vcpu),
                     MemMib = parse.GetValue(mem),
                     TimeoutSeconds = parse.GetValue(timeout),
@@ -72,6 +72,26 @@ internal static class RunCommand
             });
         });
         return run;
+    }
+
+    /// <summary>
+    /// The command must follow <c>--</c>: otherwise a mistyped option (<c>--vcpus 2</c>) would be
+    /// taken as the program to run in the guest.
+    /// </summary>
+    private static string[] CommandAfterDoubleDash(ParseResult parse, string[] command)
+    {
+        var tokens = parse.Tokens.Select(t => t.Value).ToList();
+        var dash = tokens.IndexOf("--");
+        var after = dash < 0 ? 0 : tokens.Count - dash - 1;
+        if (command.Length > after)
+        {
+            var stray = command[0];
+            throw new ArgumentException(stray.StartsWith('-')
+                ? $"unknown option '{stray}' for 'pyro run' (see 'pyro run --help'); the command goes after --"
+                : $"unexpected '{stray}' before --: write the command after --, e.g. pyro run debian:12 -- {string.Join(' ', command)}");
+        }
+
+        return command;
     }
 
     private static Dictionary<string, string>? ParseEnv(string[]? pairs)

@@ -40,6 +40,20 @@ public sealed class EnvironmentTests : GuestTest
     }
 
     [Fact]
+    public async Task TheBuildEnvironmentHasItsToolchain()
+    {
+        var result = await Cli.RunAsync(["run", "debian:12-build", "--", "sh", "-c", "gcc --version | head -1; make --version | head -1; python3 --version; pkg-config --version; curl --version | head -1; git --version"],
+            timeout: TimeSpan.FromMinutes(10));
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Matches(@"^gcc \(Debian 12\.", result.Stdout);
+        Assert.Contains("GNU Make 4.3", result.Stdout);
+        Assert.Matches(@"Python 3\.11\.\d+", result.Stdout);
+        Assert.Matches(@"curl 7\.\d+", result.Stdout);
+        Assert.Contains("git version", result.Stdout);
+    }
+
+    [Fact]
     public async Task UnknownEnvironmentsListTheKnownOnes()
     {
         var result = await Cli.RunAsync("env", "inspect", "ubuntu:24.04");

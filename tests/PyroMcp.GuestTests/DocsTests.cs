@@ -1,0 +1,67 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+
+namespace PyroMcp.GuestTests;
+
+/// <summary>Every command shown in a bash block of the docs is run here, or names the test that runs it.</summary>
+public sealed partial class DocsTests : GuestTest
+{
+    /// <summary>Commands run elsewhere, and where.</summary>
+    private static readonly Dictionary<string, string> RunElsewhere = new()
+    {
+        ["./test.sh"] = "the command that runs this very test (CI runs it as .ci/run)",
+        ["dotnet pack src/PyroMcp.Cli -c Release -o artifacts/package"] = nameof(PackagingTests.TheToolPackageInstallsAndRuns),
+        ["dotnet tool install --global pyro-mcp --add-source artifacts/package"] = nameof(PackagingTests.TheToolPackageInstallsAndRuns) + " (into a tool path, not the machine)",
+    };
+
+    public static TheoryData<string, string> Commands()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var doc in new[] { "README.md", "docs/install.md", "docs/architecture.md", "bench/README.md", "CHANGELOG.md" })
+        {
+            var text = File.ReadAllText(Path.Combine(Repo.Root, doc));
+            foreach (Match block in BashBlock().Matches(text))
+            {
+                foreach (var line in block.Groups[1].Value.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')))
+                {
+                    data.Add(doc, line);
+                }
+            }
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Commands))]
+    public async Task EveryDocumentedCommandWorks(string doc, string command)
+    {
+        if (RunElsewhere.ContainsKey(command))
+        {
+            return;
+        }
+
+        Assert.True(command.StartsWith("./pyro ") || command.StartsWith("pyro ") || command.StartsWith("dotnet run -c Release --project bench/PyroMcp.Bench"),
+            $"{doc}: '{command}' is neither a pyro command nor listed with the test that runs it");
+
+        // `pyro` is the installed tool; the built CLI is the same program.
+        var script = $"pyro() {{ dotnet '{Repo.CliDll}' \"$@\"; }}\n{command}";
+        var start = new ProcessStartInfo("bash") { WorkingDirectory = Repo.Root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add("-c");
+        start.ArgumentList.Add(script);
+        start.Environment["PYRO_RUN_DIR"] = Repo.RunDir;
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(10));
+
+        Assert.True(process.ExitCode == 0, $"{doc}: '{command}' exited {process.ExitCode}\n{await stdout}\n{await stderr}");
+        if (command.Contains("bench/PyroMcp.Bench"))
+        {
+            Assert.Matches(@"ratio cold_run / bare_boot = \d+\.\d\d", await stdout);
+        }
+    }
+
+    [GeneratedRegex("```bash\n(.*?)```", RegexOptions.Singleline)]
+    private static partial Regex BashBlock();
+}
