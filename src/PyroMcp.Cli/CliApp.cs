@@ -38,20 +38,33 @@ internal static class CliApp
         return root;
     }
 
+    private static readonly CancellationTokenSource Interrupt = new();
+
     /// <summary>The exit code the received termination signal calls for (130 SIGINT, 143 SIGTERM), once one arrived.</summary>
     internal static int? SignalExitCode { get; private set; }
 
+    /// <summary>Cancelled by the first SIGINT or SIGTERM; every action passes it to the SDK.</summary>
+    internal static CancellationToken Interrupted => Interrupt.Token;
+
     internal static async Task<int> RunAsync(string[] args)
     {
-        // Registered before the parser's own handlers, so the code is known when cancellation lands.
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, _ => SignalExitCode ??= 130);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => SignalExitCode ??= 143);
-        var parse = Build().Parse(args);
-        var config = new InvocationConfiguration
+        // pyro handles termination itself: the first signal cancels the work so the VM is torn
+        // down and the exit code says which signal it was; a second one ends the process at once
+        // (the kernel still kills QEMU with us).
+        void OnSignal(PosixSignalContext context, int code)
         {
-            // Cleanup of a VM after Ctrl-C needs a moment; the kernel kills QEMU anyway if we are gone.
-            ProcessTerminationTimeout = TimeSpan.FromSeconds(15),
-        };
+            if (SignalExitCode is null)
+            {
+                SignalExitCode = code;
+                context.Cancel = true;
+                Interrupt.Cancel();
+            }
+        }
+
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => OnSignal(c, 130));
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => OnSignal(c, 143));
+        var parse = Build().Parse(args);
+        var config = new InvocationConfiguration { ProcessTerminationTimeout = null };
         var code = await parse.InvokeAsync(config);
         return parse.Errors.Count > 0 ? ExitUsage : code;
     }

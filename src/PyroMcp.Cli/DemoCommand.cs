@@ -9,7 +9,7 @@ internal static class DemoCommand
     internal static Command Build()
     {
         var demo = new Command("demo", "Run git --version in a fresh debian:12 VM and print the lifecycle as JSON.") { RunCommand.Accel };
-        demo.SetAction((parse, cancellationToken) => Output.GuardAsync(true, async () =>
+        demo.SetAction((parse, _) => Output.GuardAsync(true, async () =>
         {
             var result = await new Pyro().RunAsync(new RunRequest
             {
@@ -17,7 +17,7 @@ internal static class DemoCommand
                 Command = ["git", "--version"],
                 Accelerator = parse.GetValue(RunCommand.Accel) is { } a ? PyroOptions.ParseAccelerator(a) : null,
                 Progress = Output.StderrProgress,
-            }, cancellationToken);
+            }, CliApp.Interrupted);
             Output.WriteJson(new JsonObject
             {
                 ["cleanup"] = new JsonObject

@@ -8,10 +8,10 @@ internal static class DoctorCommand
     internal static Command Build()
     {
         var doctor = new Command("doctor", "Check the host: packages, KVM, the accelerator guests will get, caches.") { RunCommand.Accel, Output.Json };
-        doctor.SetAction((parse, cancellationToken) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        doctor.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var options = parse.GetValue(RunCommand.Accel) is { } accel ? new PyroOptions { Accelerator = PyroOptions.ParseAccelerator(accel) } : null;
-            var report = await new Pyro(options).DoctorAsync(cancellationToken);
+            var report = await new Pyro(options).DoctorAsync(CliApp.Interrupted);
             if (parse.GetValue(Output.Json))
             {
                 Output.WriteJson(report, PyroJsonContext.Default.DoctorReport);

@@ -19,9 +19,9 @@ internal static class EnvCommands
     private static Command List()
     {
         var list = new Command("list", "List the catalog and what is installed.") { Output.Json };
-        list.SetAction((parse, cancellationToken) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        list.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
-            var all = await new Pyro().ListEnvironmentsAsync(cancellationToken);
+            var all = await new Pyro().ListEnvironmentsAsync(CliApp.Interrupted);
             if (parse.GetValue(Output.Json))
             {
                 Output.WriteJson(all, PyroJsonContext.Default.IReadOnlyListEnvironmentInfo);
@@ -43,9 +43,9 @@ internal static class EnvCommands
     {
         var name = new Argument<string>("environment") { Description = "Environment to build, e.g. debian:12." };
         var pull = new Command("pull", "Build an environment into the local cache from the Debian mirror (idempotent).") { name, Output.Json };
-        pull.SetAction((parse, cancellationToken) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        pull.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
-            var info = await new Pyro().PullEnvironmentAsync(parse.GetValue(name)!, Output.StderrProgress, cancellationToken);
+            var info = await new Pyro().PullEnvironmentAsync(parse.GetValue(name)!, Output.StderrProgress, CliApp.Interrupted);
             if (parse.GetValue(Output.Json))
             {
                 Output.WriteJson(info, PyroJsonContext.Default.EnvironmentInfo);
@@ -65,9 +65,9 @@ internal static class EnvCommands
     {
         var name = new Argument<string>("environment") { Description = "Environment to describe." };
         var inspect = new Command("inspect", "Show an environment's cache state, paths and checksum (verifies the disk image).") { name, Output.Json };
-        inspect.SetAction((parse, cancellationToken) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        inspect.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
-            var info = await new Pyro().InspectEnvironmentAsync(parse.GetValue(name)!, cancellationToken);
+            var info = await new Pyro().InspectEnvironmentAsync(parse.GetValue(name)!, CliApp.Interrupted);
             if (parse.GetValue(Output.Json))
             {
                 Output.WriteJson(info, PyroJsonContext.Default.EnvironmentInfo);
@@ -86,9 +86,9 @@ internal static class EnvCommands
     private static Command Prune()
     {
         var prune = new Command("prune", "Delete cache entries no current environment uses (old versions, unfinished or damaged builds).") { Output.Json };
-        prune.SetAction((parse, cancellationToken) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        prune.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
-            var result = await new Pyro().PruneEnvironmentsAsync(cancellationToken);
+            var result = await new Pyro().PruneEnvironmentsAsync(CliApp.Interrupted);
             if (parse.GetValue(Output.Json))
             {
                 Output.WriteJson(result, PyroJsonContext.Default.PruneResult);

@@ -28,7 +28,7 @@ internal static class RunCommand
         {
             environment, command, vcpu, mem, timeout, env, cwd, hostCompat, Accel, Output.Json,
         };
-        run.SetAction((parse, cancellationToken) =>
+        run.SetAction((parse, _) =>
         {
             var json = parse.GetValue(Output.Json);
             return Output.GuardAsync(json, async () =>
@@ -48,7 +48,7 @@ internal static class RunCommand
                     OnStdout = json ? null : Forward(Console.OpenStandardOutput()),
                     OnStderr = json ? null : Forward(Console.OpenStandardError()),
                 };
-                var result = await new Pyro().RunAsync(request, cancellationToken);
+                var result = await new Pyro().RunAsync(request, CliApp.Interrupted);
                 if (json)
                 {
                     Output.WriteJson(result, PyroJsonContext.Default.RunResult);
