@@ -99,6 +99,23 @@ public sealed class RunTests : GuestTest
     }
 
     [Fact]
+    public async Task OrphansAreReapedAndTheClockIsTheHosts()
+    {
+        // The subshell exits at once, so its background child is orphaned; when that child
+        // exits, only PID 1 (tini) can reap it. Any zombie left would show in /proc.
+        var script = "(sleep 0.3 &); sleep 2; grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l; date +%s; cat /proc/1/comm";
+        var result = await Cli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", script);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var lines = result.Json.GetProperty("stdout").GetString()!.Split('\n');
+        Assert.Equal("0", lines[0].Trim());
+        var guestNow = long.Parse(lines[1]);
+        var hostNow = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        Assert.InRange(guestNow, hostNow - 60, hostNow);
+        Assert.Equal("tini", lines[2]);
+    }
+
+    [Fact]
     public async Task JsonPrintsOneStructuredResult()
     {
         var result = await Cli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "printf out; printf err >&2; exit 3");
