@@ -159,6 +159,7 @@ public sealed class Pyro
             var bundle = await RuntimeBundle.EnsureAsync(Options, progress, cancellationToken);
             progress?.Report(new PyroProgress("run", "start", [new("vm_id", vmId), new("accelerator", accelerator.ToString().ToLowerInvariant())]));
             await using var vm = await QemuVm.StartAsync(vmId, new VmSpec(request.VcpuCount, request.MemMib, accelerator), environment.RootfsImage, bundle, Options, cancellationToken);
+            vm.DiscardOnDispose = true;
             progress?.Report(new PyroProgress("run", "execute", [new("vm_id", vmId)]));
             var stdout = new CappedBuffer(Options.MaxOutputBytes);
             var stderr = new CappedBuffer(Options.MaxOutputBytes);

@@ -36,6 +36,12 @@ internal sealed class QemuVm : IAsyncDisposable
     internal GuestAgentClient Agent { get; private set; } = null!;
     internal HelloReply Guest { get; private set; } = null!;
 
+    /// <summary>
+    /// Skip the guest's clean power-off on dispose. Right for one-shot VMs, whose disk is thrown
+    /// away: nothing needs flushing, and the power-off costs about a third of a second under TCG.
+    /// </summary>
+    internal bool DiscardOnDispose { get; set; }
+
     /// <summary>Whether QEMU is still running.</summary>
     internal bool IsRunning => _qemu is { HasExited: false };
 
@@ -217,7 +223,7 @@ internal sealed class QemuVm : IAsyncDisposable
         }
 
         _disposed = true;
-        if (_qemu is { HasExited: false } && Agent is not null && Guest is not null)
+        if (!DiscardOnDispose && _qemu is { HasExited: false } && Agent is not null && Guest is not null)
         {
             try
             {
