@@ -12,6 +12,20 @@ public static class AgentOps
     public const string Exec = "exec";
     /// <summary>Flushes disks and powers the guest off.</summary>
     public const string Shutdown = "shutdown";
+    /// <summary>Lists a directory under the workspace root.</summary>
+    public const string FilesList = "files.list";
+    /// <summary>Streams a file's bytes as stdout frames.</summary>
+    public const string FilesRead = "files.read";
+    /// <summary>Writes stdin frames to a file.</summary>
+    public const string FilesWrite = "files.write";
+    /// <summary>Deletes a file, link or (recursively) a directory.</summary>
+    public const string FilesDelete = "files.delete";
+    /// <summary>Streams a tar of a path as stdout frames.</summary>
+    public const string TarOut = "tar.out";
+    /// <summary>Extracts a tar arriving as stdin frames, confined to the workspace root.</summary>
+    public const string TarIn = "tar.in";
+    /// <summary>Flushes guest file systems to disk (sync).</summary>
+    public const string Sync = "sync";
 }
 
 /// <summary>The JSON payload of a <see cref="FrameType.Request"/> frame.</summary>
@@ -23,6 +37,10 @@ public sealed record AgentRequest
     public HelloRequest? Hello { get; init; }
     /// <summary>Set when <see cref="Op"/> is <see cref="AgentOps.Exec"/>.</summary>
     public ExecRequest? Exec { get; init; }
+    /// <summary>Set for the <c>files.*</c> operations.</summary>
+    public FilesRequest? Files { get; init; }
+    /// <summary>Set for <see cref="AgentOps.TarOut"/> and <see cref="AgentOps.TarIn"/>.</summary>
+    public TarRequest? Tar { get; init; }
 }
 
 /// <summary>The JSON payload of a <see cref="FrameType.Result"/> frame.</summary>
@@ -32,6 +50,12 @@ public sealed record AgentResponse
     public HelloReply? Hello { get; init; }
     /// <summary>Reply to <see cref="AgentOps.Exec"/>.</summary>
     public ExecExit? Exec { get; init; }
+    /// <summary>Reply to <see cref="AgentOps.FilesList"/>.</summary>
+    public FileListing? Listing { get; init; }
+    /// <summary>Reply to <see cref="AgentOps.FilesRead"/>, <see cref="AgentOps.FilesWrite"/>, <see cref="AgentOps.FilesDelete"/>.</summary>
+    public FileEntry? File { get; init; }
+    /// <summary>Reply to <see cref="AgentOps.TarOut"/> and <see cref="AgentOps.TarIn"/>.</summary>
+    public TarSummary? Tar { get; init; }
 }
 
 /// <summary>The JSON payload of an <see cref="FrameType.Error"/> frame.</summary>
@@ -96,6 +120,73 @@ public sealed record ExecExit
     /// <summary>Wall time inside the guest from spawn to exit.</summary>
     public long DurationMs { get; init; }
 }
+
+/// <summary>
+/// A path operation. <see cref="Path"/> is relative to the workspace root (<c>/workspace</c>), or
+/// absolute inside it; <c>..</c> segments are refused, and writes never pass through a symlink.
+/// </summary>
+public sealed record FilesRequest
+{
+    /// <summary>The path.</summary>
+    public required string Path { get; init; }
+    /// <summary>files.list: descend into subdirectories. files.delete: delete a directory with its contents.</summary>
+    public bool Recursive { get; init; }
+    /// <summary>files.read: bytes to send at most (0 = no limit); the reply says whether the file was longer.</summary>
+    public long MaxBytes { get; init; }
+    /// <summary>files.write: permission bits for a new file (default 0644).</summary>
+    public int? Mode { get; init; }
+    /// <summary>files.write: create missing parent directories.</summary>
+    public bool CreateParents { get; init; }
+}
+
+/// <summary>One entry of a listing, or the file an operation touched.</summary>
+public sealed record FileEntry
+{
+    /// <summary>Path relative to the workspace root, with <c>/</c> separators.</summary>
+    public required string Path { get; init; }
+    /// <summary><c>file</c>, <c>directory</c>, <c>symlink</c> or <c>other</c>.</summary>
+    public required string Type { get; init; }
+    /// <summary>Size in bytes (files), or bytes written/read.</summary>
+    public long Size { get; init; }
+    /// <summary>Permission bits.</summary>
+    public int Mode { get; init; }
+    /// <summary>Target of a symlink, as stored (never followed).</summary>
+    public string? LinkTarget { get; init; }
+    /// <summary>files.read: the file was longer than MaxBytes and the rest was not sent.</summary>
+    public bool Truncated { get; init; }
+}
+
+/// <summary>A directory listing.</summary>
+public sealed record FileListing
+{
+    /// <summary>The entries, sorted by path.</summary>
+    public required IReadOnlyList<FileEntry> Entries { get; init; }
+}
+
+/// <summary>A tar transfer of a tree under the workspace root.</summary>
+public sealed record TarRequest
+{
+    /// <summary>tar.out: the file or directory to pack. tar.in: the directory to extract into (created if missing).</summary>
+    public required string Path { get; init; }
+    /// <summary>tar.in: empty the destination directory first (used to restore a baseline or snapshot).</summary>
+    public bool Clean { get; init; }
+}
+
+/// <summary>What a tar transfer moved, and what it refused.</summary>
+public sealed record TarSummary
+{
+    /// <summary>Entries packed or extracted.</summary>
+    public long Entries { get; init; }
+    /// <summary>Bytes of file content packed or extracted.</summary>
+    public long Bytes { get; init; }
+    /// <summary>tar.in: entries not extracted, each with the reason (traversal, absolute, device, link out...).</summary>
+    public IReadOnlyList<SkippedEntry> Skipped { get; init; } = [];
+}
+
+/// <summary>An archive entry that was refused.</summary>
+/// <param name="Name">The entry's name as it stood in the archive (sanitized by the receiver before display).</param>
+/// <param name="Reason">Why it was refused.</param>
+public sealed record SkippedEntry(string Name, string Reason);
 
 /// <summary>Source-generated JSON metadata: the agent is trimmed, so no reflection.</summary>
 [JsonSourceGenerationOptions(
