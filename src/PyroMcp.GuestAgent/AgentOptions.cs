@@ -1,23 +1,26 @@
 namespace PyroMcp.GuestAgent;
 
-internal sealed record AgentOptions(string PortName, string SetsidPath)
+internal sealed record AgentOptions(string PortName, string SetsidPath, string WorkspaceRoot = AgentOptions.DefaultWorkspaceRoot)
 {
     internal const string DefaultPortName = "org.pyro.agent.0";
+    internal const string DefaultWorkspaceRoot = "/workspace";
 
     internal static AgentOptions Parse(string[] args)
     {
         var port = DefaultPortName;
         var setsid = "/run/pyro/busybox";
+        var workspace = DefaultWorkspaceRoot;
         for (var i = 0; i + 1 < args.Length; i += 2)
         {
             switch (args[i])
             {
                 case "--port": port = args[i + 1]; break;
                 case "--busybox": setsid = args[i + 1]; break;
+                case "--workspace-root": workspace = args[i + 1]; break;
                 default: throw new ArgumentException($"unknown option {args[i]}");
             }
         }
 
-        return new AgentOptions(port, setsid);
+        return new AgentOptions(port, setsid, workspace);
     }
 }

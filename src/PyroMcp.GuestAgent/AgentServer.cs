@@ -10,12 +10,14 @@ internal sealed class AgentServer : IAsyncDisposable
 {
     private readonly FrameConnection _connection;
     private readonly AgentOptions _options;
+    private readonly WorkspacePaths _workspace;
     private readonly ConcurrentDictionary<uint, Operation> _operations = new();
     private readonly TaskCompletionSource _shutdown = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     internal AgentServer(Stream port, AgentOptions options)
     {
         _options = options;
+        _workspace = new WorkspacePaths(options.WorkspaceRoot);
         _connection = new FrameConnection(port, OnFrameAsync);
     }
 
@@ -78,9 +80,23 @@ internal sealed class AgentServer : IAsyncDisposable
                         request.Exec ?? throw new AgentFailure("bad_request", "exec needs an exec body")),
                 },
                 AgentOps.Shutdown => new AgentResponse(),
+                AgentOps.FilesList => new AgentResponse { Listing = Files(streamId, operation).List(FilesBody(request)) },
+                AgentOps.FilesRead => new AgentResponse { File = await Files(streamId, operation).ReadAsync(FilesBody(request)) },
+                AgentOps.FilesWrite => new AgentResponse { File = await Files(streamId, operation).WriteAsync(FilesBody(request)) },
+                AgentOps.FilesDelete => new AgentResponse { File = Files(streamId, operation).Delete(FilesBody(request)) },
+                AgentOps.TarOut => new AgentResponse { Tar = await Tar(streamId, operation).PackAsync(TarBody(request)) },
+                AgentOps.TarIn => new AgentResponse { Tar = await Tar(streamId, operation).ExtractAsync(TarBody(request)) },
+                AgentOps.Sync => Sync(),
                 _ => throw new AgentFailure("unknown_op", $"unknown operation '{request.Op}'"),
             };
-            await _connection.SendAsync(new Frame(streamId, FrameType.Result, ProtocolJsonContext.Encode(response)));
+            var payload = ProtocolJsonContext.Encode(response);
+            if (payload.Length > FrameCodec.MaxPayloadLength)
+            {
+                // Sending it would make the writer loop abort the whole channel.
+                throw new AgentFailure("response_too_large", $"the reply to {request.Op} is {payload.Length} bytes, over the frame limit; ask for less (a subdirectory, or not recursive)");
+            }
+
+            await _connection.SendAsync(new Frame(streamId, FrameType.Result, payload));
             if (request.Op == AgentOps.Shutdown)
             {
                 _shutdown.TrySetResult();
@@ -101,8 +117,34 @@ internal sealed class AgentServer : IAsyncDisposable
         finally
         {
             _operations.TryRemove(streamId, out _);
+
+            // The read loop may be parked writing into this operation's full stdin queue (an
+            // operation that failed before reading its input); left there, it would stall every
+            // stream. Once the operation is out of the table at most that one write is in flight,
+            // and emptying the queue lets it finish. Completing the queue instead would fail that
+            // write and abort the channel.
+            while (operation.Stdin.Reader.TryRead(out _))
+            {
+            }
+
             operation.Cancel.Dispose();
         }
+    }
+
+    private FileOps Files(uint streamId, Operation operation) => new(_connection, streamId, _workspace, operation);
+
+    private TarOps Tar(uint streamId, Operation operation) => new(_connection, streamId, _workspace, operation);
+
+    private static FilesRequest FilesBody(AgentRequest request)
+        => request.Files ?? throw new AgentFailure("bad_request", $"{request.Op} needs a files body");
+
+    private static TarRequest TarBody(AgentRequest request)
+        => request.Tar ?? throw new AgentFailure("bad_request", $"{request.Op} needs a tar body");
+
+    private static AgentResponse Sync()
+    {
+        Interop.Sync();
+        return new AgentResponse();
     }
 
     private async Task TrySendErrorAsync(uint streamId, string code, string message)
