@@ -1,0 +1,364 @@
+using System.Formats.Tar;
+using PyroMcp.Protocol;
+
+namespace PyroMcp.Workspaces;
+
+/// <summary>What an extraction wrote, and the entries it refused.</summary>
+internal sealed record ExtractSummary(long Files, long Directories, long Symlinks, long Bytes, IReadOnlyList<SkippedEntry> Skipped);
+
+/// <summary>
+/// Extracts a tar that came out of a guest, and so may have been written by whatever ran there,
+/// into a directory on the host that does not exist yet. Nothing it does can create, change or
+/// point at a file outside that directory: absolute and <c>..</c> names are refused, every parent
+/// is checked with lstat to be a real directory it made, files are created with O_EXCL, symlinks
+/// must stay inside, and hard links, devices and fifos are never made.
+/// </summary>
+internal static class SafeTarExtractor
+{
+    private const int ChunkSize = 64 * 1024;
+    private const int MaxShownName = 300;
+
+    /// <param name="tar">A plain (uncompressed) tar stream.</param>
+    /// <param name="destination">Must not exist; it is created.</param>
+    /// <param name="maxBytes">Most bytes of entry data to accept; more throws <see cref="InvalidDataException"/>.</param>
+    /// <param name="maxEntries">Most entries to accept; more throws <see cref="InvalidDataException"/>.</param>
+    /// <param name="cancellationToken">Stops the extraction; what was written stays for the caller to delete.</param>
+    /// <exception cref="IOException"><paramref name="destination"/> already exists.</exception>
+    /// <exception cref="InvalidDataException">The archive is corrupt or over a limit; the caller deletes the partial destination.</exception>
+    internal static async Task<ExtractSummary> ExtractAsync(Stream tar, string destination, long maxBytes, long maxEntries, CancellationToken cancellationToken)
+    {
+        var root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(destination));
+        if (PathStats.LStat(root) is not null)
+        {
+            throw new IOException($"{root} already exists; pyro extracts only into a new directory and never over existing files");
+        }
+
+        Directory.CreateDirectory(root);
+        if (PathStats.LStat(root)?.Kind != PathKind.Directory)
+        {
+            throw new IOException($"{root} changed while it was being created");
+        }
+
+        var state = new State(root);
+        await using (var reader = new TarReader(tar, leaveOpen: true))
+        {
+            while (true)
+            {
+                TarEntry? entry;
+                try
+                {
+                    entry = await reader.GetNextEntryAsync(copyData: false, cancellationToken);
+                }
+                catch (Exception ex) when (IsArchiveError(ex))
+                {
+                    throw new InvalidDataException($"the archive is corrupt after {state.Entries} entries: {ex.Message}", ex);
+                }
+
+                if (entry is null)
+                {
+                    break;
+                }
+
+                if (++state.Entries > maxEntries)
+                {
+                    throw new InvalidDataException($"the archive has more than {maxEntries} entries, the limit");
+                }
+
+                // Counted before anything is written, whatever the entry turns out to be: data the
+                // extractor skips still had to be read.
+                state.Consumed += entry.Length;
+                if (state.Consumed > maxBytes)
+                {
+                    throw new InvalidDataException($"the archive holds more than {maxBytes} bytes, the limit");
+                }
+
+                try
+                {
+                    await ExtractEntryAsync(entry, state, maxBytes, cancellationToken);
+                }
+                catch (PathTooLongException)
+                {
+                    state.Skip(entry.Name, "name_too_long");
+                }
+            }
+        }
+
+        foreach (var (path, mode) in state.DirectoryModes)
+        {
+            // Only directories this extraction created are listed, and they stay directories.
+            File.SetUnixFileMode(path, (UnixFileMode)mode);
+        }
+
+        return new ExtractSummary(state.Files, state.Directories, state.Symlinks, state.Bytes, state.Skipped);
+    }
+
+    private static async Task ExtractEntryAsync(TarEntry entry, State state, long maxBytes, CancellationToken cancellationToken)
+    {
+        if (entry.EntryType == TarEntryType.GlobalExtendedAttributes)
+        {
+            return;
+        }
+
+        var name = Normalize(entry.Name, out var refusal);
+        if (name is null)
+        {
+            state.Skip(entry.Name, refusal!);
+            return;
+        }
+
+        if (name.Length == 0)
+        {
+            // "./": the destination itself.
+            return;
+        }
+
+        switch (entry.EntryType)
+        {
+            case TarEntryType.Directory:
+            case TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile:
+            case TarEntryType.SymbolicLink:
+                break;
+            case TarEntryType.HardLink:
+                // A hard link shares an inode; nothing from a guest gets to do that on the host.
+                state.Skip(entry.Name, "hardlink");
+                return;
+            default:
+                state.Skip(entry.Name, "special_file");
+                return;
+        }
+
+        var segments = name.Split('/');
+        if (entry.EntryType == TarEntryType.SymbolicLink && !LinkStaysInside(entry.LinkName, segments.Length - 1))
+        {
+            state.Skip(entry.Name, "symlink_outside");
+            return;
+        }
+
+        var blocked = WalkDirectories(state.Root, segments.AsSpan(0, segments.Length - 1));
+        if (blocked is not null)
+        {
+            state.Skip(entry.Name, blocked);
+            return;
+        }
+
+        var full = state.Root + "/" + name;
+        var existing = PathStats.LStat(full);
+        switch (entry.EntryType)
+        {
+            case TarEntryType.Directory:
+                if (existing is null)
+                {
+                    Directory.CreateDirectory(full);
+                    existing = PathStats.LStat(full);
+                }
+
+                if (existing?.Kind != PathKind.Directory)
+                {
+                    state.Skip(entry.Name, "duplicate_entry");
+                    return;
+                }
+
+                // Owner rwx always: the host user must be able to enter and delete what pyro extracted.
+                state.DirectoryModes.Add((full, ((int)entry.Mode & 0x1FF) | 0x1C0));
+                state.Directories++;
+                return;
+            case TarEntryType.SymbolicLink when existing is null:
+                // symlink(2) fails on an existing name rather than follow it.
+                File.CreateSymbolicLink(full, entry.LinkName);
+                state.Symlinks++;
+                return;
+            case TarEntryType.SymbolicLink:
+                state.Skip(entry.Name, "duplicate_entry");
+                return;
+            default:
+                if (existing is not null)
+                {
+                    state.Skip(entry.Name, "duplicate_entry");
+                    return;
+                }
+
+                state.Bytes += await WriteFileAsync(entry, full, state, maxBytes, cancellationToken);
+                state.Files++;
+                return;
+        }
+    }
+
+    private static async Task<long> WriteFileAsync(TarEntry entry, string full, State state, long maxBytes, CancellationToken cancellationToken)
+    {
+        long written = 0;
+        // CreateNew is O_CREAT|O_EXCL: it never opens, truncates or follows anything already there.
+        var options = new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew,
+            Access = FileAccess.Write,
+            Share = FileShare.None,
+            BufferSize = 0,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        };
+        await using var file = new FileStream(full, options);
+        if (entry.DataStream is { } data)
+        {
+            var buffer = new byte[ChunkSize];
+            while (true)
+            {
+                int read;
+                try
+                {
+                    read = await data.ReadAsync(buffer, cancellationToken);
+                }
+                catch (Exception ex) when (IsArchiveError(ex))
+                {
+                    throw new InvalidDataException($"the data of an entry is cut short or corrupt: {ex.Message}", ex);
+                }
+
+                if (read == 0)
+                {
+                    break;
+                }
+
+                // Counted as written too: a sparse entry can expand past its stored length.
+                written += read;
+                if (state.Bytes + written > maxBytes)
+                {
+                    throw new InvalidDataException($"the archive holds more than {maxBytes} bytes, the limit");
+                }
+
+                await file.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+            }
+        }
+
+        // No setuid, setgid or sticky bit from a guest on the host.
+        File.SetUnixFileMode(file.SafeFileHandle, (UnixFileMode)((int)entry.Mode & 0x1FF));
+        if (entry.ModificationTime > DateTimeOffset.UnixEpoch)
+        {
+            File.SetLastWriteTimeUtc(file.SafeFileHandle, entry.ModificationTime.UtcDateTime);
+        }
+
+        return written;
+    }
+
+    /// <summary>Drops <c>./</c> and empty segments; null (with the reason) for NUL, absolute and <c>..</c> names.</summary>
+    private static string? Normalize(string name, out string? refusal)
+    {
+        refusal = name.Contains('\0') ? "bad_name" : name.StartsWith('/') ? "absolute_path" : null;
+        if (refusal is not null)
+        {
+            return null;
+        }
+
+        var segments = new List<string>();
+        foreach (var segment in name.Split('/'))
+        {
+            if (segment == "..")
+            {
+                refusal = "path_traversal";
+                return null;
+            }
+
+            if (segment is not ("" or "."))
+            {
+                segments.Add(segment);
+            }
+        }
+
+        return string.Join('/', segments);
+    }
+
+    /// <summary>
+    /// A link target must be relative and made of some leading <c>..</c> (no more than the link's
+    /// depth below the destination) and then names only. Checking only the lexical end point is
+    /// not enough: with <c>x -&gt; ../..</c> at depth 2 (inside), <c>y -&gt; x/..</c> beside it
+    /// looks inside but resolves to the destination's parent. With every <c>..</c> leading, each
+    /// one climbs a real directory this extraction made, and every link named further on obeys
+    /// the same rule, so no chain of them leaves.
+    /// </summary>
+    private static bool LinkStaysInside(string target, int depth)
+    {
+        if (target.Length == 0 || target.Contains('\0') || target.StartsWith('/'))
+        {
+            return false;
+        }
+
+        var climbing = true;
+        var ups = 0;
+        foreach (var segment in target.Split('/'))
+        {
+            if (segment is "" or ".")
+            {
+                continue;
+            }
+
+            if (segment == "..")
+            {
+                if (!climbing)
+                {
+                    return false;
+                }
+
+                ups++;
+            }
+            else
+            {
+                climbing = false;
+            }
+        }
+
+        return ups <= depth;
+    }
+
+    /// <summary>Each segment below <paramref name="root"/> must be a real directory; missing ones are made. Null, or the refusal.</summary>
+    private static string? WalkDirectories(string root, ReadOnlySpan<string> segments)
+    {
+        var current = root;
+        foreach (var segment in segments)
+        {
+            current = current + "/" + segment;
+            var stat = PathStats.LStat(current);
+            if (stat is null)
+            {
+                // mkdir never follows a link; the lstat after it sees what is really there.
+                Directory.CreateDirectory(current);
+                stat = PathStats.LStat(current);
+            }
+
+            switch (stat?.Kind)
+            {
+                case PathKind.Directory:
+                    continue;
+                case PathKind.Symlink:
+                    return "symlink_in_path";
+                default:
+                    return "not_a_directory";
+            }
+        }
+
+        return null;
+    }
+
+    private static bool IsArchiveError(Exception ex) => ex is InvalidDataException or FormatException or EndOfStreamException
+        or InvalidOperationException or NotSupportedException or ArgumentException or OverflowException;
+
+    /// <summary>Entry names are guest text shown to a user: no control characters (terminal escapes), bounded length.</summary>
+    internal static string SanitizeName(string name)
+    {
+        var clean = new string(name.Where(c => !char.IsControl(c)).ToArray());
+        return clean.Length <= MaxShownName ? clean : clean[..MaxShownName];
+    }
+
+    private sealed class State(string root)
+    {
+        internal string Root { get; } = root;
+        internal long Entries { get; set; }
+        internal long Consumed { get; set; }
+        internal long Files { get; set; }
+        internal long Directories { get; set; }
+        internal long Symlinks { get; set; }
+        internal long Bytes { get; set; }
+        internal List<SkippedEntry> Skipped { get; } = [];
+
+        /// <summary>Applied at the end, so a read-only directory does not block its own contents.</summary>
+        internal List<(string Path, int Mode)> DirectoryModes { get; } = [];
+
+        internal void Skip(string name, string reason) => Skipped.Add(new SkippedEntry(SanitizeName(name), reason));
+    }
+}
