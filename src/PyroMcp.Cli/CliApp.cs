@@ -33,6 +33,7 @@ internal static class CliApp
         var root = new RootCommand(ZeroToHero);
         root.Subcommands.Add(RunCommand.Build());
         root.Subcommands.Add(EnvCommands.Build());
+        root.Subcommands.Add(WorkspaceCommands.Build());
         root.Subcommands.Add(DoctorCommand.Build());
         root.Subcommands.Add(DemoCommand.Build());
         return root;

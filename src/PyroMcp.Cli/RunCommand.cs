@@ -36,7 +36,7 @@ internal static class RunCommand
                 var request = new RunRequest
                 {
                     Environment = parse.GetValue(environment)!,
-                    Command = CommandAfterDoubleDash(parse, parse.GetValue(command) ?? []),
+                    Command = CommandAfterDoubleDash(parse, parse.GetValue(command) ?? [], "run"),
                     VcpuCount = parse.GetValue(vcpu),
                     MemMib = parse.GetValue(mem),
                     TimeoutSeconds = parse.GetValue(timeout),
@@ -78,7 +78,7 @@ internal static class RunCommand
     /// The command must follow <c>--</c>: otherwise a mistyped option (<c>--vcpus 2</c>) would be
     /// taken as the program to run in the guest.
     /// </summary>
-    private static string[] CommandAfterDoubleDash(ParseResult parse, string[] command)
+    internal static string[] CommandAfterDoubleDash(ParseResult parse, string[] command, string verb)
     {
         var tokens = parse.Tokens.Select(t => t.Value).ToList();
         var dash = tokens.IndexOf("--");
@@ -87,14 +87,14 @@ internal static class RunCommand
         {
             var stray = command[0];
             throw new ArgumentException(stray.StartsWith('-')
-                ? $"unknown option '{stray}' for 'pyro run' (see 'pyro run --help'); the command goes after --"
-                : $"unexpected '{stray}' before --: write the command after --, e.g. pyro run debian:12 -- {string.Join(' ', command)}");
+                ? $"unknown option '{stray}' for 'pyro {verb}' (see 'pyro {verb} --help'); the command goes after --"
+                : $"unexpected '{stray}' before --: write the command after --, e.g. pyro {(verb == "run" ? "run debian:12" : verb + " WORKSPACE")} -- {string.Join(' ', command)}");
         }
 
         return command;
     }
 
-    private static Dictionary<string, string>? ParseEnv(string[]? pairs)
+    internal static Dictionary<string, string>? ParseEnv(string[]? pairs)
     {
         if (pairs is not { Length: > 0 })
         {
@@ -116,7 +116,7 @@ internal static class RunCommand
         return env;
     }
 
-    private static Func<ReadOnlyMemory<byte>, ValueTask> Forward(Stream target)
+    internal static Func<ReadOnlyMemory<byte>, ValueTask> Forward(Stream target)
         => async data =>
         {
             await target.WriteAsync(data);

@@ -19,7 +19,7 @@ namespace PyroMcp;
 /// Console.Write(result.Stdout);
 /// </code>
 /// </example>
-public sealed class Pyro
+public sealed partial class Pyro
 {
     private readonly EnvironmentStore _store;
 
@@ -237,8 +237,14 @@ internal sealed class CappedBuffer(long cap)
     internal void Append(ReadOnlySpan<byte> data)
     {
         var room = (int)Math.Max(0, Math.Min(data.Length, cap - _data.Length));
+        Overflowed |= room < data.Length;
         _data.Write(data[..room]);
     }
 
+    /// <summary>More arrived than the cap allowed.</summary>
+    internal bool Overflowed { get; private set; }
+
     internal string Text => Encoding.UTF8.GetString(_data.GetBuffer(), 0, (int)_data.Length);
+
+    internal byte[] Bytes => _data.ToArray();
 }

@@ -15,6 +15,18 @@ namespace PyroMcp;
 [JsonSerializable(typeof(IReadOnlyList<EnvironmentInfo>))]
 [JsonSerializable(typeof(PruneResult))]
 [JsonSerializable(typeof(DoctorReport))]
+[JsonSerializable(typeof(WorkspaceInfo))]
+[JsonSerializable(typeof(IReadOnlyList<WorkspaceInfo>))]
+[JsonSerializable(typeof(WorkspaceExecResult))]
+[JsonSerializable(typeof(TransferResult))]
+[JsonSerializable(typeof(WorkspaceDiff))]
+[JsonSerializable(typeof(PatchResult))]
+[JsonSerializable(typeof(SnapshotInfo))]
+[JsonSerializable(typeof(IReadOnlyList<SnapshotInfo>))]
+[JsonSerializable(typeof(IReadOnlyList<CommandRecord>))]
+[JsonSerializable(typeof(Protocol.FileEntry))]
+[JsonSerializable(typeof(IReadOnlyList<Protocol.FileEntry>))]
+[JsonSerializable(typeof(IReadOnlyList<string>))]
 public sealed partial class PyroJsonContext : JsonSerializerContext;
 
 /// <summary>Source-generated JSON for pyro's own files in the caches.</summary>
@@ -23,4 +35,5 @@ public sealed partial class PyroJsonContext : JsonSerializerContext;
 [JsonSerializable(typeof(KernelInfo))]
 [JsonSerializable(typeof(RuntimeManifest))]
 [JsonSerializable(typeof(EnvironmentManifest))]
+[JsonSerializable(typeof(IReadOnlyDictionary<string, string>))]
 internal sealed partial class InternalJsonContext : JsonSerializerContext;

@@ -9,6 +9,13 @@ public sealed record PyroOptions
     /// <summary>Runtime bundle cache (kernel, initramfs). Default <c>~/.cache/pyro/runtime</c>, or <c>PYRO_RUNTIME_CACHE_DIR</c>.</summary>
     public string RuntimeCacheDir { get; init; } = FromEnv("PYRO_RUNTIME_CACHE_DIR") ?? Path.Combine(CacheHome, "pyro", "runtime");
 
+    /// <summary>Workspace state: the SQLite database and each workspace's disk, baseline and snapshots. Default <c>~/.local/state/pyro</c>, or <c>PYRO_STATE_DIR</c>.</summary>
+    public string StateDir { get; init; } = FromEnv("PYRO_STATE_DIR")
+        ?? Path.Combine(FromEnv("XDG_STATE_HOME") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state"), "pyro");
+
+    /// <summary>The workspace supervisor program. Default: <c>pyro-supervisor.dll</c> beside this assembly, or <c>PYRO_SUPERVISOR_PATH</c>.</summary>
+    public string SupervisorPath { get; init; } = FromEnv("PYRO_SUPERVISOR_PATH") ?? Path.Combine(AppContext.BaseDirectory, "pyro-supervisor.dll");
+
     /// <summary>
     /// Per-VM scratch (sockets, disk overlays). Short on purpose: unix socket paths are limited
     /// to 107 bytes. Default <c>$XDG_RUNTIME_DIR/pyro</c> or <c>/tmp/pyro-UID</c>, or <c>PYRO_RUN_DIR</c>.

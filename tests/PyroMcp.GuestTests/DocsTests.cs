@@ -17,11 +17,18 @@ public sealed partial class DocsTests : GuestTest
     public static TheoryData<string, string> Commands()
     {
         var data = new TheoryData<string, string>();
-        foreach (var doc in new[] { "README.md", "docs/install.md", "docs/architecture.md", "bench/README.md", "CHANGELOG.md" })
+        foreach (var doc in new[] { "README.md", "docs/install.md", "docs/architecture.md", "docs/workspaces.md", "bench/README.md", "CHANGELOG.md", "examples/README.md" })
         {
             var text = File.ReadAllText(Path.Combine(Repo.Root, doc));
             foreach (Match block in BashBlock().Matches(text))
             {
+                // A block that starts with '# script' is one walkthrough: its lines run together, in order.
+                if (block.Groups[1].Value.StartsWith("# script\n", StringComparison.Ordinal))
+                {
+                    data.Add(doc, block.Groups[1].Value);
+                    continue;
+                }
+
                 foreach (var line in block.Groups[1].Value.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')))
                 {
                     data.Add(doc, line);
@@ -41,15 +48,17 @@ public sealed partial class DocsTests : GuestTest
             return;
         }
 
-        Assert.True(command.StartsWith("./pyro ") || command.StartsWith("pyro ") || command.StartsWith("dotnet run -c Release --project bench/PyroMcp.Bench"),
+        var isScript = command.StartsWith("# script\n", StringComparison.Ordinal);
+        Assert.True(isScript || command.StartsWith("./pyro ") || command.StartsWith("pyro ") || command.StartsWith("dotnet run -c Release --project bench/PyroMcp.Bench"),
             $"{doc}: '{command}' is neither a pyro command nor listed with the test that runs it");
 
         // `pyro` is the installed tool; the built CLI is the same program.
-        var script = $"pyro() {{ dotnet '{Repo.CliDll}' \"$@\"; }}\n{command}";
+        var script = $"set -euo pipefail\npyro() {{ dotnet '{Repo.CliDll}' \"$@\"; }}\n{command}";
         var start = new ProcessStartInfo("bash") { WorkingDirectory = Repo.Root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add(script);
         start.Environment["PYRO_RUN_DIR"] = Repo.RunDir;
+        start.Environment["PYRO_STATE_DIR"] = Repo.StateDir;
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();

@@ -19,6 +19,9 @@ internal static class Repo
     /// <summary>Scratch for the VMs of this test run only, so leftovers can be counted exactly.</summary>
     internal static string RunDir { get; } = Directory.CreateTempSubdirectory("pyro-test-run-").FullName;
 
+    /// <summary>Workspace state of this test run only.</summary>
+    internal static string StateDir { get; } = Directory.CreateTempSubdirectory("pyro-test-state-").FullName;
+
     private static string FindRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
@@ -59,6 +62,7 @@ internal static class Cli
         }
 
         start.Environment["PYRO_RUN_DIR"] = Repo.RunDir;
+        start.Environment["PYRO_STATE_DIR"] = Repo.StateDir;
         foreach (var (key, value) in env ?? new Dictionary<string, string>())
         {
             start.Environment[key] = value;
@@ -106,7 +110,7 @@ internal static class Leftovers
             try
             {
                 var cmdline = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
-                if (cmdline.Contains("qemu-system") && cmdline.Contains(Repo.RunDir))
+                if ((cmdline.Contains("qemu-system") || cmdline.Contains("pyro-supervisor")) && (cmdline.Contains(Repo.RunDir) || cmdline.Contains(Repo.StateDir)))
                 {
                     found.Add(cmdline);
                 }
@@ -125,7 +129,8 @@ internal static class Leftovers
     internal static IReadOnlyList<string> VmDirectories()
     {
         var vms = Path.Combine(Repo.RunDir, "vms");
-        return Directory.Exists(vms) ? Directory.GetDirectories(vms) : [];
+        var workspaces = Path.Combine(Repo.StateDir, "workspaces");
+        return [.. Directory.Exists(vms) ? Directory.GetDirectories(vms) : [], .. Directory.Exists(workspaces) ? Directory.GetDirectories(workspaces) : []];
     }
 
     /// <summary>Asserts the machine is clean, giving a VM that is being torn down a moment to go.</summary>
@@ -161,6 +166,7 @@ public sealed class GuestFixture : IAsyncLifetime
         try
         {
             Directory.Delete(Repo.RunDir, recursive: true);
+            Directory.Delete(Repo.StateDir, recursive: true);
         }
         catch (IOException)
         {

@@ -77,8 +77,68 @@ internal sealed class GuestAgentClient : IAsyncDisposable
     internal async Task ShutdownAsync(CancellationToken cancellationToken)
         => await CallAsync(new AgentRequest { Op = AgentOps.Shutdown }, null, null, cancellationToken);
 
+    /// <summary>
+    /// One request with an optional byte stream for its stdin (files.write, tar.in) and a sink for
+    /// its stdout (files.read, tar.out). Throws <see cref="GuestOperationException"/> when the guest refuses.
+    /// </summary>
+    internal Task<AgentResponse> CallAsync(AgentRequest request, Func<ReadOnlyMemory<byte>, ValueTask>? onStdout, Stream? stdin, CancellationToken cancellationToken)
+        => CallAsync(request, onStdout, null, cancellationToken, stdin);
+
+    /// <summary>
+    /// Passes one client's request through to the guest untouched and every frame of the reply
+    /// back (the supervisor's relay). Frames from the client (stdin, cancel) arrive on <paramref name="fromClient"/>.
+    /// </summary>
+    internal async Task RelayAsync(ReadOnlyMemory<byte> requestPayload, ChannelReader<Frame> fromClient, Func<Frame, ValueTask> toClient, CancellationToken cancellationToken)
+    {
+        var id = (uint)Interlocked.Increment(ref _nextStreamId);
+        var incoming = Channel.CreateBounded<Frame>(new BoundedChannelOptions(64) { SingleReader = true, SingleWriter = true });
+        _calls[id] = incoming;
+        try
+        {
+            await SendAsync(new Frame(id, FrameType.Request, requestPayload), cancellationToken);
+            using var cancel = cancellationToken.Register(() => _ = TrySendAsync(new Frame(id, FrameType.Cancel, ReadOnlyMemory<byte>.Empty)));
+            var upstream = Task.Run(async () =>
+            {
+                try
+                {
+                    await foreach (var frame in fromClient.ReadAllAsync(cancellationToken))
+                    {
+                        await SendAsync(frame with { StreamId = id }, cancellationToken);
+                    }
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or PyroException)
+                {
+                }
+            }, CancellationToken.None);
+            while (true)
+            {
+                var read = incoming.Reader.ReadAsync(cancellationToken).AsTask();
+                if (await Task.WhenAny(read, _connection.Closed) != read)
+                {
+                    throw ChannelBroken();
+                }
+
+                var frame = await read;
+                await toClient(frame);
+                if (frame.Type is FrameType.Result or FrameType.Error)
+                {
+                    return;
+                }
+            }
+        }
+        catch (ChannelClosedException)
+        {
+            throw ChannelBroken();
+        }
+        finally
+        {
+            _calls.TryRemove(id, out _);
+            incoming.Writer.TryComplete();
+        }
+    }
+
     private async Task<AgentResponse> CallAsync(AgentRequest request, Func<ReadOnlyMemory<byte>, ValueTask>? onStdout,
-        Func<ReadOnlyMemory<byte>, ValueTask>? onStderr, CancellationToken cancellationToken)
+        Func<ReadOnlyMemory<byte>, ValueTask>? onStderr, CancellationToken cancellationToken, Stream? stdin = null)
     {
         var id = (uint)Interlocked.Increment(ref _nextStreamId);
         var incoming = Channel.CreateBounded<Frame>(new BoundedChannelOptions(64) { SingleReader = true, SingleWriter = true });
@@ -87,6 +147,11 @@ internal sealed class GuestAgentClient : IAsyncDisposable
         {
             await SendAsync(new Frame(id, FrameType.Request, ProtocolJsonContext.Encode(request)), cancellationToken);
             using var cancel = cancellationToken.Register(() => _ = TrySendAsync(new Frame(id, FrameType.Cancel, ReadOnlyMemory<byte>.Empty)));
+            if (stdin is not null)
+            {
+                _ = PumpStdinAsync(id, stdin, cancellationToken);
+            }
+
             while (true)
             {
                 Frame frame;
@@ -143,6 +208,26 @@ internal sealed class GuestAgentClient : IAsyncDisposable
         {
             _connection.Abort(ex);
             throw new GuestChannelException("guest_protocol", "the guest agent sent a malformed message: " + ex.Message, ex);
+        }
+    }
+
+    private async Task PumpStdinAsync(uint id, Stream stdin, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var buffer = new byte[64 * 1024];
+            int read;
+            while ((read = await stdin.ReadAsync(buffer, cancellationToken)) > 0)
+            {
+                await SendAsync(new Frame(id, FrameType.Stdin, buffer.AsSpan(0, read).ToArray()), cancellationToken);
+            }
+
+            await SendAsync(new Frame(id, FrameType.StdinEnd, ReadOnlyMemory<byte>.Empty), cancellationToken);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or PyroException or IOException)
+        {
+            // The call itself reports what went wrong; a broken input ends as a cancel.
+            await TrySendAsync(new Frame(id, FrameType.Cancel, ReadOnlyMemory<byte>.Empty));
         }
     }
 

@@ -22,6 +22,7 @@ internal sealed class QemuVm : IAsyncDisposable
     private Process? _qemu;
     private Task? _pumps;
     private bool _disposed;
+    private bool _persistent;
 
     private QemuVm(string id, string directory, Accelerator accelerator)
     {
@@ -47,15 +48,29 @@ internal sealed class QemuVm : IAsyncDisposable
 
     internal static string NewId() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6));
 
-    /// <summary>Boots a guest and waits for its agent. On any failure everything started is torn down before the exception leaves.</summary>
-    internal static async Task<QemuVm> StartAsync(string id, VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options, CancellationToken cancellationToken)
+    /// <summary>
+    /// Boots a guest and waits for its agent. On any failure everything started is torn down
+    /// before the exception leaves. With <paramref name="persistentDirectory"/> the VM lives in a
+    /// workspace's directory: its disk (<c>disk.qcow2</c>, made if missing) is kept on dispose.
+    /// </summary>
+    internal static async Task<QemuVm> StartAsync(string id, VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options,
+        CancellationToken cancellationToken, string? persistentDirectory = null)
     {
-        ReapStale(options);
-        var directory = Path.Combine(options.RunDir, "vms", id);
-        System.IO.Directory.CreateDirectory(directory);
-        File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        await File.WriteAllTextAsync(Path.Combine(directory, "owner.pid"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture), cancellationToken);
-        var vm = new QemuVm(id, directory, spec.Accelerator);
+        string directory;
+        if (persistentDirectory is null)
+        {
+            ReapStale(options);
+            directory = Path.Combine(options.RunDir, "vms", id);
+            System.IO.Directory.CreateDirectory(directory);
+            File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            await File.WriteAllTextAsync(Path.Combine(directory, "owner.pid"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture), cancellationToken);
+        }
+        else
+        {
+            directory = persistentDirectory;
+        }
+
+        var vm = new QemuVm(id, directory, spec.Accelerator) { _persistent = persistentDirectory is not null };
         try
         {
             await vm.BootAsync(spec, rootfsImage, bundle, options, cancellationToken);
@@ -68,16 +83,26 @@ internal sealed class QemuVm : IAsyncDisposable
         }
     }
 
-    private async Task BootAsync(VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options, CancellationToken cancellationToken)
+    /// <summary>Creates a copy-on-write disk over the environment image.</summary>
+    internal static async Task CreateOverlayAsync(string rootfsImage, string disk, CancellationToken cancellationToken)
     {
-        var disk = Path.Combine(Directory, "disk.qcow2");
         var overlay = await ProcessRunner.RunAsync(HostTools.QemuImg.Require(), ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", rootfsImage, disk], cancellationToken: cancellationToken);
         if (overlay.ExitCode != 0)
         {
             throw new VmBootException("disk_failed", $"qemu-img could not create the VM disk: {overlay.StderrTail}", overlay.StderrTail, "");
         }
+    }
+
+    private async Task BootAsync(VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options, CancellationToken cancellationToken)
+    {
+        var disk = Path.Combine(Directory, "disk.qcow2");
+        if (!File.Exists(disk))
+        {
+            await CreateOverlayAsync(rootfsImage, disk, cancellationToken);
+        }
 
         var socketPath = Path.Combine(Directory, "agent.sock");
+        File.Delete(socketPath);
         var kvm = spec.Accelerator == Accelerator.Kvm;
         var append = "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable no_timer_check rw pyro.hostname=pyro-" + Id
             // Under TCG the kernel cannot calibrate the TSC and hangs without this.
@@ -185,6 +210,15 @@ internal sealed class QemuVm : IAsyncDisposable
         }
     }
 
+    /// <summary>Completes when QEMU exits, for whatever reason.</summary>
+    internal Task Exited => _qemu?.WaitForExitAsync() ?? Task.CompletedTask;
+
+    /// <summary>QEMU's exit code once it has exited.</summary>
+    internal int? ExitCode => _qemu is { HasExited: true } ? _qemu.ExitCode : null;
+
+    /// <summary>QEMU's process id.</summary>
+    internal int? QemuPid => _qemu?.Id;
+
     /// <summary>The last lines of the guest console, for diagnostics.</summary>
     internal string ConsoleTail() => _console.Text();
 
@@ -256,6 +290,13 @@ internal sealed class QemuVm : IAsyncDisposable
         if (_pumps is not null)
         {
             await Task.WhenAny(_pumps, Task.Delay(1000));
+        }
+
+        if (_persistent)
+        {
+            // The workspace keeps its disk; only the channel endpoint goes.
+            File.Delete(Path.Combine(Directory, "agent.sock"));
+            return;
         }
 
         try

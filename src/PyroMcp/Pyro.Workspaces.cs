@@ -1,0 +1,103 @@
+using PyroMcp.Protocol;
+using PyroMcp.Workspaces;
+
+namespace PyroMcp;
+
+public sealed partial class Pyro
+{
+    private WorkspaceManager? _workspaces;
+
+    private WorkspaceManager Workspaces => _workspaces ??= new WorkspaceManager(Options, _store);
+
+    /// <summary>
+    /// Creates a persistent workspace: a VM with its own disk, owned by a supervisor process that
+    /// outlives this call. Seeds <c>/workspace</c> from <see cref="WorkspaceCreateRequest.SeedPath"/>
+    /// and records that tree as the immutable baseline for <see cref="DiffWorkspaceAsync"/> and <see cref="ResetWorkspaceAsync"/>.
+    /// All or nothing: a create that fails leaves no workspace behind.
+    /// </summary>
+    /// <example><code>
+    /// var ws = await pyro.CreateWorkspaceAsync(new WorkspaceCreateRequest { Environment = "debian:12", SeedPath = "./repo" });
+    /// var result = await pyro.ExecWorkspaceAsync(ws.WorkspaceId, new WorkspaceExecRequest { Command = ["git", "status"] });
+    /// </code></example>
+    public Task<WorkspaceInfo> CreateWorkspaceAsync(WorkspaceCreateRequest request, CancellationToken cancellationToken = default)
+        => Workspaces.CreateAsync(request, cancellationToken);
+
+    /// <summary>Workspaces, optionally only those carrying all of <paramref name="labels"/>.</summary>
+    public Task<IReadOnlyList<WorkspaceInfo>> ListWorkspacesAsync(IReadOnlyDictionary<string, string>? labels = null, CancellationToken cancellationToken = default)
+        => Workspaces.ListAsync(labels, cancellationToken);
+
+    /// <summary>A workspace's state, checked against the processes that really exist (a killed supervisor shows as <c>crashed</c>).</summary>
+    public Task<WorkspaceInfo> GetWorkspaceAsync(string workspace, CancellationToken cancellationToken = default)
+        => Workspaces.StatusAsync(workspace, cancellationToken);
+
+    /// <summary>Runs one command in a workspace; it is added to the workspace's history.</summary>
+    public Task<WorkspaceExecResult> ExecWorkspaceAsync(string workspace, WorkspaceExecRequest request, CancellationToken cancellationToken = default)
+        => Workspaces.ExecAsync(workspace, request, cancellationToken);
+
+    /// <summary>The workspace's command history since creation or the last reset.</summary>
+    public Task<IReadOnlyList<CommandRecord>> GetWorkspaceLogsAsync(string workspace, CancellationToken cancellationToken = default)
+        => Workspaces.LogsAsync(workspace, cancellationToken);
+
+    /// <summary>Copies a host directory or archive into the workspace (default <c>/workspace</c>). Entries that would escape it are refused and listed.</summary>
+    public Task<TransferResult> PushWorkspaceSyncAsync(string workspace, string sourcePath, string? destination = null, CancellationToken cancellationToken = default)
+        => Workspaces.PushAsync(workspace, sourcePath, destination, cancellationToken);
+
+    /// <summary>Lists a directory of the workspace (paths relative to <c>/workspace</c>).</summary>
+    public Task<IReadOnlyList<FileEntry>> ListWorkspaceFilesAsync(string workspace, string path = ".", bool recursive = false, CancellationToken cancellationToken = default)
+        => Workspaces.ListFilesAsync(workspace, path, recursive, cancellationToken);
+
+    /// <summary>Reads a file of the workspace, at most <paramref name="maxBytes"/> (default: the output cap).</summary>
+    public Task<FileContent> ReadWorkspaceFileAsync(string workspace, string path, long maxBytes = 0, CancellationToken cancellationToken = default)
+        => Workspaces.ReadFileAsync(workspace, path, maxBytes, cancellationToken);
+
+    /// <summary>Writes a file of the workspace atomically, creating parent directories; never through a symlink.</summary>
+    public Task<FileEntry> WriteWorkspaceFileAsync(string workspace, string path, Stream content, CancellationToken cancellationToken = default)
+        => Workspaces.WriteFileAsync(workspace, path, content, cancellationToken);
+
+    /// <summary>Applies a unified diff (several files, creations and deletions): every hunk applies or nothing is written.</summary>
+    public Task<PatchResult> ApplyWorkspacePatchAsync(string workspace, string patch, CancellationToken cancellationToken = default)
+        => Workspaces.ApplyPatchAsync(workspace, patch, cancellationToken);
+
+    /// <summary>How <c>/workspace</c> differs from its create-time baseline.</summary>
+    public Task<WorkspaceDiff> DiffWorkspaceAsync(string workspace, CancellationToken cancellationToken = default)
+        => Workspaces.DiffAsync(workspace, cancellationToken);
+
+    /// <summary>Copies a file or directory out of the workspace to <paramref name="outputPath"/>, which must not exist. Nothing is written outside it.</summary>
+    public Task<TransferResult> ExportWorkspaceAsync(string workspace, string path, string outputPath, CancellationToken cancellationToken = default)
+        => Workspaces.ExportAsync(workspace, path, outputPath, cancellationToken);
+
+    /// <summary>Saves <c>/workspace</c> as a named snapshot to reset to later.</summary>
+    public Task<SnapshotInfo> CreateSnapshotAsync(string workspace, string name, CancellationToken cancellationToken = default)
+        => Workspaces.CreateSnapshotAsync(workspace, name, cancellationToken);
+
+    /// <summary>The workspace's snapshots.</summary>
+    public Task<IReadOnlyList<SnapshotInfo>> ListSnapshotsAsync(string workspace, CancellationToken cancellationToken = default)
+        => Workspaces.ListSnapshotsAsync(workspace, cancellationToken);
+
+    /// <summary>Deletes a snapshot.</summary>
+    public Task DeleteSnapshotAsync(string workspace, string name, CancellationToken cancellationToken = default)
+        => Workspaces.DeleteSnapshotAsync(workspace, name, cancellationToken);
+
+    /// <summary>
+    /// Replaces the sandbox with a fresh one: a new disk from the environment and <c>/workspace</c>
+    /// from the baseline or <paramref name="snapshot"/>. Same id and baseline; history cleared.
+    /// </summary>
+    public Task<WorkspaceInfo> ResetWorkspaceAsync(string workspace, string? snapshot = null, CancellationToken cancellationToken = default)
+        => Workspaces.ResetAsync(workspace, snapshot, cancellationToken);
+
+    /// <summary>Powers the VM off cleanly; the disk is kept for <see cref="StartWorkspaceAsync"/>.</summary>
+    public Task<WorkspaceInfo> StopWorkspaceAsync(string workspace, CancellationToken cancellationToken = default)
+        => Workspaces.StopAsync(workspace, cancellationToken);
+
+    /// <summary>Boots a stopped or crashed workspace again from its disk.</summary>
+    public Task<WorkspaceInfo> StartWorkspaceAsync(string workspace, CancellationToken cancellationToken = default)
+        => Workspaces.StartAsync(workspace, cancellationToken);
+
+    /// <summary>Deletes a workspace: its VM, supervisor, disk, baseline, snapshots and history.</summary>
+    public Task<bool> DeleteWorkspaceAsync(string workspace, CancellationToken cancellationToken = default)
+        => Workspaces.DeleteAsync(workspace, cancellationToken);
+
+    /// <summary>Deletes every workspace past its TTL, including those whose supervisor is gone. Returns their ids.</summary>
+    public Task<IReadOnlyList<string>> ReapExpiredWorkspacesAsync(CancellationToken cancellationToken = default)
+        => Workspaces.ReapExpiredAsync(cancellationToken);
+}

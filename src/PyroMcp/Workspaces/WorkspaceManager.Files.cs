@@ -1,0 +1,520 @@
+using System.Diagnostics;
+using System.Formats.Tar;
+using System.IO.Pipelines;
+using System.Text;
+using System.Text.RegularExpressions;
+using PyroMcp.Environments;
+using PyroMcp.Protocol;
+using PyroMcp.Vmm;
+
+namespace PyroMcp.Workspaces;
+
+internal sealed partial class WorkspaceManager
+{
+    /// <summary>Most a tree (baseline, snapshot, diff side) may hold on the host: a guest cannot fill the host's disk or memory through us.</summary>
+    private const long MaxTreeBytes = 2L * 1024 * 1024 * 1024;
+    private const long MaxDiffBytes = 256L * 1024 * 1024;
+    private const long MaxExportEntries = 1_000_000;
+
+    // ---- sync and files --------------------------------------------------------------------
+
+    internal async Task<TransferResult> PushAsync(string idOrName, string source, string? destination, CancellationToken cancellationToken)
+    {
+        var record = Store.Get(idOrName);
+        if (!Directory.Exists(source) && !File.Exists(source))
+        {
+            throw new PyroInputException("source_not_found", $"{source} does not exist: give a directory or a .tar, .tar.gz or .tgz archive");
+        }
+
+        var guest = GuestPath(destination ?? GuestRoot);
+        var clock = Stopwatch.StartNew();
+        await using var connection = await ConnectAsync(record, cancellationToken);
+        TarSummary summary;
+        try
+        {
+            summary = await PushTreeAsync(connection, source, guest, clean: false, cancellationToken);
+        }
+        catch (GuestOperationException ex)
+        {
+            // Entries before the failure are in place: say so, and how to get back to a known state.
+            throw new GuestOperationException(ex.Code,
+                $"sync into {guest} failed: {ex.Message}. Entries before the failure were written, so {guest} may hold part of the tree; " +
+                $"push again, or 'pyro workspace reset {record.Id}' to return to the baseline.");
+        }
+
+        return new TransferResult
+        {
+            WorkspaceId = record.Id,
+            HostPath = Path.GetFullPath(source),
+            GuestPath = guest,
+            Entries = summary.Entries,
+            Bytes = summary.Bytes,
+            Skipped = summary.Skipped.Select(SanitizeSkip).ToList(),
+            DurationMs = clock.ElapsedMilliseconds,
+        };
+    }
+
+    internal async Task<IReadOnlyList<FileEntry>> ListFilesAsync(string idOrName, string path, bool recursive, CancellationToken cancellationToken)
+    {
+        await using var connection = await ConnectAsync(Store.Get(idOrName), cancellationToken);
+        var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesList, Files = new FilesRequest { Path = GuestPath(path), Recursive = recursive } }, null, null, cancellationToken);
+        return (response.Listing?.Entries ?? []).Select(SanitizeEntry).ToList();
+    }
+
+    internal async Task<FileContent> ReadFileAsync(string idOrName, string path, long maxBytes, CancellationToken cancellationToken)
+    {
+        var record = Store.Get(idOrName);
+        await using var connection = await ConnectAsync(record, cancellationToken);
+        var limit = maxBytes > 0 ? maxBytes : options.MaxOutputBytes;
+        var content = new CappedBuffer(limit);
+        var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesRead, Files = new FilesRequest { Path = GuestPath(path), MaxBytes = limit } },
+            data => { content.Append(data.Span); return ValueTask.CompletedTask; }, null, cancellationToken);
+        var bytes = content.Bytes;
+        return new FileContent(record.Id, GuestPath(path), bytes, bytes.Length, (response.File?.Truncated ?? false) || content.Overflowed);
+    }
+
+    internal async Task<FileEntry> WriteFileAsync(string idOrName, string path, Stream content, CancellationToken cancellationToken)
+    {
+        await using var connection = await ConnectAsync(Store.Get(idOrName), cancellationToken);
+        var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesWrite, Files = new FilesRequest { Path = GuestPath(path), CreateParents = true } },
+            null, content, cancellationToken);
+        return SanitizeEntry(response.File ?? new FileEntry { Path = path, Type = "file" });
+    }
+
+    // ---- export ----------------------------------------------------------------------------
+
+    internal async Task<TransferResult> ExportAsync(string idOrName, string path, string output, CancellationToken cancellationToken)
+    {
+        var record = Store.Get(idOrName);
+        var fullOutput = Path.GetFullPath(output);
+        if (File.Exists(fullOutput) || Directory.Exists(fullOutput))
+        {
+            throw new PyroInputException("output_exists", $"{fullOutput} already exists; export never overwrites: pick a new --output path");
+        }
+
+        var guest = GuestPath(path);
+        var clock = Stopwatch.StartNew();
+        await using var connection = await ConnectAsync(record, cancellationToken);
+        var kind = await KindOfAsync(connection, guest, cancellationToken);
+        Directory.CreateDirectory(Path.GetDirectoryName(fullOutput)!);
+        if (kind == "file")
+        {
+            long written = 0;
+            try
+            {
+                await using var file = new FileStream(fullOutput, FileMode.CreateNew, FileAccess.Write);
+                await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesRead, Files = new FilesRequest { Path = guest } },
+                    async data =>
+                    {
+                        written += data.Length;
+                        if (written > MaxTreeBytes)
+                        {
+                            throw new InvalidDataException($"the file is larger than the export limit of {MaxTreeBytes} bytes");
+                        }
+
+                        await file.WriteAsync(data, cancellationToken);
+                    }, null, cancellationToken);
+            }
+            catch
+            {
+                File.Delete(fullOutput);
+                throw;
+            }
+
+            return new TransferResult { WorkspaceId = record.Id, HostPath = fullOutput, GuestPath = guest, Entries = 1, Bytes = written, DurationMs = clock.ElapsedMilliseconds };
+        }
+
+        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 * 1024 * 1024, resumeWriterThreshold: 2 * 1024 * 1024));
+        var extract = SafeTarExtractor.ExtractAsync(pipe.Reader.AsStream(), fullOutput, MaxTreeBytes, MaxExportEntries, cancellationToken);
+        try
+        {
+            await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarOut, Tar = new TarRequest { Path = guest } },
+                async data => await pipe.Writer.WriteAsync(data, cancellationToken), null, cancellationToken);
+            await pipe.Writer.CompleteAsync();
+            var summary = await extract;
+            return new TransferResult
+            {
+                WorkspaceId = record.Id,
+                HostPath = fullOutput,
+                GuestPath = guest,
+                Entries = summary.Files + summary.Directories + summary.Symlinks,
+                Bytes = summary.Bytes,
+                Skipped = summary.Skipped,
+                DurationMs = clock.ElapsedMilliseconds,
+            };
+        }
+        catch (Exception ex)
+        {
+            await pipe.Writer.CompleteAsync(ex);
+            try
+            {
+                await extract;
+            }
+            catch (Exception)
+            {
+                // The first failure is the one to report.
+            }
+
+            if (Directory.Exists(fullOutput))
+            {
+                Directory.Delete(fullOutput, recursive: true);
+            }
+
+            throw ex is InvalidDataException ? new GuestOperationException("export_too_large", ex.Message) : ex;
+        }
+    }
+
+    private static async Task<string> KindOfAsync(Connection connection, string guest, CancellationToken cancellationToken)
+    {
+        if (guest == GuestRoot)
+        {
+            return "directory";
+        }
+
+        var parent = guest[..guest.LastIndexOf('/')] is { Length: > 0 } p ? p : "/";
+        var name = guest[(guest.LastIndexOf('/') + 1)..];
+        var listing = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesList, Files = new FilesRequest { Path = parent } }, null, null, cancellationToken);
+        var entry = listing.Listing?.Entries.FirstOrDefault(e => e.Path == name || e.Path.EndsWith("/" + name, StringComparison.Ordinal))
+            ?? throw new GuestOperationException("not_found", $"{guest} does not exist in the workspace");
+        return entry.Type == "symlink" ? "file" : entry.Type;
+    }
+
+    // ---- patch -----------------------------------------------------------------------------
+
+    internal async Task<PatchResult> ApplyPatchAsync(string idOrName, string patchText, CancellationToken cancellationToken)
+    {
+        var record = Store.Get(idOrName);
+        IReadOnlyList<FilePatch> patches;
+        try
+        {
+            patches = PatchParser.Parse(patchText);
+        }
+        catch (PatchFormatException ex)
+        {
+            throw new PyroInputException("invalid_patch", $"the patch is not a unified diff: {ex.Message}");
+        }
+
+        await using var connection = await ConnectAsync(record, cancellationToken);
+        // All hunks of all files are applied in memory first: nothing is written unless everything applies.
+        var planned = new List<(string Path, string? Content, string Kind)>();
+        foreach (var patch in patches)
+        {
+            var current = await TryReadTextAsync(connection, GuestPath(patch.Path), cancellationToken);
+            string? updated;
+            try
+            {
+                updated = PatchApplier.Apply(patch, current);
+            }
+            catch (PatchConflictException ex)
+            {
+                throw new PyroInputException("patch_does_not_apply", ex.Message + ". Nothing was changed.");
+            }
+
+            planned.Add((patch.Path, updated, patch.OldPath is null ? "created" : updated is null ? "deleted" : "modified"));
+        }
+
+        var done = new List<string>();
+        foreach (var (path, content, _) in planned)
+        {
+            try
+            {
+                if (content is null)
+                {
+                    await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesDelete, Files = new FilesRequest { Path = GuestPath(path) } }, null, null, cancellationToken);
+                }
+                else
+                {
+                    using var stream = new MemoryStream(Encoding.UTF8.GetBytes(content));
+                    await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesWrite, Files = new FilesRequest { Path = GuestPath(path), CreateParents = true } }, null, stream, cancellationToken);
+                }
+            }
+            catch (GuestOperationException ex)
+            {
+                throw new GuestOperationException("patch_partially_applied",
+                    $"the patch applied in memory but writing {path} failed: {ex.Message}. Already written: {(done.Count == 0 ? "nothing" : string.Join(", ", done))}. " +
+                    $"The workspace now holds part of the patch: fix it by hand, or 'pyro workspace reset {record.Id}'.");
+            }
+
+            done.Add(path);
+        }
+
+        return new PatchResult(record.Id, done, planned.Count(p => p.Kind == "created"), planned.Count(p => p.Kind == "modified"), planned.Count(p => p.Kind == "deleted"));
+    }
+
+    private static async Task<string?> TryReadTextAsync(Connection connection, string guest, CancellationToken cancellationToken)
+    {
+        var buffer = new CappedBuffer(MaxDiffBytes);
+        try
+        {
+            await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesRead, Files = new FilesRequest { Path = guest } },
+                data => { buffer.Append(data.Span); return ValueTask.CompletedTask; }, null, cancellationToken);
+        }
+        catch (GuestOperationException ex) when (ex.Code == "not_found")
+        {
+            return null;
+        }
+
+        return buffer.Text;
+    }
+
+    // ---- baseline, diff --------------------------------------------------------------------
+
+    internal async Task<WorkspaceDiff> DiffAsync(string idOrName, CancellationToken cancellationToken)
+    {
+        var record = Store.Get(idOrName);
+        var baselinePath = Path.Combine(Store.WorkspaceDir(record.Id), BaselineFile);
+        await using var connection = await ConnectAsync(record, cancellationToken);
+        using var current = new MemoryStream();
+        await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarOut, Tar = new TarRequest { Path = GuestRoot } },
+            async data =>
+            {
+                if (current.Length + data.Length > MaxDiffBytes)
+                {
+                    throw new GuestOperationException("diff_too_large", $"/workspace holds more than {MaxDiffBytes >> 20} MiB; diff a smaller tree with export instead");
+                }
+
+                await current.WriteAsync(data, cancellationToken);
+            }, null, cancellationToken);
+        current.Position = 0;
+        Dictionary<string, TreeEntry> before;
+        await using (var baseline = File.OpenRead(baselinePath))
+        {
+            before = await ReadTreeAsync(baseline, cancellationToken);
+        }
+
+        var after = await ReadTreeAsync(current, cancellationToken);
+        return TreeDiff.Compare(record.Id, before, after);
+    }
+
+    /// <summary>One entry of a tree as tar carries it; content kept for regular files.</summary>
+    internal sealed record TreeEntry(string Kind, int Mode, byte[]? Content, string? LinkTarget);
+
+    /// <summary>Reads a tar (from the guest: untrusted) into a path map, bounded in size.</summary>
+    internal static async Task<Dictionary<string, TreeEntry>> ReadTreeAsync(Stream tar, CancellationToken cancellationToken)
+    {
+        var entries = new Dictionary<string, TreeEntry>(StringComparer.Ordinal);
+        long total = 0;
+        await using var reader = new TarReader(tar, leaveOpen: true);
+        while (await reader.GetNextEntryAsync(copyData: false, cancellationToken) is { } entry)
+        {
+            var name = entry.Name.Replace('\\', '/').TrimStart('.', '/').TrimEnd('/');
+            if (name.Length == 0 || name.Split('/').Contains(".."))
+            {
+                continue;
+            }
+
+            var mode = (int)entry.Mode & 0xfff;
+            switch (entry.EntryType)
+            {
+                case TarEntryType.Directory:
+                    entries[name] = new TreeEntry("directory", mode, null, null);
+                    break;
+                case TarEntryType.SymbolicLink:
+                    entries[name] = new TreeEntry("symlink", mode, null, entry.LinkName);
+                    break;
+                case TarEntryType.RegularFile or TarEntryType.V7RegularFile:
+                    total += entry.Length;
+                    if (total > MaxDiffBytes)
+                    {
+                        throw new GuestOperationException("diff_too_large", $"the tree holds more than {MaxDiffBytes >> 20} MiB of files");
+                    }
+
+                    using (var content = new MemoryStream())
+                    {
+                        if (entry.DataStream is not null)
+                        {
+                            await entry.DataStream.CopyToAsync(content, cancellationToken);
+                        }
+
+                        entries[name] = new TreeEntry("file", mode, content.ToArray(), null);
+                    }
+
+                    break;
+            }
+        }
+
+        return entries;
+    }
+
+    // ---- snapshots and reset ---------------------------------------------------------------
+
+    internal async Task<SnapshotInfo> CreateSnapshotAsync(string idOrName, string name, CancellationToken cancellationToken)
+    {
+        var record = Store.Get(idOrName);
+        ValidateSnapshotName(name);
+        if (Store.Snapshots(record.Id).Any(s => s.Name == name))
+        {
+            throw new PyroInputException("snapshot_exists", $"snapshot '{name}' already exists: delete it first or pick another name");
+        }
+
+        await using var connection = await ConnectAsync(record, cancellationToken);
+        var file = Path.Combine(Store.WorkspaceDir(record.Id), SnapshotsDir, name + ".tar");
+        var summary = await SaveTreeAsync(connection, file, cancellationToken);
+        var snapshot = new SnapshotInfo(name, DateTimeOffset.UtcNow, summary.Entries, summary.Bytes);
+        Store.AddSnapshot(record.Id, snapshot);
+        return snapshot;
+    }
+
+    internal Task<IReadOnlyList<SnapshotInfo>> ListSnapshotsAsync(string idOrName, CancellationToken cancellationToken)
+        => Task.FromResult(Store.Snapshots(Store.Get(idOrName).Id));
+
+    internal Task DeleteSnapshotAsync(string idOrName, string name, CancellationToken cancellationToken)
+    {
+        var record = Store.Get(idOrName);
+        if (!Store.DeleteSnapshot(record.Id, name))
+        {
+            throw new PyroInputException("snapshot_not_found", $"workspace {record.Id} has no snapshot '{name}'. See 'pyro workspace snapshot list {record.Id}'.");
+        }
+
+        File.Delete(Path.Combine(Store.WorkspaceDir(record.Id), SnapshotsDir, name + ".tar"));
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// A fresh sandbox: a new disk from the environment, then /workspace from the baseline or a
+    /// snapshot. Same id, same baseline; history cleared; reset count up by one.
+    /// </summary>
+    internal async Task<WorkspaceInfo> ResetAsync(string idOrName, string? snapshot, CancellationToken cancellationToken)
+    {
+        var record = Store.Get(idOrName);
+        var directory = Store.WorkspaceDir(record.Id);
+        var source = snapshot is null or "baseline"
+            ? Path.Combine(directory, BaselineFile)
+            : Store.Snapshots(record.Id).Any(s => s.Name == snapshot)
+                ? Path.Combine(directory, SnapshotsDir, snapshot + ".tar")
+                : throw new PyroInputException("snapshot_not_found", $"workspace {record.Id} has no snapshot '{snapshot}'. See 'pyro workspace snapshot list {record.Id}'.");
+        if (!File.Exists(source))
+        {
+            throw new WorkspaceStateException("reset_source_missing", $"{source} is missing; the workspace cannot be reset from it. Delete the workspace and create it again.");
+        }
+
+        var step = "stopping the VM";
+        try
+        {
+            await StopSupervisorAsync(record, cancellationToken);
+            Store.SetState(record.Id, WorkspaceStates.Resetting, $"resetting from {snapshot ?? "baseline"}");
+            step = "making a fresh disk";
+            var spec = EnvironmentCatalog.Resolve(record.Environment);
+            var environment = await environments.PullAsync(spec, null, cancellationToken);
+            File.Delete(Path.Combine(directory, "disk.qcow2"));
+            await QemuVm.CreateOverlayAsync(environment.RootfsImage, Path.Combine(directory, "disk.qcow2"), cancellationToken);
+            step = "booting the VM";
+            await StartSupervisorAsync(record.Id, cancellationToken);
+            step = $"restoring /workspace from {snapshot ?? "baseline"}";
+            await using (var connection = await ConnectRawAsync(Store.Get(record.Id), cancellationToken))
+            {
+                await using var tar = File.OpenRead(source);
+                await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarIn, Tar = new TarRequest { Path = GuestRoot, Clean = true } }, null, tar, cancellationToken);
+                await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.Sync }, null, null, cancellationToken);
+            }
+
+            Store.RecordReset(record.Id);
+            Store.SetState(record.Id, WorkspaceStates.Running, null, Store.Get(record.Id).SupervisorPid);
+            return ToInfo(Store.Get(record.Id));
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            var reason = $"reset failed while {step}: {ex.Message}. The workspace is not usable as it is: run 'pyro workspace reset {record.Id}' again, or delete it";
+            Store.SetState(record.Id, WorkspaceStates.Failed, reason, Store.Get(record.Id).SupervisorPid);
+            throw new WorkspaceStateException("reset_failed", reason);
+        }
+    }
+
+    private static void ValidateSnapshotName(string name)
+    {
+        if (!SnapshotPattern().IsMatch(name) || name == "baseline")
+        {
+            throw new PyroInputException("invalid_snapshot_name", $"invalid snapshot name '{name}': use 1-64 letters, digits, '.', '_' or '-'; 'baseline' is reserved");
+        }
+    }
+
+    // ---- trees -----------------------------------------------------------------------------
+
+    private static async Task<TarSummary> PushTreeAsync(Connection connection, string source, string guestDestination, bool clean, CancellationToken cancellationToken)
+    {
+        Stream tar;
+        Task writer = Task.CompletedTask;
+        if (Directory.Exists(source))
+        {
+            var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 * 1024 * 1024, resumeWriterThreshold: 2 * 1024 * 1024));
+            writer = Task.Run(async () =>
+            {
+                try
+                {
+                    await HostTarBuilder.WriteDirectoryAsync(source, pipe.Writer.AsStream(leaveOpen: true), cancellationToken);
+                    await pipe.Writer.CompleteAsync();
+                }
+                catch (Exception ex)
+                {
+                    await pipe.Writer.CompleteAsync(ex);
+                }
+            }, CancellationToken.None);
+            tar = pipe.Reader.AsStream();
+        }
+        else
+        {
+            try
+            {
+                tar = HostTarBuilder.OpenArchive(source);
+            }
+            catch (ArgumentException ex)
+            {
+                throw new PyroInputException("unsupported_archive", ex.Message);
+            }
+        }
+
+        await using (tar)
+        {
+            var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarIn, Tar = new TarRequest { Path = guestDestination, Clean = clean } }, null, tar, cancellationToken);
+            await writer;
+            return response.Tar ?? new TarSummary();
+        }
+    }
+
+    /// <summary>Saves the guest's /workspace as a tar on the host (baseline, snapshot): written aside, then moved into place.</summary>
+    private static async Task<TarSummary> SaveTreeAsync(Connection connection, string file, CancellationToken cancellationToken)
+    {
+        var temp = file + ".partial";
+        long written = 0;
+        try
+        {
+            TarSummary summary;
+            await using (var output = new FileStream(temp, FileMode.Create, FileAccess.Write))
+            {
+                var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarOut, Tar = new TarRequest { Path = GuestRoot } },
+                    async data =>
+                    {
+                        written += data.Length;
+                        if (written > MaxTreeBytes)
+                        {
+                            throw new GuestOperationException("tree_too_large", $"/workspace is larger than {MaxTreeBytes >> 30} GiB");
+                        }
+
+                        await output.WriteAsync(data, cancellationToken);
+                    }, null, cancellationToken);
+                await output.FlushAsync(cancellationToken);
+                output.Flush(flushToDisk: true);
+                summary = response.Tar ?? new TarSummary();
+            }
+
+            File.Move(temp, file, overwrite: true);
+            return summary;
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
+    }
+
+    private static SkippedEntry SanitizeSkip(SkippedEntry skip) => new(GuestAgentClient.Sanitize(skip.Name, 300), GuestAgentClient.Sanitize(skip.Reason, 200));
+
+    private static FileEntry SanitizeEntry(FileEntry entry) => entry with
+    {
+        Path = GuestAgentClient.Sanitize(entry.Path, 4096),
+        Type = GuestAgentClient.Sanitize(entry.Type, 16),
+        LinkTarget = entry.LinkTarget is null ? null : GuestAgentClient.Sanitize(entry.LinkTarget, 4096),
+    };
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    private static partial Regex SnapshotPattern();
+}

@@ -1,0 +1,524 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using PyroMcp.Environments;
+using PyroMcp.Host;
+using PyroMcp.Protocol;
+using PyroMcp.Runtime;
+using PyroMcp.Vmm;
+
+namespace PyroMcp.Workspaces;
+
+/// <summary>Everything the SDK does with workspaces. Each call is independent: state lives in the store and the supervisors.</summary>
+internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentStore environments)
+{
+    internal const string GuestRoot = "/workspace";
+    private const string BaselineFile = "baseline.tar";
+    private const string SnapshotsDir = "snapshots";
+
+    private WorkspaceStore? _store;
+
+    internal WorkspaceStore Store => _store ??= new WorkspaceStore(options.StateDir);
+
+    // ---- lifecycle -------------------------------------------------------------------------
+
+    internal async Task<WorkspaceInfo> CreateAsync(WorkspaceCreateRequest request, CancellationToken cancellationToken)
+    {
+        var spec = EnvironmentCatalog.Resolve(request.Environment);
+        Validate(request);
+        var progress = request.Progress;
+        void Report(string phase, params KeyValuePair<string, string>[] fields)
+            => progress?.Report(new PyroProgress("workspace-create", phase, [.. fields]));
+
+        foreach (var tool in new[] { HostTools.Qemu, HostTools.QemuImg, HostTools.Setpriv })
+        {
+            tool.Require();
+        }
+
+        Report("prepare", new KeyValuePair<string, string>("environment", spec.Name));
+        var environment = await environments.PullAsync(spec, QuietCached(progress), cancellationToken);
+        await RuntimeBundle.EnsureAsync(options, progress, cancellationToken);
+
+        var id = QemuVm.NewId();
+        var directory = Store.WorkspaceDir(id);
+        Directory.CreateDirectory(Path.Combine(directory, SnapshotsDir));
+        File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var now = DateTimeOffset.UtcNow;
+        Store.Insert(new WorkspaceRecord
+        {
+            Id = id,
+            Name = request.Name,
+            Environment = spec.Name,
+            VcpuCount = request.VcpuCount,
+            MemMib = request.MemMib,
+            TtlSeconds = request.TtlSeconds,
+            CreatedAt = now,
+            ExpiresAt = now.AddSeconds(request.TtlSeconds),
+            State = WorkspaceStates.Creating,
+            Labels = request.Labels ?? new Dictionary<string, string>(),
+            SeedSource = request.SeedPath is null ? null : Path.GetFullPath(request.SeedPath),
+        });
+        try
+        {
+            await QemuVm.CreateOverlayAsync(environment.RootfsImage, Path.Combine(directory, "disk.qcow2"), cancellationToken);
+            Report("start", new KeyValuePair<string, string>("workspace_id", id));
+            await StartSupervisorAsync(id, cancellationToken);
+            await using (var connection = await ConnectAsync(Store.Get(id), cancellationToken))
+            {
+                if (request.SeedPath is not null)
+                {
+                    Report("seed", new KeyValuePair<string, string>("workspace_id", id), new KeyValuePair<string, string>("source", request.SeedPath));
+                    var seeded = await PushTreeAsync(connection, request.SeedPath, GuestRoot, clean: false, cancellationToken);
+                    Report("seeded", new KeyValuePair<string, string>("entries", seeded.Entries.ToString(CultureInfo.InvariantCulture)),
+                        new KeyValuePair<string, string>("bytes", seeded.Bytes.ToString(CultureInfo.InvariantCulture)),
+                        new KeyValuePair<string, string>("skipped", seeded.Skipped.Count.ToString(CultureInfo.InvariantCulture)));
+                }
+
+                Report("baseline", new KeyValuePair<string, string>("workspace_id", id));
+                await SaveTreeAsync(connection, Path.Combine(directory, BaselineFile), cancellationToken);
+            }
+
+            Report("ready", new KeyValuePair<string, string>("workspace_id", id));
+            return await StatusAsync(id, cancellationToken);
+        }
+        catch
+        {
+            // Create is all or nothing: a half-made workspace is removed, not left to puzzle over.
+            await DeleteAsync(id, CancellationToken.None);
+            throw;
+        }
+    }
+
+    internal Task<WorkspaceInfo> StatusAsync(string idOrName, CancellationToken cancellationToken)
+        => Task.FromResult(ToInfo(Store.Get(idOrName)));
+
+    internal Task<IReadOnlyList<WorkspaceInfo>> ListAsync(IReadOnlyDictionary<string, string>? labels, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<WorkspaceInfo> list = Store.List()
+            .Where(r => labels is null || labels.All(l => r.Labels.TryGetValue(l.Key, out var v) && v == l.Value))
+            .Select(ToInfo)
+            .ToList();
+        return Task.FromResult(list);
+    }
+
+    internal async Task<bool> DeleteAsync(string idOrName, CancellationToken cancellationToken)
+    {
+        var record = Store.Find(idOrName);
+        if (record is null)
+        {
+            throw new PyroInputException("workspace_not_found", $"no workspace '{idOrName}'. See 'pyro workspace list'.");
+        }
+
+        await StopSupervisorAsync(record, cancellationToken);
+        var directory = Store.WorkspaceDir(record.Id);
+        if (Directory.Exists(directory))
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+
+        Store.Delete(record.Id);
+        return true;
+    }
+
+    internal async Task<WorkspaceInfo> StopAsync(string idOrName, CancellationToken cancellationToken)
+    {
+        var record = Store.Get(idOrName);
+        await StopSupervisorAsync(record, cancellationToken);
+        var after = Store.Get(record.Id);
+        if (after.State is not WorkspaceStates.Stopped)
+        {
+            Store.SetState(record.Id, WorkspaceStates.Stopped, "stopped on request");
+        }
+
+        return ToInfo(Store.Get(record.Id));
+    }
+
+    internal async Task<WorkspaceInfo> StartAsync(string idOrName, CancellationToken cancellationToken)
+    {
+        var record = Store.Get(idOrName);
+        var info = ToInfo(record);
+        if (info.State == WorkspaceStates.Running)
+        {
+            return info;
+        }
+
+        if (info.State is not (WorkspaceStates.Stopped or WorkspaceStates.Crashed))
+        {
+            throw new WorkspaceStateException("workspace_not_startable", $"workspace {record.Id} is {info.State}: only a stopped or crashed workspace can be started. {info.StateReason}");
+        }
+
+        if (!File.Exists(Path.Combine(Store.WorkspaceDir(record.Id), "disk.qcow2")))
+        {
+            throw new WorkspaceStateException("workspace_disk_missing", $"workspace {record.Id} has no disk left; delete it with 'pyro workspace delete {record.Id}'");
+        }
+
+        Store.SetState(record.Id, WorkspaceStates.Creating, "starting from its disk");
+        await StartSupervisorAsync(record.Id, cancellationToken);
+        return ToInfo(Store.Get(record.Id));
+    }
+
+    /// <summary>Deletes every workspace past its TTL: those whose supervisor is gone included.</summary>
+    internal async Task<IReadOnlyList<string>> ReapExpiredAsync(CancellationToken cancellationToken)
+    {
+        var reaped = new List<string>();
+        foreach (var record in Store.List().Where(r => r.ExpiresAt <= DateTimeOffset.UtcNow))
+        {
+            await DeleteAsync(record.Id, cancellationToken);
+            reaped.Add(record.Id);
+        }
+
+        return reaped;
+    }
+
+    // ---- commands --------------------------------------------------------------------------
+
+    internal async Task<WorkspaceExecResult> ExecAsync(string idOrName, WorkspaceExecRequest request, CancellationToken cancellationToken)
+    {
+        var record = Store.Get(idOrName);
+        var run = new RunRequest { Environment = record.Environment, Command = request.Command, TimeoutSeconds = request.TimeoutSeconds };
+        run.Validate();
+        var cwd = GuestPath(request.Cwd ?? GuestRoot);
+        var started = DateTimeOffset.UtcNow;
+        var clock = Stopwatch.StartNew();
+        await using var connection = await ConnectAsync(record, cancellationToken);
+        var stdout = new CappedBuffer(options.MaxOutputBytes);
+        var stderr = new CappedBuffer(options.MaxOutputBytes);
+        ExecExit exit;
+        try
+        {
+            exit = await connection.Agent.ExecAsync(new ExecRequest
+            {
+                Argv = run.IsShellCommand ? null : request.Command,
+                Shell = run.IsShellCommand ? request.Command[0] : null,
+                Cwd = cwd,
+                Env = request.Env,
+                TimeoutMs = request.TimeoutSeconds * 1000,
+            }, Tee(stdout, request.OnStdout), Tee(stderr, request.OnStderr), options.MaxOutputBytes, cancellationToken);
+        }
+        catch (GuestOperationException ex) when (ex.Code == "cwd_not_found")
+        {
+            throw new PyroInputException("cwd_not_found", ex.Message + "; create it first or pick another --cwd");
+        }
+
+        var sequence = Store.AppendCommand(record.Id, run.CommandText, cwd, exit.ExitCode, clock.ElapsedMilliseconds, started);
+        return new WorkspaceExecResult
+        {
+            WorkspaceId = record.Id,
+            Sequence = sequence,
+            Command = run.CommandText,
+            Cwd = cwd,
+            ExitCode = exit.ExitCode,
+            Signal = exit.Signal,
+            TimedOut = exit.TimedOut,
+            Stdout = stdout.Text,
+            Stderr = stderr.Text,
+            StdoutTruncated = exit.StdoutTruncated,
+            StderrTruncated = exit.StderrTruncated,
+            DurationMs = clock.ElapsedMilliseconds,
+        };
+    }
+
+    internal Task<IReadOnlyList<CommandRecord>> LogsAsync(string idOrName, CancellationToken cancellationToken)
+        => Task.FromResult(Store.Commands(Store.Get(idOrName).Id));
+
+    // ---- supervisor plumbing ---------------------------------------------------------------
+
+    private async Task StartSupervisorAsync(string id, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(options.SupervisorPath))
+        {
+            throw new HostRequirementException("supervisor_missing", $"the workspace supervisor is missing at {options.SupervisorPath}: build the checkout with ./pyro, reinstall the tool, or set PYRO_SUPERVISOR_PATH");
+        }
+
+        var directory = Store.WorkspaceDir(id);
+        var start = new ProcessStartInfo("/bin/sh") { UseShellExecute = false, WorkingDirectory = directory };
+        // setsid: a session of its own, so the supervisor outlives this process and its terminal;
+        // stdio goes to the workspace's log, never to our pipes (a caller reading our output to
+        // the end would otherwise wait for the supervisor).
+        start.ArgumentList.Add("-c");
+        start.ArgumentList.Add("setsid \"$0\" \"$@\" </dev/null >>supervisor.log 2>&1 &");
+        start.ArgumentList.Add(DotnetHost());
+        start.ArgumentList.Add(options.SupervisorPath);
+        start.ArgumentList.Add("--state-dir");
+        start.ArgumentList.Add(options.StateDir);
+        start.ArgumentList.Add("--workspace");
+        start.ArgumentList.Add(id);
+        foreach (var (key, value) in OptionsAsEnvironment())
+        {
+            start.Environment[key] = value;
+        }
+
+        using (var shell = Process.Start(start)!)
+        {
+            await shell.WaitForExitAsync(cancellationToken);
+        }
+
+        // The supervisor reports through the database: running, or failed with the evidence.
+        var deadline = DateTime.UtcNow + (options.BootTimeout ?? TimeSpan.FromSeconds(120)) + TimeSpan.FromSeconds(60);
+        var sawPid = false;
+        while (true)
+        {
+            await Task.Delay(100, cancellationToken);
+            var record = Store.Get(id);
+            if (record.State is WorkspaceStates.Running or WorkspaceStates.Resetting && record.SupervisorPid is not null && File.Exists(Path.Combine(directory, WorkspaceSupervisor.SocketName)))
+            {
+                return;
+            }
+
+            if (record.State == WorkspaceStates.Failed)
+            {
+                throw new VmBootException("workspace_start_failed", record.StateReason ?? "the workspace VM did not start", "", "");
+            }
+
+            sawPid |= record.SupervisorPid is not null;
+            if (sawPid && record.SupervisorPid is { } pid && !IsSupervisorAlive(pid, id))
+            {
+                throw new VmBootException("supervisor_died", $"the workspace supervisor exited during start; its log:\n{Tail(Path.Combine(directory, "supervisor.log"))}", "", "");
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new VmBootException("workspace_start_timeout", $"the workspace did not start in time; supervisor log:\n{Tail(Path.Combine(directory, "supervisor.log"))}", "", "");
+            }
+        }
+    }
+
+    private async Task StopSupervisorAsync(WorkspaceRecord record, CancellationToken cancellationToken)
+    {
+        if (record.SupervisorPid is not { } pid || !IsSupervisorAlive(pid, record.Id))
+        {
+            return;
+        }
+
+        try
+        {
+            await using var connection = await ConnectRawAsync(record, cancellationToken);
+            using var quick = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            quick.CancelAfter(TimeSpan.FromSeconds(5));
+            await connection.Agent.CallAsync(new AgentRequest { Op = WorkspaceSupervisor.StopOp }, null, null, quick.Token);
+        }
+        catch (Exception ex) when (ex is PyroException or IOException or SocketException or OperationCanceledException)
+        {
+            // An unresponsive supervisor is killed below; QEMU dies with it.
+        }
+
+        for (var i = 0; i < 100 && IsSupervisorAlive(pid, record.Id); i++)
+        {
+            await Task.Delay(100, cancellationToken);
+        }
+
+        if (IsSupervisorAlive(pid, record.Id))
+        {
+            Process.GetProcessById(pid).Kill();
+            for (var i = 0; i < 50 && IsSupervisorAlive(pid, record.Id); i++)
+            {
+                await Task.Delay(100, cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>A pid is our supervisor only if its command line names this workspace (pids get reused).</summary>
+    internal static bool IsSupervisorAlive(int pid, string workspaceId)
+    {
+        try
+        {
+            var cmdline = File.ReadAllText($"/proc/{pid}/cmdline");
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var state = stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[0];
+            return state != "Z" && cmdline.Contains("pyro-supervisor", StringComparison.Ordinal) && cmdline.Contains(workspaceId, StringComparison.Ordinal);
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>A client connection to a running workspace's supervisor.</summary>
+    internal sealed class Connection(GuestAgentClient agent) : IAsyncDisposable
+    {
+        internal GuestAgentClient Agent { get; } = agent;
+
+        public ValueTask DisposeAsync() => Agent.DisposeAsync();
+    }
+
+    private async Task<Connection> ConnectAsync(WorkspaceRecord record, CancellationToken cancellationToken)
+    {
+        var info = ToInfo(record);
+        if (info.State != WorkspaceStates.Running && !(info.State == WorkspaceStates.Creating && record.SupervisorPid is not null))
+        {
+            var hint = info.State switch
+            {
+                WorkspaceStates.Stopped or WorkspaceStates.Crashed => $"start it with 'pyro workspace start {record.Id}' or delete it",
+                WorkspaceStates.Failed => $"reset it with 'pyro workspace reset {record.Id}' or delete it",
+                _ => "wait for it, or check 'pyro workspace status'",
+            };
+            throw new WorkspaceStateException("workspace_not_running", $"workspace {record.Id} is {info.State}{(info.StateReason is null ? "" : $" ({info.StateReason})")}: {hint}");
+        }
+
+        return await ConnectRawAsync(record, cancellationToken);
+    }
+
+    private async Task<Connection> ConnectRawAsync(WorkspaceRecord record, CancellationToken cancellationToken)
+    {
+        var socket = Path.Combine(Store.WorkspaceDir(record.Id), WorkspaceSupervisor.SocketName);
+        try
+        {
+            return new Connection(await GuestAgentClient.ConnectAsync(socket, cancellationToken));
+        }
+        catch (SocketException ex)
+        {
+            throw new GuestChannelException("supervisor_unreachable", $"cannot reach the supervisor of workspace {record.Id}: {ex.Message}. 'pyro workspace status {record.Id}' shows its state.");
+        }
+    }
+
+    private WorkspaceInfo ToInfo(WorkspaceRecord record)
+    {
+        var state = record.State;
+        var reason = record.StateReason;
+        var live = record.SupervisorPid is { } pid && IsSupervisorAlive(pid, record.Id);
+        if (state is WorkspaceStates.Running or WorkspaceStates.Creating or WorkspaceStates.Resetting && record.SupervisorPid is not null && !live)
+        {
+            // The database says it runs, but its owner is gone (kill -9, host crash): say so.
+            state = WorkspaceStates.Crashed;
+            reason = $"its supervisor (pid {record.SupervisorPid}) is gone, and QEMU with it; the disk is kept: 'pyro workspace start {record.Id}' boots it again, 'pyro workspace delete {record.Id}' removes it";
+        }
+
+        return new WorkspaceInfo
+        {
+            WorkspaceId = record.Id,
+            Name = record.Name,
+            Environment = record.Environment,
+            State = state,
+            StateReason = reason,
+            VcpuCount = record.VcpuCount,
+            MemMib = record.MemMib,
+            TtlSeconds = record.TtlSeconds,
+            CreatedAt = record.CreatedAt,
+            ExpiresAt = record.ExpiresAt,
+            ResetCount = record.ResetCount,
+            CommandCount = Store.CommandCount(record.Id),
+            Labels = record.Labels,
+            SeedSource = record.SeedSource,
+            SupervisorPid = live ? record.SupervisorPid : null,
+            Accelerator = record.Accelerator,
+        };
+    }
+
+    private IEnumerable<KeyValuePair<string, string>> OptionsAsEnvironment()
+    {
+        yield return new("PYRO_ENVIRONMENT_CACHE_DIR", options.EnvironmentCacheDir);
+        yield return new("PYRO_RUNTIME_CACHE_DIR", options.RuntimeCacheDir);
+        yield return new("PYRO_RUN_DIR", options.RunDir);
+        yield return new("PYRO_AGENT_PATH", options.AgentPath);
+        yield return new("PYRO_ACCEL", options.Accelerator.ToString().ToLowerInvariant());
+        if (options.BootTimeout is { } boot)
+        {
+            yield return new("PYRO_BOOT_TIMEOUT_SECONDS", ((int)boot.TotalSeconds).ToString(CultureInfo.InvariantCulture));
+        }
+    }
+
+    private static string DotnetHost()
+    {
+        var self = Environment.ProcessPath;
+        if (self is not null && Path.GetFileNameWithoutExtension(self) == "dotnet")
+        {
+            return self;
+        }
+
+        return Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
+    }
+
+    private static string Tail(string path)
+    {
+        try
+        {
+            var lines = File.ReadAllLines(path);
+            return string.Join('\n', lines.Skip(Math.Max(0, lines.Length - 30)).Select(l => GuestAgentClient.Sanitize(l, 500)));
+        }
+        catch (IOException)
+        {
+            return "(no log)";
+        }
+    }
+
+    // ---- helpers ---------------------------------------------------------------------------
+
+    /// <summary>A guest path under /workspace from a user path (relative or absolute). Confinement itself is enforced by the agent.</summary>
+    internal static string GuestPath(string path)
+    {
+        if (string.IsNullOrWhiteSpace(path) || path == ".")
+        {
+            return GuestRoot;
+        }
+
+        var joined = path.StartsWith('/') ? path : GuestRoot + "/" + path;
+        return joined.TrimEnd('/') is { Length: > 0 } trimmed ? trimmed : "/";
+    }
+
+    private static void Validate(WorkspaceCreateRequest request)
+    {
+        if (request.VcpuCount is < 1 or > 32)
+        {
+            throw new PyroInputException("invalid_vcpu_count", $"--vcpu-count must be between 1 and 32 (got {request.VcpuCount})");
+        }
+
+        if (request.MemMib is < 128 or > 65536)
+        {
+            throw new PyroInputException("invalid_mem_mib", $"--mem-mib must be between 128 and 65536 MiB (got {request.MemMib})");
+        }
+
+        if (request.TtlSeconds is < 10 or > 604800)
+        {
+            throw new PyroInputException("invalid_ttl", $"--ttl-seconds must be between 10 and 604800 (got {request.TtlSeconds})");
+        }
+
+        if (request.Name is { } name && (!NamePattern().IsMatch(name) || IdPattern().IsMatch(name)))
+        {
+            throw new PyroInputException("invalid_name", $"invalid workspace name '{name}': use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, and not 12 hex digits (that is an id)");
+        }
+
+        foreach (var (key, _) in request.Labels ?? new Dictionary<string, string>())
+        {
+            if (!NamePattern().IsMatch(key))
+            {
+                throw new PyroInputException("invalid_label", $"invalid label key '{key}': use letters, digits, '.', '_' or '-'");
+            }
+        }
+
+        if (request.SeedPath is { } seed && !Directory.Exists(seed) && !File.Exists(seed))
+        {
+            throw new PyroInputException("seed_not_found", $"--seed-path {seed} does not exist: give a directory or a .tar, .tar.gz or .tgz archive");
+        }
+    }
+
+    private static IProgress<PyroProgress>? QuietCached(IProgress<PyroProgress>? inner)
+        => inner is null ? null : new SyncProgress<PyroProgress>(p =>
+        {
+            if (!(p.Phase == "ready" && p.Fields.Any(f => f.Key == "cached")))
+            {
+                inner.Report(p);
+            }
+        });
+
+    private static Func<ReadOnlyMemory<byte>, ValueTask> Tee(CappedBuffer buffer, Func<ReadOnlyMemory<byte>, ValueTask>? sink)
+        => async data =>
+        {
+            buffer.Append(data.Span);
+            if (sink is not null)
+            {
+                await sink(data);
+            }
+        };
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+    private static partial Regex NamePattern();
+
+    [GeneratedRegex("^[0-9a-f]{12}$")]
+    private static partial Regex IdPattern();
+}

@@ -1,0 +1,73 @@
+namespace PyroMcp;
+
+/// <summary>Lifecycle states of a workspace, as stored. <c>crashed</c> is derived at read time from a dead supervisor.</summary>
+public static class WorkspaceStates
+{
+    /// <summary>Being created; the supervisor is booting the VM.</summary>
+    public const string Creating = "creating";
+    /// <summary>The VM is up and its supervisor serves clients.</summary>
+    public const string Running = "running";
+    /// <summary>The VM is down, its disk kept: <c>workspace start</c> boots it again.</summary>
+    public const string Stopped = "stopped";
+    /// <summary>The supervisor or QEMU died unexpectedly; the disk is kept: start or delete it.</summary>
+    public const string Crashed = "crashed";
+    /// <summary>Create, reset or start failed; the reason says what state the disk is in.</summary>
+    public const string Failed = "failed";
+    /// <summary>Being reset to its baseline or a snapshot.</summary>
+    public const string Resetting = "resetting";
+}
+
+/// <summary>A persistent workspace: one VM that outlives the calls that use it.</summary>
+public sealed record WorkspaceInfo
+{
+    /// <summary>Stable identifier (12 hex digits).</summary>
+    public required string WorkspaceId { get; init; }
+    /// <summary>Optional unique name; usable wherever an id is.</summary>
+    public string? Name { get; init; }
+    /// <summary>Environment the workspace was created from.</summary>
+    public required string Environment { get; init; }
+    /// <summary>One of <see cref="WorkspaceStates"/>.</summary>
+    public required string State { get; init; }
+    /// <summary>Why the workspace is in its state, when that needs saying.</summary>
+    public string? StateReason { get; init; }
+    /// <summary>Virtual CPUs.</summary>
+    public int VcpuCount { get; init; }
+    /// <summary>Guest memory in MiB.</summary>
+    public int MemMib { get; init; }
+    /// <summary>Lifetime from creation; the supervisor deletes the workspace when it runs out.</summary>
+    public int TtlSeconds { get; init; }
+    /// <summary>When it was created (UTC).</summary>
+    public DateTimeOffset CreatedAt { get; init; }
+    /// <summary>When it expires (UTC).</summary>
+    public DateTimeOffset ExpiresAt { get; init; }
+    /// <summary>How many times it was reset.</summary>
+    public int ResetCount { get; init; }
+    /// <summary>Commands run so far (since the last reset).</summary>
+    public int CommandCount { get; init; }
+    /// <summary>Free-form labels.</summary>
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+    /// <summary>Where the seed came from, if any.</summary>
+    public string? SeedSource { get; init; }
+    /// <summary>The workspace root in the guest.</summary>
+    public string WorkspacePath { get; init; } = "/workspace";
+    /// <summary>Process id of the supervisor, while one runs.</summary>
+    public int? SupervisorPid { get; init; }
+    /// <summary>Accelerator the VM runs under.</summary>
+    public string? Accelerator { get; init; }
+}
+
+/// <summary>One command of a workspace's history.</summary>
+/// <param name="Sequence">1, 2, 3... per workspace, restarting after a reset.</param>
+/// <param name="Command">The command as given.</param>
+/// <param name="Cwd">Working directory in the guest.</param>
+/// <param name="ExitCode">Exit code.</param>
+/// <param name="DurationMs">Wall time of the command.</param>
+/// <param name="StartedAt">When it started (UTC).</param>
+public sealed record CommandRecord(int Sequence, string Command, string Cwd, int ExitCode, long DurationMs, DateTimeOffset StartedAt);
+
+/// <summary>A named checkpoint of a workspace's <c>/workspace</c> tree.</summary>
+/// <param name="Name">Its name.</param>
+/// <param name="CreatedAt">When it was taken.</param>
+/// <param name="Entries">Entries in the tree.</param>
+/// <param name="Bytes">Bytes of file content.</param>
+public sealed record SnapshotInfo(string Name, DateTimeOffset CreatedAt, long Entries, long Bytes);

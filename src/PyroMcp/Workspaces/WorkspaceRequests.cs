@@ -1,0 +1,135 @@
+namespace PyroMcp;
+
+/// <summary>What a new workspace is made from.</summary>
+public sealed record WorkspaceCreateRequest
+{
+    /// <summary>Catalog environment, e.g. <c>debian:12</c>.</summary>
+    public required string Environment { get; init; }
+    /// <summary>A host directory, or a <c>.tar</c>, <c>.tar.gz</c> or <c>.tgz</c> archive, copied into <c>/workspace</c> before the baseline is taken.</summary>
+    public string? SeedPath { get; init; }
+    /// <summary>Unique name, usable instead of the id: letters, digits, <c>.</c>, <c>_</c>, <c>-</c>; at most 63.</summary>
+    public string? Name { get; init; }
+    /// <summary>Labels to find it by (<c>workspace list --label k=v</c>).</summary>
+    public IReadOnlyDictionary<string, string>? Labels { get; init; }
+    /// <summary>Lifetime in seconds (10 to 604800); when it runs out the workspace is deleted. Default 3600.</summary>
+    public int TtlSeconds { get; init; } = 3600;
+    /// <summary>Virtual CPUs, 1 to 32. Default 1.</summary>
+    public int VcpuCount { get; init; } = 1;
+    /// <summary>Guest memory in MiB, 128 to 65536. Default 1024.</summary>
+    public int MemMib { get; init; } = 1024;
+    /// <summary>Receives <c>[workspace-create] phase=...</c> updates (and pull phases when the environment is built).</summary>
+    public IProgress<PyroProgress>? Progress { get; init; }
+}
+
+/// <summary>One command to run in a workspace.</summary>
+public sealed record WorkspaceExecRequest
+{
+    /// <summary>The command, with the same argv/shell rule as <see cref="RunRequest.Command"/>.</summary>
+    public required IReadOnlyList<string> Command { get; init; }
+    /// <summary>Working directory; relative paths are under <c>/workspace</c>. Default <c>/workspace</c>.</summary>
+    public string? Cwd { get; init; }
+    /// <summary>Seconds before the command's process group is killed (exit 124). Default 30.</summary>
+    public int TimeoutSeconds { get; init; } = 30;
+    /// <summary>Extra environment variables.</summary>
+    public IReadOnlyDictionary<string, string>? Env { get; init; }
+    /// <summary>Receives stdout as it comes.</summary>
+    public Func<ReadOnlyMemory<byte>, ValueTask>? OnStdout { get; init; }
+    /// <summary>Receives stderr as it comes.</summary>
+    public Func<ReadOnlyMemory<byte>, ValueTask>? OnStderr { get; init; }
+}
+
+/// <summary>The outcome of a command in a workspace.</summary>
+public sealed record WorkspaceExecResult
+{
+    /// <summary>The workspace.</summary>
+    public required string WorkspaceId { get; init; }
+    /// <summary>Its place in the workspace's history.</summary>
+    public int Sequence { get; init; }
+    /// <summary>The command as given.</summary>
+    public required string Command { get; init; }
+    /// <summary>Working directory it ran in.</summary>
+    public required string Cwd { get; init; }
+    /// <summary>How it ran: <see cref="ExecutionModes.Guest"/>.</summary>
+    public string ExecutionMode { get; init; } = ExecutionModes.Guest;
+    /// <summary>Exit status (124 timeout, 127 not found, 128+N signal N).</summary>
+    public int ExitCode { get; init; }
+    /// <summary>Signal that ended it, if any.</summary>
+    public string? Signal { get; init; }
+    /// <summary>The timeout ran out.</summary>
+    public bool TimedOut { get; init; }
+    /// <summary>Captured stdout (up to the cap).</summary>
+    public string Stdout { get; init; } = "";
+    /// <summary>Captured stderr (up to the cap).</summary>
+    public string Stderr { get; init; } = "";
+    /// <summary>stdout was cut at the cap.</summary>
+    public bool StdoutTruncated { get; init; }
+    /// <summary>stderr was cut at the cap.</summary>
+    public bool StderrTruncated { get; init; }
+    /// <summary>Wall time of the call.</summary>
+    public long DurationMs { get; init; }
+}
+
+/// <summary>What a transfer into or out of a workspace moved.</summary>
+public sealed record TransferResult
+{
+    /// <summary>The workspace.</summary>
+    public required string WorkspaceId { get; init; }
+    /// <summary>Where on the host: the source of a push, the destination of an export.</summary>
+    public required string HostPath { get; init; }
+    /// <summary>Where in the guest.</summary>
+    public required string GuestPath { get; init; }
+    /// <summary>Entries moved.</summary>
+    public long Entries { get; init; }
+    /// <summary>Bytes of file content moved.</summary>
+    public long Bytes { get; init; }
+    /// <summary>Entries refused (path escapes, links out, device nodes...), with the reason.</summary>
+    public IReadOnlyList<Protocol.SkippedEntry> Skipped { get; init; } = [];
+    /// <summary>Wall time.</summary>
+    public long DurationMs { get; init; }
+}
+
+/// <summary>How <c>/workspace</c> differs from its create-time baseline.</summary>
+public sealed record WorkspaceDiff
+{
+    /// <summary>The workspace.</summary>
+    public required string WorkspaceId { get; init; }
+    /// <summary>Entries that are new.</summary>
+    public int Added { get; init; }
+    /// <summary>Entries whose content, mode or link target changed.</summary>
+    public int Modified { get; init; }
+    /// <summary>Entries that are gone.</summary>
+    public int Deleted { get; init; }
+    /// <summary>Entries that changed kind (file, directory, symlink).</summary>
+    public int TypeChanged { get; init; }
+    /// <summary>Text files with a unified diff below.</summary>
+    public int TextPatched { get; init; }
+    /// <summary>Changed files that are not text (shown as "Binary files ... differ").</summary>
+    public int NonText { get; init; }
+    /// <summary>Each changed path with its kind of change.</summary>
+    public IReadOnlyList<DiffEntry> Changes { get; init; } = [];
+    /// <summary>Unified diff of the text changes, git style.</summary>
+    public string Patch { get; init; } = "";
+}
+
+/// <summary>One changed path.</summary>
+/// <param name="Path">Path under <c>/workspace</c>.</param>
+/// <param name="Change"><c>added</c>, <c>modified</c>, <c>deleted</c> or <c>type_changed</c>.</param>
+/// <param name="Kind"><c>file</c>, <c>directory</c> or <c>symlink</c> (the new kind when it changed).</param>
+/// <param name="Text">Whether the change is in the text patch.</param>
+public sealed record DiffEntry(string Path, string Change, string Kind, bool Text);
+
+/// <summary>What a patch did.</summary>
+/// <param name="WorkspaceId">The workspace.</param>
+/// <param name="Files">Paths written or deleted, in patch order.</param>
+/// <param name="Created">Files created.</param>
+/// <param name="Modified">Files changed.</param>
+/// <param name="Deleted">Files deleted.</param>
+public sealed record PatchResult(string WorkspaceId, IReadOnlyList<string> Files, int Created, int Modified, int Deleted);
+
+/// <summary>A file's content read from a workspace.</summary>
+/// <param name="WorkspaceId">The workspace.</param>
+/// <param name="Path">Path under <c>/workspace</c>.</param>
+/// <param name="Content">The bytes (up to the limit asked for).</param>
+/// <param name="Size">Bytes returned.</param>
+/// <param name="Truncated">The file is longer than what was returned.</param>
+public sealed record FileContent(string WorkspaceId, string Path, byte[] Content, long Size, bool Truncated);

@@ -1,0 +1,264 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+
+namespace PyroMcp.Workspaces;
+
+/// <summary>What the database holds for a workspace.</summary>
+internal sealed record WorkspaceRecord
+{
+    public required string Id { get; init; }
+    public string? Name { get; init; }
+    public required string Environment { get; init; }
+    public required int VcpuCount { get; init; }
+    public required int MemMib { get; init; }
+    public required int TtlSeconds { get; init; }
+    public required DateTimeOffset CreatedAt { get; init; }
+    public required DateTimeOffset ExpiresAt { get; init; }
+    public required string State { get; init; }
+    public string? StateReason { get; init; }
+    public int? SupervisorPid { get; init; }
+    public int ResetCount { get; init; }
+    public string? Accelerator { get; init; }
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+    public string? SeedSource { get; init; }
+}
+
+/// <summary>
+/// Workspace state in SQLite (WAL, synchronous=FULL): every change is on disk before the call
+/// that made it returns. Several processes (CLI calls, MCP server, supervisors) share it.
+/// </summary>
+internal sealed class WorkspaceStore
+{
+    private readonly string _connectionString;
+
+    internal WorkspaceStore(string stateDir)
+    {
+        Directory.CreateDirectory(stateDir);
+        StateDir = stateDir;
+        _connectionString = new SqliteConnectionStringBuilder { DataSource = Path.Combine(stateDir, "pyro.db"), Pooling = true, DefaultTimeout = 30 }.ToString();
+        using var connection = Open();
+        Execute(connection, """
+            PRAGMA journal_mode=WAL;
+            CREATE TABLE IF NOT EXISTS workspaces (
+                id TEXT PRIMARY KEY, name TEXT UNIQUE, environment TEXT NOT NULL, vcpu_count INTEGER NOT NULL,
+                mem_mib INTEGER NOT NULL, ttl_seconds INTEGER NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+                state TEXT NOT NULL, state_reason TEXT, supervisor_pid INTEGER, reset_count INTEGER NOT NULL DEFAULT 0,
+                accelerator TEXT, labels TEXT NOT NULL DEFAULT '{}', seed_source TEXT);
+            CREATE TABLE IF NOT EXISTS commands (
+                workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE, sequence INTEGER NOT NULL,
+                command TEXT NOT NULL, cwd TEXT NOT NULL, exit_code INTEGER NOT NULL, duration_ms INTEGER NOT NULL,
+                started_at TEXT NOT NULL, PRIMARY KEY (workspace_id, sequence));
+            CREATE TABLE IF NOT EXISTS snapshots (
+                workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE, name TEXT NOT NULL,
+                created_at TEXT NOT NULL, entries INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (workspace_id, name));
+            """);
+    }
+
+    internal string StateDir { get; }
+
+    internal string WorkspaceDir(string id) => Path.Combine(StateDir, "workspaces", id);
+
+    private SqliteConnection Open()
+    {
+        var connection = new SqliteConnection(_connectionString);
+        connection.Open();
+        Execute(connection, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=30000;");
+        return connection;
+    }
+
+    private static void Execute(SqliteConnection connection, string sql, params (string Name, object? Value)[] args)
+    {
+        using var command = Command(connection, sql, args);
+        command.ExecuteNonQuery();
+    }
+
+    private static SqliteCommand Command(SqliteConnection connection, string sql, params (string Name, object? Value)[] args)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in args)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        return command;
+    }
+
+    internal void Insert(WorkspaceRecord record)
+    {
+        using var connection = Open();
+        try
+        {
+            Execute(connection, """
+                INSERT INTO workspaces (id, name, environment, vcpu_count, mem_mib, ttl_seconds, created_at, expires_at, state,
+                    state_reason, supervisor_pid, reset_count, accelerator, labels, seed_source)
+                VALUES ($id, $name, $env, $vcpu, $mem, $ttl, $created, $expires, $state, $reason, $pid, 0, $accel, $labels, $seed)
+                """,
+                ("$id", record.Id), ("$name", record.Name), ("$env", record.Environment), ("$vcpu", record.VcpuCount), ("$mem", record.MemMib),
+                ("$ttl", record.TtlSeconds), ("$created", Time(record.CreatedAt)), ("$expires", Time(record.ExpiresAt)), ("$state", record.State),
+                ("$reason", record.StateReason), ("$pid", record.SupervisorPid), ("$accel", record.Accelerator),
+                ("$labels", JsonSerializer.Serialize(record.Labels, InternalJsonContext.Default.IReadOnlyDictionaryStringString)), ("$seed", record.SeedSource));
+        }
+        catch (SqliteException ex) when (ex.SqliteErrorCode == 19)
+        {
+            throw new PyroInputException("name_taken", $"a workspace named '{record.Name}' already exists: pick another --name or delete that one");
+        }
+    }
+
+    /// <summary>Finds a workspace by id or unique name.</summary>
+    internal WorkspaceRecord? Find(string idOrName)
+    {
+        using var connection = Open();
+        using var command = Command(connection, "SELECT * FROM workspaces WHERE id = $key OR name = $key", ("$key", idOrName));
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? Read(reader) : null;
+    }
+
+    internal WorkspaceRecord Get(string idOrName)
+        => Find(idOrName) ?? throw new PyroInputException("workspace_not_found", $"no workspace '{idOrName}'. See 'pyro workspace list'.");
+
+    internal IReadOnlyList<WorkspaceRecord> List()
+    {
+        using var connection = Open();
+        using var command = Command(connection, "SELECT * FROM workspaces ORDER BY created_at");
+        using var reader = command.ExecuteReader();
+        var list = new List<WorkspaceRecord>();
+        while (reader.Read())
+        {
+            list.Add(Read(reader));
+        }
+
+        return list;
+    }
+
+    internal void SetState(string id, string state, string? reason, int? supervisorPid = null, bool keepPid = false)
+    {
+        using var connection = Open();
+        Execute(connection, keepPid
+                ? "UPDATE workspaces SET state = $state, state_reason = $reason WHERE id = $id"
+                : "UPDATE workspaces SET state = $state, state_reason = $reason, supervisor_pid = $pid WHERE id = $id",
+            ("$id", id), ("$state", state), ("$reason", reason), ("$pid", supervisorPid));
+    }
+
+    internal void SetAccelerator(string id, string accelerator)
+    {
+        using var connection = Open();
+        Execute(connection, "UPDATE workspaces SET accelerator = $a WHERE id = $id", ("$id", id), ("$a", accelerator));
+    }
+
+    /// <summary>After a reset: one more reset, and a fresh command history.</summary>
+    internal void RecordReset(string id)
+    {
+        using var connection = Open();
+        using var transaction = connection.BeginTransaction();
+        Execute(connection, "UPDATE workspaces SET reset_count = reset_count + 1 WHERE id = $id", ("$id", id));
+        Execute(connection, "DELETE FROM commands WHERE workspace_id = $id", ("$id", id));
+        transaction.Commit();
+    }
+
+    internal void Delete(string id)
+    {
+        using var connection = Open();
+        Execute(connection, "DELETE FROM workspaces WHERE id = $id", ("$id", id));
+    }
+
+    /// <summary>Appends a command to the history under the next sequence number, atomically (several clients may exec at once).</summary>
+    internal int AppendCommand(string id, string commandText, string cwd, int exitCode, long durationMs, DateTimeOffset startedAt)
+    {
+        using var connection = Open();
+        using var transaction = connection.BeginTransaction();
+        using var next = Command(connection, "SELECT COALESCE(MAX(sequence), 0) + 1 FROM commands WHERE workspace_id = $id", ("$id", id));
+        var sequence = Convert.ToInt32(next.ExecuteScalar(), CultureInfo.InvariantCulture);
+        Execute(connection, """
+            INSERT INTO commands (workspace_id, sequence, command, cwd, exit_code, duration_ms, started_at)
+            VALUES ($id, $seq, $cmd, $cwd, $exit, $duration, $started)
+            """, ("$id", id), ("$seq", sequence), ("$cmd", commandText), ("$cwd", cwd), ("$exit", exitCode), ("$duration", durationMs), ("$started", Time(startedAt)));
+        transaction.Commit();
+        return sequence;
+    }
+
+    internal IReadOnlyList<CommandRecord> Commands(string id)
+    {
+        using var connection = Open();
+        using var command = Command(connection, "SELECT sequence, command, cwd, exit_code, duration_ms, started_at FROM commands WHERE workspace_id = $id ORDER BY sequence", ("$id", id));
+        using var reader = command.ExecuteReader();
+        var list = new List<CommandRecord>();
+        while (reader.Read())
+        {
+            list.Add(new CommandRecord(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt64(4), ParseTime(reader.GetString(5))));
+        }
+
+        return list;
+    }
+
+    internal int CommandCount(string id)
+    {
+        using var connection = Open();
+        using var command = Command(connection, "SELECT COUNT(*) FROM commands WHERE workspace_id = $id", ("$id", id));
+        return Convert.ToInt32(command.ExecuteScalar(), CultureInfo.InvariantCulture);
+    }
+
+    internal void AddSnapshot(string id, SnapshotInfo snapshot)
+    {
+        using var connection = Open();
+        try
+        {
+            Execute(connection, "INSERT INTO snapshots (workspace_id, name, created_at, entries, bytes) VALUES ($id, $name, $created, $entries, $bytes)",
+                ("$id", id), ("$name", snapshot.Name), ("$created", Time(snapshot.CreatedAt)), ("$entries", snapshot.Entries), ("$bytes", snapshot.Bytes));
+        }
+        catch (SqliteException ex) when (ex.SqliteErrorCode == 19)
+        {
+            throw new PyroInputException("snapshot_exists", $"snapshot '{snapshot.Name}' already exists: delete it first or pick another name");
+        }
+    }
+
+    internal IReadOnlyList<SnapshotInfo> Snapshots(string id)
+    {
+        using var connection = Open();
+        using var command = Command(connection, "SELECT name, created_at, entries, bytes FROM snapshots WHERE workspace_id = $id ORDER BY created_at", ("$id", id));
+        using var reader = command.ExecuteReader();
+        var list = new List<SnapshotInfo>();
+        while (reader.Read())
+        {
+            list.Add(new SnapshotInfo(reader.GetString(0), ParseTime(reader.GetString(1)), reader.GetInt64(2), reader.GetInt64(3)));
+        }
+
+        return list;
+    }
+
+    internal bool DeleteSnapshot(string id, string name)
+    {
+        using var connection = Open();
+        using var command = Command(connection, "DELETE FROM snapshots WHERE workspace_id = $id AND name = $name", ("$id", id), ("$name", name));
+        return command.ExecuteNonQuery() > 0;
+    }
+
+    private static WorkspaceRecord Read(SqliteDataReader reader)
+    {
+        string? Str(string column) => reader.IsDBNull(reader.GetOrdinal(column)) ? null : reader.GetString(reader.GetOrdinal(column));
+        int? Int(string column) => reader.IsDBNull(reader.GetOrdinal(column)) ? null : reader.GetInt32(reader.GetOrdinal(column));
+        return new WorkspaceRecord
+        {
+            Id = Str("id")!,
+            Name = Str("name"),
+            Environment = Str("environment")!,
+            VcpuCount = Int("vcpu_count")!.Value,
+            MemMib = Int("mem_mib")!.Value,
+            TtlSeconds = Int("ttl_seconds")!.Value,
+            CreatedAt = ParseTime(Str("created_at")!),
+            ExpiresAt = ParseTime(Str("expires_at")!),
+            State = Str("state")!,
+            StateReason = Str("state_reason"),
+            SupervisorPid = Int("supervisor_pid"),
+            ResetCount = Int("reset_count") ?? 0,
+            Accelerator = Str("accelerator"),
+            Labels = JsonSerializer.Deserialize(Str("labels") ?? "{}", InternalJsonContext.Default.IReadOnlyDictionaryStringString) ?? new Dictionary<string, string>(),
+            SeedSource = Str("seed_source"),
+        };
+    }
+
+    private static string Time(DateTimeOffset time) => time.UtcDateTime.ToString("O", CultureInfo.InvariantCulture);
+
+    private static DateTimeOffset ParseTime(string text) => DateTimeOffset.Parse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal);
+}

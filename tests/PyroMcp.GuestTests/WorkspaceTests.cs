@@ -1,0 +1,425 @@
+using System.Diagnostics;
+using System.Formats.Tar;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+
+namespace PyroMcp.GuestTests;
+
+/// <summary><c>pyro workspace ...</c> against real guests: every command, its failures, concurrency, faults.</summary>
+public sealed class WorkspaceTests : GuestTest
+{
+    private readonly List<string> _created = [];
+    private readonly string _host = Directory.CreateTempSubdirectory("pyro-ws-test-").FullName;
+
+    public override async Task DisposeAsync()
+    {
+        foreach (var id in _created)
+        {
+            await Cli.RunAsync("workspace", "delete", id);
+        }
+
+        Directory.Delete(_host, recursive: true);
+        await base.DisposeAsync();
+    }
+
+    private async Task<string> CreateAsync(params string[] extra)
+    {
+        var result = await Cli.RunAsync(["workspace", "create", "debian:12", "--id-only", .. extra], timeout: TimeSpan.FromMinutes(5));
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var id = result.Stdout.Trim();
+        Assert.Matches("^[0-9a-f]{12}$", id);
+        _created.Add(id);
+        return id;
+    }
+
+    private static async Task<CliResult> Ok(params string[] args)
+    {
+        var result = await Cli.RunAsync(args);
+        Assert.True(result.ExitCode == 0, $"pyro {string.Join(' ', args)}\n{result}");
+        return result;
+    }
+
+    private string Seed()
+    {
+        var seed = Path.Combine(_host, "repo");
+        Directory.CreateDirectory(Path.Combine(seed, "src"));
+        File.WriteAllText(Path.Combine(seed, "note.txt"), "hello from the seed\n");
+        File.WriteAllText(Path.Combine(seed, "src", "app.py"), "def main():\n    print('v1')\n\nmain()\n");
+        File.WriteAllText(Path.Combine(seed, "remove-me.txt"), "short-lived\n");
+        File.CreateSymbolicLink(Path.Combine(seed, "link-to-note"), "note.txt");
+        return seed;
+    }
+
+    [Fact]
+    public async Task CreateExecLogsStatusListAndDelete()
+    {
+        var id = await CreateAsync("--seed-path", Seed(), "--name", "wt-life", "--label", "team=core", "--label", "tier=test");
+
+        var status = (await Ok("workspace", "status", "wt-life", "--json")).Json;
+        Assert.Equal(id, status.GetProperty("workspace_id").GetString());
+        Assert.Equal("running", status.GetProperty("state").GetString());
+        Assert.Equal("/workspace", status.GetProperty("workspace_path").GetString());
+
+        var exec = await Cli.RunAsync("workspace", "exec", id, "--", "cat", "note.txt");
+        Assert.Equal(0, exec.ExitCode);
+        Assert.Equal("hello from the seed\n", exec.Stdout);
+        Assert.Matches($@"\[workspace-exec\] workspace_id={id} sequence=1 cwd=/workspace execution_mode=guest_virtio_serial exit_code=0 duration_ms=\d+", exec.Stderr);
+        Assert.Equal("note.txt", (await Ok("workspace", "exec", id, "--", "readlink", "link-to-note")).Stdout.Trim());
+
+        var failing = await Cli.RunAsync("workspace", "exec", "wt-life", "--cwd", "src", "--", "sh", "-c", "pwd; exit 9");
+        Assert.Equal(9, failing.ExitCode);
+        Assert.Equal("/workspace/src\n", failing.Stdout);
+
+        var logs = (await Ok("workspace", "logs", id, "--json")).Json.EnumerateArray().ToList();
+        Assert.Equal([1, 2, 3], logs.Select(l => l.GetProperty("sequence").GetInt32()));
+        Assert.Equal("cat note.txt", logs[0].GetProperty("command").GetString());
+        Assert.Equal(9, logs[2].GetProperty("exit_code").GetInt32());
+        Assert.Equal("/workspace/src", logs[2].GetProperty("cwd").GetString());
+        Assert.Contains("$ cat note.txt", (await Ok("workspace", "logs", id)).Stdout);
+
+        var listed = (await Ok("workspace", "list", "--label", "team=core", "--json")).Json.EnumerateArray().Select(w => w.GetProperty("workspace_id").GetString()).ToList();
+        Assert.Contains(id, listed);
+        Assert.Empty((await Ok("workspace", "list", "--label", "team=other", "--json")).Json.EnumerateArray());
+
+        await Ok("workspace", "delete", "wt-life");
+        _created.Remove(id);
+        var gone = await Cli.RunAsync("workspace", "status", id);
+        Assert.Equal(2, gone.ExitCode);
+        Assert.Contains("workspace_not_found", gone.Stderr);
+        Assert.False(Directory.Exists(Path.Combine(Repo.StateDir, "workspaces", id)));
+    }
+
+    [Fact]
+    public async Task FilesSyncPatchDiffAndExport()
+    {
+        var id = await CreateAsync("--seed-path", Seed());
+
+        // Binary-safe write and read.
+        var binary = Path.Combine(_host, "all-bytes.bin");
+        File.WriteAllBytes(binary, Enumerable.Range(0, 256).Select(i => (byte)i).ToArray());
+        await Ok("workspace", "file", "write", id, "data/all-bytes.bin", "--file", binary);
+        using (var read = Cli.Start(["workspace", "file", "read", id, "data/all-bytes.bin", "--content-only"]))
+        {
+            read.StandardInput.Close();
+            using var bytes = new MemoryStream();
+            await read.StandardOutput.BaseStream.CopyToAsync(bytes);
+            await read.WaitForExitAsync();
+            Assert.Equal(File.ReadAllBytes(binary), bytes.ToArray());
+        }
+
+        await Ok("workspace", "file", "write", id, "note.txt", "--text", "hello, changed\n");
+        Assert.Contains("hello, changed", (await Ok("workspace", "file", "read", id, "note.txt")).Stdout);
+        var listing = (await Ok("workspace", "file", "list", id, "--json")).Json.EnumerateArray().ToDictionary(e => e.GetProperty("path").GetString()!, e => e.GetProperty("type").GetString());
+        Assert.Equal("directory", listing["src"]);
+        Assert.Equal("symlink", listing["link-to-note"]);
+
+        // Sync push into a subdirectory.
+        var changes = Path.Combine(_host, "changes");
+        Directory.CreateDirectory(changes);
+        File.WriteAllText(Path.Combine(changes, "extra.txt"), "pushed later\n");
+        var push = await Ok("workspace", "sync", "push", id, changes, "--dest", "src", "--json");
+        Assert.Equal(1, push.Json.GetProperty("entries").GetInt64());
+        Assert.Equal(13, push.Json.GetProperty("bytes").GetInt64());
+        Assert.Equal("pushed later\n", (await Ok("workspace", "exec", id, "--", "cat", "src/extra.txt")).Stdout);
+
+        // A patch over several files: modify, create, delete.
+        var patch = Path.Combine(_host, "change.patch");
+        File.WriteAllText(patch, """
+            --- a/src/app.py
+            +++ b/src/app.py
+            @@ -1,4 +1,4 @@
+             def main():
+            -    print('v1')
+            +    print('v2')
+             
+             main()
+            --- /dev/null
+            +++ b/docs/new.md
+            @@ -0,0 +1,2 @@
+            +# New
+            +created by a patch
+            --- a/remove-me.txt
+            +++ /dev/null
+            @@ -1 +0,0 @@
+            -short-lived
+
+            """);
+        var applied = (await Ok("workspace", "patch", "apply", id, "--patch-file", patch, "--json")).Json;
+        Assert.Equal(1, applied.GetProperty("created").GetInt32());
+        Assert.Equal(1, applied.GetProperty("modified").GetInt32());
+        Assert.Equal(1, applied.GetProperty("deleted").GetInt32());
+        Assert.Equal("    print('v2')\n", (await Ok("workspace", "exec", id, "--", "grep", "print", "src/app.py")).Stdout);
+        Assert.Equal(1, (await Cli.RunAsync("workspace", "exec", id, "--", "test", "-e", "remove-me.txt")).ExitCode);
+        Assert.Equal("# New\ncreated by a patch\n", (await Ok("workspace", "file", "read", id, "docs/new.md", "--content-only")).Stdout);
+
+        // A patch whose second hunk does not apply changes nothing, and says which hunk.
+        var bad = Path.Combine(_host, "bad.patch");
+        File.WriteAllText(bad, """
+            --- a/note.txt
+            +++ b/note.txt
+            @@ -1 +1 @@
+            -hello, changed
+            +hello, patched
+            --- a/src/app.py
+            +++ b/src/app.py
+            @@ -1,2 +1,2 @@
+             def main():
+            -    print('v9')
+            +    print('v10')
+
+            """);
+        var refused = await Cli.RunAsync("workspace", "patch", "apply", id, "--patch-file", bad);
+        Assert.Equal(2, refused.ExitCode);
+        Assert.Contains("hunk 1 of src/app.py", refused.Stderr);
+        Assert.Contains("Nothing was changed", refused.Stderr);
+        Assert.Equal("hello, changed\n", (await Ok("workspace", "file", "read", id, "note.txt", "--content-only")).Stdout);
+
+        // Diff against the baseline: counts and a unified diff of the text changes.
+        var diff = (await Ok("workspace", "diff", id, "--json")).Json;
+        // added: data/, data/all-bytes.bin, docs/, docs/new.md, src/extra.txt; modified: note.txt, src/app.py.
+        Assert.Equal(5, diff.GetProperty("added").GetInt32());
+        Assert.Equal(2, diff.GetProperty("modified").GetInt32());
+        Assert.Equal(1, diff.GetProperty("deleted").GetInt32());
+        Assert.Equal(0, diff.GetProperty("type_changed").GetInt32());
+        Assert.Equal(5, diff.GetProperty("text_patched").GetInt32());
+        Assert.Equal(1, diff.GetProperty("non_text").GetInt32());
+        var unified = diff.GetProperty("patch").GetString()!;
+        Assert.Contains("-    print('v1')\n+    print('v2')", unified);
+        Assert.Contains("+++ b/docs/new.md", unified);
+        Assert.Contains("Binary files /dev/null and b/data/all-bytes.bin differ", unified);
+        var human = await Ok("workspace", "diff", id);
+        Assert.StartsWith("added=", human.Stdout);
+
+        // Export a file and a directory; export never overwrites.
+        var noteOut = Path.Combine(_host, "out", "note.txt");
+        await Ok("workspace", "export", id, "note.txt", "--output", noteOut);
+        Assert.Equal("hello, changed\n", File.ReadAllText(noteOut));
+        var srcOut = Path.Combine(_host, "out", "src");
+        await Ok("workspace", "export", id, "src", "--output", srcOut);
+        Assert.Equal("pushed later\n", File.ReadAllText(Path.Combine(srcOut, "extra.txt")));
+        Assert.Contains("print('v2')", File.ReadAllText(Path.Combine(srcOut, "app.py")));
+        var again = await Cli.RunAsync("workspace", "export", id, "note.txt", "--output", noteOut);
+        Assert.Equal(2, again.ExitCode);
+        Assert.Contains("output_exists", again.Stderr);
+    }
+
+    [Fact]
+    public async Task SnapshotsAndResetGiveAFreshSandboxWithTheSameIdAndBaseline()
+    {
+        var id = await CreateAsync("--seed-path", Seed());
+        await Ok("workspace", "exec", id, "--", "sh", "-c", "echo step1 > state.txt");
+        var snap = (await Ok("workspace", "snapshot", "create", id, "checkpoint", "--json")).Json;
+        Assert.Equal("checkpoint", snap.GetProperty("name").GetString());
+        await Ok("workspace", "exec", id, "--", "sh", "-c", "echo step2 > state.txt; rm note.txt; echo outside > /root/outside.txt");
+        Assert.Contains("checkpoint", (await Ok("workspace", "snapshot", "list", id)).Stdout);
+
+        var reset = (await Ok("workspace", "reset", id, "--snapshot", "checkpoint", "--json")).Json;
+        Assert.Equal(id, reset.GetProperty("workspace_id").GetString());
+        Assert.Equal(1, reset.GetProperty("reset_count").GetInt32());
+        Assert.Equal(0, reset.GetProperty("command_count").GetInt32());
+        Assert.Equal("step1\n", (await Ok("workspace", "exec", id, "--", "cat", "state.txt")).Stdout);
+        Assert.Equal("hello from the seed\n", (await Ok("workspace", "exec", id, "--", "cat", "note.txt")).Stdout);
+        // A fresh sandbox: what was written outside /workspace is gone too.
+        Assert.Equal(1, (await Cli.RunAsync("workspace", "exec", id, "--", "test", "-e", "/root/outside.txt")).ExitCode);
+
+        await Ok("workspace", "reset", id);
+        Assert.Equal(2, (await Ok("workspace", "status", id, "--json")).Json.GetProperty("reset_count").GetInt32());
+        Assert.Equal(1, (await Cli.RunAsync("workspace", "exec", id, "--", "test", "-e", "state.txt")).ExitCode);
+        var diff = (await Ok("workspace", "diff", id, "--json")).Json;
+        Assert.Equal(0, diff.GetProperty("added").GetInt32() + diff.GetProperty("modified").GetInt32() + diff.GetProperty("deleted").GetInt32());
+
+        await Ok("workspace", "snapshot", "delete", id, "checkpoint");
+        var missing = await Cli.RunAsync("workspace", "reset", id, "--snapshot", "checkpoint");
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("snapshot_not_found", missing.Stderr);
+    }
+
+    [Fact]
+    public async Task TwoClientsExecAtOnceAndWorkspacesRunSideBySide()
+    {
+        var first = await CreateAsync();
+        var second = await CreateAsync();
+
+        static string[] Loop(string id, string tag) => ["workspace", "exec", id, "--", "sh", "-c", $"for i in 1 2 3 4 5; do echo {tag}$i; sleep 0.2; done"];
+        var results = await Task.WhenAll(Cli.RunAsync(Loop(first, "A")), Cli.RunAsync(Loop(first, "B")), Cli.RunAsync(Loop(second, "C")));
+
+        Assert.Equal("A1\nA2\nA3\nA4\nA5\n", results[0].Stdout);
+        Assert.Equal("B1\nB2\nB3\nB4\nB5\n", results[1].Stdout);
+        Assert.Equal("C1\nC2\nC3\nC4\nC5\n", results[2].Stdout);
+        var sequences = (await Ok("workspace", "logs", first, "--json")).Json.EnumerateArray().Select(l => l.GetProperty("sequence").GetInt32()).Order();
+        Assert.Equal([1, 2], sequences);
+    }
+
+    [Fact]
+    public async Task KilledSupervisorOrQemuShowsInStatusAndTheWorkspaceStartsAgainFromItsDisk()
+    {
+        var id = await CreateAsync();
+        await Ok("workspace", "exec", id, "--", "sh", "-c", "echo kept > kept.txt; sync");
+        var pid = (await Ok("workspace", "status", id, "--json")).Json.GetProperty("supervisor_pid").GetInt32();
+
+        Assert.Equal(0, Kill(pid, 9));
+        await WaitUntilAsync(() => Leftovers.QemuProcesses().Count == 0);
+        var crashed = (await Ok("workspace", "status", id, "--json")).Json;
+        Assert.Equal("crashed", crashed.GetProperty("state").GetString());
+        Assert.Contains("supervisor", crashed.GetProperty("state_reason").GetString());
+        var refused = await Cli.RunAsync("workspace", "exec", id, "--", "true");
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("workspace_not_running", refused.Stderr);
+
+        await Ok("workspace", "start", id);
+        Assert.Equal("kept\n", (await Ok("workspace", "exec", id, "--", "cat", "kept.txt")).Stdout);
+
+        // Now QEMU dies under a live supervisor: the supervisor records it and leaves.
+        var qemu = QemuOf(id);
+        Assert.Equal(0, Kill(qemu, 9));
+        await WaitUntilAsync(async () => (await Cli.RunAsync("workspace", "status", id, "--json")).Json.GetProperty("state").GetString() == "crashed");
+        Assert.Contains("QEMU exited", (await Ok("workspace", "status", id)).Stdout);
+
+        await Ok("workspace", "delete", id);
+        _created.Remove(id);
+        Assert.False(Directory.Exists(Path.Combine(Repo.StateDir, "workspaces", id)));
+    }
+
+    [Fact]
+    public async Task ExpiredWorkspacesAreReapedBySupervisorOrByReap()
+    {
+        var bySupervisor = await CreateAsync("--ttl-seconds", "10");
+        var orphan = await CreateAsync("--ttl-seconds", "10");
+        var orphanPid = (await Ok("workspace", "status", orphan, "--json")).Json.GetProperty("supervisor_pid").GetInt32();
+        Assert.Equal(0, Kill(orphanPid, 9));
+
+        await WaitUntilAsync(async () => (await Cli.RunAsync("workspace", "status", bySupervisor)).ExitCode == 2, TimeSpan.FromSeconds(90));
+        _created.Remove(bySupervisor);
+        Assert.Equal("crashed", (await Ok("workspace", "status", orphan, "--json")).Json.GetProperty("state").GetString());
+
+        var reaped = (await Ok("workspace", "reap", "--json")).Json.EnumerateArray().Select(e => e.GetString()).ToList();
+        Assert.Equal([orphan], reaped);
+        _created.Remove(orphan);
+        Assert.Equal(2, (await Cli.RunAsync("workspace", "status", orphan)).ExitCode);
+    }
+
+    [Fact]
+    public async Task AHostileSeedArchiveWritesNothingOutsideTheWorkspace()
+    {
+        var archive = Path.Combine(_host, "hostile.tar");
+        await using (var file = File.Create(archive))
+        await using (var tar = new TarWriter(file, TarEntryFormat.Pax))
+        {
+            void Add(TarEntryType type, string name, string? link = null, string? content = null)
+            {
+                var entry = new PaxTarEntry(type, name) { LinkName = link ?? "" };
+                if (content is not null)
+                {
+                    entry.DataStream = new MemoryStream(Encoding.UTF8.GetBytes(content));
+                }
+
+                tar.WriteEntry(entry);
+            }
+
+            Add(TarEntryType.RegularFile, "ok.txt", content: "fine\n");
+            Add(TarEntryType.RegularFile, "../escape-traversal.txt", content: "x");
+            Add(TarEntryType.RegularFile, "/tmp/escape-absolute.txt", content: "x");
+            Add(TarEntryType.SymbolicLink, "etc-link", "/etc");
+            Add(TarEntryType.RegularFile, "etc-link/escape-through-link.txt", content: "x");
+            Add(TarEntryType.HardLink, "hard-passwd", "/etc/passwd");
+            Add(TarEntryType.CharacterDevice, "fake-null");
+            Add(TarEntryType.Fifo, "fake-fifo");
+        }
+
+        var id = await CreateAsync("--seed-path", archive);
+        var outside = await Ok("workspace", "exec", id, "--", "sh", "-c",
+            "n=0; for f in /escape-traversal.txt /tmp/escape-absolute.txt /etc/escape-through-link.txt; do [ -e $f ] && n=$((n+1)); done; echo $n");
+        Assert.Equal("0", outside.Stdout.Trim());
+        Assert.Equal("fine\n", (await Ok("workspace", "exec", id, "--", "cat", "ok.txt")).Stdout);
+        var kinds = await Ok("workspace", "exec", id, "--", "sh", "-c", "ls -A /workspace | sort | tr '\\n' ' '");
+        Assert.Equal("etc-link ok.txt ", kinds.Stdout);
+        // The link was kept as a link, never followed.
+        Assert.Equal("/etc", (await Ok("workspace", "exec", id, "--", "readlink", "etc-link")).Stdout.Trim());
+        Assert.False(File.Exists("/tmp/escape-absolute.txt"));
+
+        // A hostile guest tree, exported: links out are not recreated, nothing lands outside --output.
+        await Ok("workspace", "exec", id, "--", "sh", "-c", "mkdir -p deep && ln -s ../../../../../../tmp deep/up && ln -s note-target inside-link && echo t > note-target");
+        var output = Path.Combine(_host, "export");
+        var sentinel = Path.Combine(_host, "sentinel");
+        Directory.CreateDirectory(sentinel);
+        var exported = (await Ok("workspace", "export", id, ".", "--output", output, "--json")).Json;
+        Assert.Empty(Directory.GetFileSystemEntries(sentinel));
+        Assert.Equal("note-target", new FileInfo(Path.Combine(output, "inside-link")).LinkTarget);
+        Assert.False(Path.Exists(Path.Combine(output, "deep", "up")));
+        Assert.Contains(exported.GetProperty("skipped").EnumerateArray(), s => s.GetProperty("name").GetString()!.Contains("deep/up"));
+        Assert.False(Path.Exists(Path.Combine(output, "etc-link")));
+    }
+
+    [Theory]
+    [InlineData("read", "../etc/passwd")]
+    [InlineData("read", "/etc/passwd")]
+    [InlineData("write", "/etc/pyro-was-here")]
+    [InlineData("write", "../root/pyro-was-here")]
+    public async Task PathsOutsideTheWorkspaceAreRefused(string verb, string path)
+    {
+        var id = await CreateAsync();
+        var args = verb == "read" ? new[] { "workspace", "file", "read", id, path } : ["workspace", "file", "write", id, path, "--text", "x"];
+
+        var result = await Cli.RunAsync(args);
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Matches("path_escapes_workspace|outside_workspace", result.Stderr);
+        Assert.Equal(1, (await Cli.RunAsync("workspace", "exec", id, "--", "test", "-e", "/etc/pyro-was-here")).ExitCode);
+    }
+
+    [Fact]
+    public async Task BadRequestsSayWhatToDo()
+    {
+        var unknown = await Cli.RunAsync("workspace", "exec", "nope", "--", "true");
+        Assert.Equal(2, unknown.ExitCode);
+        Assert.Contains("no workspace 'nope'", unknown.Stderr);
+
+        var seed = await Cli.RunAsync("workspace", "create", "debian:12", "--seed-path", "/nonexistent/repo");
+        Assert.Equal(2, seed.ExitCode);
+        Assert.Contains("seed_not_found", seed.Stderr);
+
+        var name = await Cli.RunAsync("workspace", "create", "debian:12", "--name", "bad name!");
+        Assert.Equal(2, name.ExitCode);
+        Assert.Contains("invalid_name", name.Stderr);
+        Assert.Empty((await Ok("workspace", "list", "--json")).Json.EnumerateArray());
+    }
+
+    private static int QemuOf(string id)
+    {
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(dir), out var pid))
+            {
+                try
+                {
+                    var cmdline = File.ReadAllText(Path.Combine(dir, "cmdline"));
+                    if (cmdline.Contains("qemu-system") && cmdline.Contains(id))
+                    {
+                        return pid;
+                    }
+                }
+                catch (IOException)
+                {
+                }
+            }
+        }
+
+        throw new InvalidOperationException($"no QEMU for {id}");
+    }
+
+    private static Task WaitUntilAsync(Func<bool> condition) => WaitUntilAsync(() => Task.FromResult(condition()));
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan? limit = null)
+    {
+        var deadline = DateTime.UtcNow + (limit ?? TimeSpan.FromSeconds(30));
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "condition not met in time");
+            await Task.Delay(250);
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "kill")]
+    private static extern int Kill(int pid, int signal);
+}
