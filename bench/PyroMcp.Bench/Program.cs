@@ -43,6 +43,8 @@ Console.WriteLine($"cold run (pyro run {EnvironmentName} -- true):   median {run
 Console.WriteLine($"bare QEMU boot to a shell that exits:      median {bare:0} ms  [{string.Join(", ", bareTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
 Console.WriteLine($"ratio cold_run / bare_boot = {run / bare:0.00} (target <= 1.2)");
 
+var rawMbps = 0.0;
+
 // 2. exec round trip of `true` in one booted guest (informational until the qemu-ga peer joins).
 await using (var vm = await QemuVm.StartAsync(QemuVm.NewId(), new VmSpec(1, 1024, accelerator), environment.RootfsImage, bundle, options, CancellationToken.None))
 {
@@ -55,6 +57,62 @@ await using (var vm = await QemuVm.StartAsync(QemuVm.NewId(), new VmSpec(1, 1024
     }
 
     Console.WriteLine($"exec round trip of true (30 in one VM): median {Median(trips):0.0} ms  min {trips.Min():0.0} ms");
+
+    // Raw guest->host channel: 100 MiB of stdout, nothing else on the path.
+    const long RawBytes = 100L * 1024 * 1024;
+    long received = 0;
+    var raw = Stopwatch.StartNew();
+    await vm.Agent.ExecAsync(new ExecRequest { Argv = ["head", "-c", RawBytes.ToString(CultureInfo.InvariantCulture), "/dev/zero"], TimeoutMs = 600_000 },
+        data => { received += data.Length; return ValueTask.CompletedTask; }, null, RawBytes * 2, CancellationToken.None);
+    rawMbps = received / 1e6 / raw.Elapsed.TotalSeconds;
+    Console.WriteLine($"raw guest channel (100 MiB of stdout): {rawMbps:0.0} MB/s");
+}
+
+// 3. Workspaces: create to first exec, exec round trip through the supervisor, tree throughput.
+var state = Directory.CreateTempSubdirectory("pyro-bench-state-").FullName;
+var tree = Directory.CreateTempSubdirectory("pyro-bench-tree-").FullName;
+var workspaceOptions = options with { StateDir = state, SupervisorPath = Path.Combine(root, "artifacts", "bin", "PyroMcp.Cli", config, "pyro-supervisor.dll") };
+var workspaces = new Pyro(workspaceOptions);
+try
+{
+    var create = Stopwatch.StartNew();
+    var ws = await workspaces.CreateWorkspaceAsync(new WorkspaceCreateRequest { Environment = EnvironmentName });
+    await workspaces.ExecWorkspaceAsync(ws.WorkspaceId, new WorkspaceExecRequest { Command = ["true"] });
+    Console.WriteLine($"workspace create to first exec (cold boot): {create.Elapsed.TotalMilliseconds:0} ms  (warm restore from a memory snapshot: not built yet)");
+
+    var trips = new List<double>();
+    for (var i = 0; i < 30; i++)
+    {
+        var clock = Stopwatch.StartNew();
+        await workspaces.ExecWorkspaceAsync(ws.WorkspaceId, new WorkspaceExecRequest { Command = ["true"] });
+        trips.Add(clock.Elapsed.TotalMilliseconds);
+    }
+
+    Console.WriteLine($"workspace exec round trip of true (30, via supervisor, history recorded): median {Median(trips):0.0} ms");
+
+    // 100 files of 1 MiB of random bytes: incompressible, like real build output.
+    var random = new Random(42);
+    var chunk = new byte[1024 * 1024];
+    for (var i = 0; i < 100; i++)
+    {
+        random.NextBytes(chunk);
+        await File.WriteAllBytesAsync(Path.Combine(tree, $"blob-{i:000}.bin"), chunk);
+    }
+
+    var push = Stopwatch.StartNew();
+    var pushed = await workspaces.PushWorkspaceSyncAsync(ws.WorkspaceId, tree, "bench");
+    var pushMbps = pushed.Bytes / 1e6 / push.Elapsed.TotalSeconds;
+    var export = Stopwatch.StartNew();
+    var exported = await workspaces.ExportWorkspaceAsync(ws.WorkspaceId, "bench", Path.Combine(state, "export"));
+    var exportMbps = exported.Bytes / 1e6 / export.Elapsed.TotalSeconds;
+    Console.WriteLine($"sync push of 100 MiB tree: {pushMbps:0.0} MB/s  ratio to raw channel {pushMbps / rawMbps:0.00} (target >= 0.5)");
+    Console.WriteLine($"export of 100 MiB tree:    {exportMbps:0.0} MB/s  ratio to raw channel {exportMbps / rawMbps:0.00} (target >= 0.5)");
+    await workspaces.DeleteWorkspaceAsync(ws.WorkspaceId);
+}
+finally
+{
+    Directory.Delete(tree, recursive: true);
+    Directory.Delete(state, recursive: true);
 }
 
 return 0;

@@ -291,6 +291,11 @@ public sealed class WorkspaceTests : GuestTest
 
         await WaitUntilAsync(async () => (await Cli.RunAsync("workspace", "status", bySupervisor)).ExitCode == 2, TimeSpan.FromSeconds(90));
         _created.Remove(bySupervisor);
+        var orphanStatus = (await Ok("workspace", "status", orphan, "--json")).Json;
+        Assert.Equal("crashed", orphanStatus.GetProperty("state").GetString());
+        // Nobody is left to enforce the orphan's TTL: once it has passed, only reap removes it.
+        var expires = orphanStatus.GetProperty("expires_at").GetDateTimeOffset();
+        await WaitUntilAsync(() => DateTimeOffset.UtcNow > expires.AddSeconds(1), TimeSpan.FromSeconds(60));
         Assert.Equal("crashed", (await Ok("workspace", "status", orphan, "--json")).Json.GetProperty("state").GetString());
 
         var reaped = (await Ok("workspace", "reap", "--json")).Json.EnumerateArray().Select(e => e.GetString()).ToList();
@@ -308,7 +313,12 @@ public sealed class WorkspaceTests : GuestTest
         {
             void Add(TarEntryType type, string name, string? link = null, string? content = null)
             {
-                var entry = new PaxTarEntry(type, name) { LinkName = link ?? "" };
+                var entry = new PaxTarEntry(type, name);
+                if (link is not null)
+                {
+                    entry.LinkName = link;
+                }
+
                 if (content is not null)
                 {
                     entry.DataStream = new MemoryStream(Encoding.UTF8.GetBytes(content));
@@ -408,7 +418,7 @@ public sealed class WorkspaceTests : GuestTest
         throw new InvalidOperationException($"no QEMU for {id}");
     }
 
-    private static Task WaitUntilAsync(Func<bool> condition) => WaitUntilAsync(() => Task.FromResult(condition()));
+    private static Task WaitUntilAsync(Func<bool> condition, TimeSpan? limit = null) => WaitUntilAsync(() => Task.FromResult(condition()), limit);
 
     private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan? limit = null)
     {

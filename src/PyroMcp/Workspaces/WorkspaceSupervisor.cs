@@ -94,14 +94,17 @@ internal sealed class WorkspaceSupervisor
 
         var ttl = _record.ExpiresAt - DateTimeOffset.UtcNow;
         var expired = Task.Delay(ttl > TimeSpan.Zero ? ttl : TimeSpan.Zero);
-        var ended = await Task.WhenAny(_stop.Task, vm.Exited, expired);
+        var exited = vm.Exited;
+        Log($"running: qemu pid {vm.QemuPid}, accelerator {vm.Accelerator}, expires {_record.ExpiresAt:O}");
+        var ended = await Task.WhenAny(_stop.Task, exited, expired);
+        Log(ended == exited ? $"QEMU exited (code {vm.ExitCode})" : ended == expired ? "TTL ran out" : _stop.Task.Result);
         listener.Close();
         foreach (var client in _clients.Keys)
         {
             await client.DisposeAsync();
         }
 
-        if (ended == vm.Exited)
+        if (ended == exited)
         {
             // QEMU went away under us (killed, crashed): the disk stays; the user decides.
             var reason = $"QEMU exited unexpectedly (exit code {vm.ExitCode}); the disk is kept: 'pyro workspace start {id}' boots it again, 'pyro workspace delete {id}' removes it";
@@ -126,6 +129,8 @@ internal sealed class WorkspaceSupervisor
         File.Delete(socketPath);
         return 0;
     }
+
+    private static void Log(string message) => Console.Error.WriteLine($"{DateTimeOffset.UtcNow:O} pyro-supervisor: {message}");
 
     private async Task AcceptLoopAsync(Socket listener, GuestAgentClient agent)
     {
