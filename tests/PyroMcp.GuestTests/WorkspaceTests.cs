@@ -361,6 +361,35 @@ public sealed class WorkspaceTests : GuestTest
         Assert.False(Path.Exists(Path.Combine(output, "etc-link")));
     }
 
+    [Fact]
+    public async Task FailedSyncAndResetSayWhatStateTheWorkspaceIsIn()
+    {
+        var id = await CreateAsync("--seed-path", Seed());
+
+        // An archive that is not one: the sync fails and says what may be left and how to recover.
+        var corrupt = Path.Combine(_host, "corrupt.tar");
+        await File.WriteAllBytesAsync(corrupt, Enumerable.Range(0, 4096).Select(i => (byte)(i * 7)).ToArray());
+        var sync = await Cli.RunAsync("workspace", "sync", "push", id, corrupt);
+        Assert.Equal(1, sync.ExitCode);
+        Assert.Contains("may hold part of the tree", sync.Stderr);
+        Assert.Contains($"pyro workspace reset {id}", sync.Stderr);
+        Assert.Equal("running", (await Ok("workspace", "status", id, "--json")).Json.GetProperty("state").GetString());
+
+        // A reset whose boot cannot succeed: the workspace is marked failed with the step, not left half-way unannounced.
+        var reset = await Cli.RunAsync(["workspace", "reset", id], new Dictionary<string, string> { ["PYRO_BOOT_TIMEOUT_SECONDS"] = "1" });
+        Assert.Equal(1, reset.ExitCode);
+        Assert.Contains("reset failed while booting the VM", reset.Stderr);
+        var failed = (await Ok("workspace", "status", id, "--json")).Json;
+        Assert.Equal("failed", failed.GetProperty("state").GetString());
+        Assert.Contains("run 'pyro workspace reset", failed.GetProperty("state_reason").GetString());
+        var refused = await Cli.RunAsync("workspace", "exec", id, "--", "true");
+        Assert.Contains("workspace_not_running", refused.Stderr);
+
+        // Reset again, as the message says, and the workspace is whole.
+        await Ok("workspace", "reset", id);
+        Assert.Equal("hello from the seed\n", (await Ok("workspace", "exec", id, "--", "cat", "note.txt")).Stdout);
+    }
+
     [Theory]
     [InlineData("read", "../etc/passwd")]
     [InlineData("read", "/etc/passwd")]
