@@ -1,3 +1,4 @@
+using PyroMcp.Protocol.Files;
 using PyroMcp.Protocol;
 
 namespace PyroMcp.GuestAgent;
@@ -20,7 +21,7 @@ internal sealed class FileOps(FrameConnection connection, uint streamId, Workspa
     internal FileListing List(FilesRequest request)
     {
         var directory = paths.ForRead(request.Path);
-        if (Interop.LStat(directory.Full)?.Kind != FileKind.Directory)
+        if (PathStats.LStat(directory.Full)?.Kind != PathKind.Directory)
         {
             throw new AgentFailure("not_a_directory", $"{WorkspacePaths.DisplayName(directory)} is not a directory");
         }
@@ -34,8 +35,8 @@ internal sealed class FileOps(FrameConnection connection, uint streamId, Workspa
     internal async Task<FileEntry> ReadAsync(FilesRequest request)
     {
         var path = paths.ForRead(request.Path);
-        var stat = Interop.LStat(path.Full) ?? throw new AgentFailure("not_found", $"{path.Relative} does not exist");
-        if (stat.Kind != FileKind.File)
+        var stat = PathStats.LStat(path.Full) ?? throw new AgentFailure("not_found", $"{path.Relative} does not exist");
+        if (stat.Kind != PathKind.File)
         {
             // Opening a fifo would hang the operation; a directory has no bytes to send.
             throw new AgentFailure("not_a_file", $"{WorkspacePaths.DisplayName(path)} is a {TypeName(stat.Kind)}, not a file");
@@ -80,14 +81,14 @@ internal sealed class FileOps(FrameConnection connection, uint streamId, Workspa
             throw new AgentFailure("is_a_directory", "the workspace root is a directory");
         }
 
-        var existing = Interop.LStat(path.Full);
+        var existing = PathStats.LStat(path.Full);
         switch (existing?.Kind)
         {
-            case FileKind.Symlink:
+            case PathKind.Symlink:
                 throw new AgentFailure("symlink_in_path", $"{path.Relative} is a symlink; writes never go through links");
-            case FileKind.Directory:
+            case PathKind.Directory:
                 throw new AgentFailure("is_a_directory", $"{path.Relative} is a directory");
-            case FileKind.Other:
+            case PathKind.Other:
                 throw new AgentFailure("not_a_file", $"{path.Relative} is not a regular file");
         }
 
@@ -133,8 +134,8 @@ internal sealed class FileOps(FrameConnection connection, uint streamId, Workspa
             throw new AgentFailure("cannot_delete_root", "the workspace root cannot be deleted");
         }
 
-        var stat = Interop.LStat(path.Full) ?? throw new AgentFailure("not_found", $"{path.Relative} does not exist");
-        if (stat.Kind == FileKind.Directory)
+        var stat = PathStats.LStat(path.Full) ?? throw new AgentFailure("not_found", $"{path.Relative} does not exist");
+        if (stat.Kind == PathKind.Directory)
         {
             if (!request.Recursive && Directory.EnumerateFileSystemEntries(path.Full, "*", AllEntries).Any())
             {
@@ -149,19 +150,19 @@ internal sealed class FileOps(FrameConnection connection, uint streamId, Workspa
             File.Delete(path.Full);
         }
 
-        return new FileEntry { Path = path.Relative, Type = TypeName(stat.Kind), Size = stat.Kind == FileKind.File ? stat.Size : 0, Mode = stat.Mode };
+        return new FileEntry { Path = path.Relative, Type = TypeName(stat.Kind), Size = stat.Kind == PathKind.File ? stat.Size : 0, Mode = stat.Mode };
     }
 
     /// <summary>Deletes a file, link or directory tree without ever descending through a symlink.</summary>
     internal static void DeleteTree(string path)
     {
-        var stat = Interop.LStat(path);
+        var stat = PathStats.LStat(path);
         if (stat is null)
         {
             return;
         }
 
-        if (stat.Value.Kind == FileKind.Directory)
+        if (stat.Value.Kind == PathKind.Directory)
         {
             DeleteContents(path);
             Directory.Delete(path);
@@ -181,11 +182,11 @@ internal sealed class FileOps(FrameConnection connection, uint streamId, Workspa
         }
     }
 
-    internal static string TypeName(FileKind kind) => kind switch
+    internal static string TypeName(PathKind kind) => kind switch
     {
-        FileKind.File => "file",
-        FileKind.Directory => "directory",
-        FileKind.Symlink => "symlink",
+        PathKind.File => "file",
+        PathKind.Directory => "directory",
+        PathKind.Symlink => "symlink",
         _ => "other",
     };
 
@@ -193,7 +194,7 @@ internal sealed class FileOps(FrameConnection connection, uint streamId, Workspa
     {
         foreach (var child in Directory.GetFileSystemEntries(directory, "*", AllEntries))
         {
-            var stat = Interop.LStat(child);
+            var stat = PathStats.LStat(child);
             if (stat is not { } found)
             {
                 // Deleted since the directory was read.
@@ -206,13 +207,13 @@ internal sealed class FileOps(FrameConnection connection, uint streamId, Workspa
             {
                 Path = childRelative,
                 Type = TypeName(found.Kind),
-                Size = found.Kind == FileKind.File ? found.Size : 0,
+                Size = found.Kind == PathKind.File ? found.Size : 0,
                 Mode = found.Mode,
-                LinkTarget = found.Kind == FileKind.Symlink ? new FileInfo(child).LinkTarget : null,
+                LinkTarget = found.Kind == PathKind.Symlink ? new FileInfo(child).LinkTarget : null,
             });
 
             // lstat said directory, so this never descends through a directory symlink.
-            if (recursive && found.Kind == FileKind.Directory)
+            if (recursive && found.Kind == PathKind.Directory)
             {
                 Collect(child, childRelative, recursive: true, entries);
             }

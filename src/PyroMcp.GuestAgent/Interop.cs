@@ -7,7 +7,6 @@ internal static partial class Interop
 {
     private const int ENOENT = 2;
     private const int ENOTDIR = 20;
-    private const int ENAMETOOLONG = 36;
 
     internal const int SIGKILL = 9;
     private const int ClockRealtime = 0;
@@ -32,8 +31,6 @@ internal static partial class Interop
     [LibraryImport("libc", EntryPoint = "reboot", SetLastError = true)]
     private static partial int RebootNative(int command);
 
-    [LibraryImport("libc", EntryPoint = "lstat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
-    private static partial int LStatNative(string path, ref byte buffer);
 
     [LibraryImport("libc", EntryPoint = "link", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int LinkNative(string existing, string created);
@@ -67,38 +64,6 @@ internal static partial class Interop
         _ = RebootNative(RebootCmdRestart);
     }
 
-    /// <summary>
-    /// What is at <paramref name="path"/> itself, never following a final symlink; null when
-    /// nothing is there. .NET exposes no file type beyond directory/link, and fifos and devices
-    /// must be told apart from regular files before anything opens them.
-    /// </summary>
-    internal static FileStat? LStat(string path)
-    {
-        // struct stat on x86_64 Linux: 144 bytes; st_mode (u32) at 24, st_size at 48, st_mtim at 88.
-        Span<byte> buffer = stackalloc byte[144];
-        if (LStatNative(path, ref buffer[0]) != 0)
-        {
-            var errno = Marshal.GetLastPInvokeError();
-            return errno switch
-            {
-                ENOENT or ENOTDIR => null,
-                ENAMETOOLONG => throw new PathTooLongException($"lstat {path}: name too long"),
-                _ => throw new IOException($"lstat {path} failed: errno {errno}"),
-            };
-        }
-
-        var mode = BitConverter.ToUInt32(buffer[24..]);
-        var kind = (mode & 0xF000) switch
-        {
-            0x8000 => FileKind.File,
-            0x4000 => FileKind.Directory,
-            0xA000 => FileKind.Symlink,
-            _ => FileKind.Other,
-        };
-        var modified = DateTimeOffset.FromUnixTimeSeconds(BitConverter.ToInt64(buffer[88..]))
-            .AddTicks(BitConverter.ToInt64(buffer[96..]) / 100);
-        return new FileStat(kind, (int)(mode & 0xFFF), BitConverter.ToInt64(buffer[48..]), modified);
-    }
 
     /// <summary>Makes a hard link; .NET has no API for it.</summary>
     internal static void Link(string existing, string created)
@@ -130,14 +95,4 @@ internal static partial class Interop
     }
 }
 
-internal enum FileKind
-{
-    File,
-    Directory,
-    Symlink,
-    /// <summary>A fifo, socket or device node.</summary>
-    Other,
-}
 
-/// <param name="Mode">Permission bits (st_mode &amp; 07777).</param>
-internal readonly record struct FileStat(FileKind Kind, int Mode, long Size, DateTimeOffset Modified);

@@ -1,3 +1,4 @@
+using PyroMcp.Protocol.Files;
 using System.Formats.Tar;
 using PyroMcp.Protocol;
 
@@ -16,8 +17,8 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
     {
         var cancellationToken = operation.Cancel.Token;
         var source = paths.ForRead(request.Path);
-        var stat = Interop.LStat(source.Full) ?? throw new AgentFailure("not_found", $"{request.Path} does not exist");
-        if (stat.Kind is not (FileKind.File or FileKind.Directory))
+        var stat = PathStats.LStat(source.Full) ?? throw new AgentFailure("not_found", $"{request.Path} does not exist");
+        if (stat.Kind is not (PathKind.File or PathKind.Directory))
         {
             throw new AgentFailure("not_a_file", $"{WorkspacePaths.DisplayName(source)} is neither a file nor a directory");
         }
@@ -26,7 +27,7 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
         var counts = new PackCounts();
         await using (var writer = new TarWriter(output, TarEntryFormat.Pax, leaveOpen: true))
         {
-            if (stat.Kind == FileKind.Directory)
+            if (stat.Kind == PathKind.Directory)
             {
                 await AddChildrenAsync(writer, source.Full, "", counts, cancellationToken);
             }
@@ -89,44 +90,7 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
         return new TarSummary { Entries = state.Entries, Bytes = state.Bytes, Skipped = state.SkippedEntries() };
     }
 
-    /// <summary>
-    /// Turns an archive name into a path below the destination: leading <c>./</c> and empty or
-    /// <c>.</c> segments dropped. Returns null with the reason when the name may not be extracted.
-    /// </summary>
-    internal static string? NormalizeName(string name, out string? refusal)
-    {
-        refusal = null;
-        if (name.Contains('\0'))
-        {
-            refusal = "bad_name";
-            return null;
-        }
-
-        if (name.StartsWith('/'))
-        {
-            refusal = "absolute_path";
-            return null;
-        }
-
-        var segments = new List<string>();
-        foreach (var segment in name.Split('/'))
-        {
-            if (segment is "" or ".")
-            {
-                continue;
-            }
-
-            if (segment == "..")
-            {
-                refusal = "path_traversal";
-                return null;
-            }
-
-            segments.Add(segment);
-        }
-
-        return string.Join('/', segments);
-    }
+    internal static string? NormalizeName(string name, out string? refusal) => ArchiveNames.Normalize(name, out refusal);
 
     private static bool IsArchiveError(Exception ex) => ex is InvalidDataException or FormatException or EndOfStreamException
         or InvalidOperationException or NotSupportedException or ArgumentException or OverflowException;
@@ -137,7 +101,7 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
         Array.Sort(children, StringComparer.Ordinal);
         foreach (var child in children)
         {
-            if (Interop.LStat(child) is not { } stat)
+            if (PathStats.LStat(child) is not { } stat)
             {
                 // Deleted since the directory was read.
                 continue;
@@ -145,24 +109,24 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
 
             var name = prefix + Path.GetFileName(child);
             await AddEntryAsync(writer, child, name, stat, counts, cancellationToken);
-            if (stat.Kind == FileKind.Directory)
+            if (stat.Kind == PathKind.Directory)
             {
                 await AddChildrenAsync(writer, child, name + "/", counts, cancellationToken);
             }
         }
     }
 
-    private static async Task AddEntryAsync(TarWriter writer, string path, string name, FileStat stat, PackCounts counts, CancellationToken cancellationToken)
+    private static async Task AddEntryAsync(TarWriter writer, string path, string name, PathStat stat, PackCounts counts, CancellationToken cancellationToken)
     {
         switch (stat.Kind)
         {
-            case FileKind.Directory:
+            case PathKind.Directory:
                 await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, name + "/") { Mode = (UnixFileMode)stat.Mode, ModificationTime = stat.Modified }, cancellationToken);
                 break;
-            case FileKind.Symlink when new FileInfo(path).LinkTarget is { Length: > 0 } target:
+            case PathKind.Symlink when new FileInfo(path).LinkTarget is { Length: > 0 } target:
                 await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.SymbolicLink, name) { LinkName = target, Mode = (UnixFileMode)stat.Mode, ModificationTime = stat.Modified }, cancellationToken);
                 break;
-            case FileKind.File:
+            case PathKind.File:
                 FileStream file;
                 try
                 {
@@ -210,13 +174,13 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
 
         var kind = entry.EntryType switch
         {
-            TarEntryType.Directory => FileKind.Directory,
-            TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile => FileKind.File,
-            TarEntryType.SymbolicLink => FileKind.Symlink,
-            TarEntryType.HardLink => (FileKind?)null,
-            _ => FileKind.Other,
+            TarEntryType.Directory => PathKind.Directory,
+            TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile => PathKind.File,
+            TarEntryType.SymbolicLink => PathKind.Symlink,
+            TarEntryType.HardLink => (PathKind?)null,
+            _ => PathKind.Other,
         };
-        if (kind == FileKind.Other)
+        if (kind == PathKind.Other)
         {
             state.Skip(entry.Name, "special_file");
             return;
@@ -238,7 +202,7 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
                 return;
             }
         }
-        else if (kind == FileKind.Symlink && (entry.LinkName.Length == 0 || entry.LinkName.Contains('\0')))
+        else if (kind == PathKind.Symlink && (entry.LinkName.Length == 0 || entry.LinkName.Contains('\0')))
         {
             state.Skip(entry.Name, "bad_name");
             return;
@@ -255,10 +219,10 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
         }
 
         var full = WorkspacePaths.Combine(state.Destination, name);
-        var existing = Interop.LStat(full);
-        if (kind == FileKind.Directory)
+        var existing = PathStats.LStat(full);
+        if (kind == PathKind.Directory)
         {
-            if (existing?.Kind != FileKind.Directory)
+            if (existing?.Kind != PathKind.Directory)
             {
                 if (existing is not null)
                 {
@@ -274,14 +238,14 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
             return;
         }
 
-        if (existing?.Kind == FileKind.Directory)
+        if (existing?.Kind == PathKind.Directory)
         {
             state.Skip(entry.Name, "directory_in_the_way");
             return;
         }
 
         var linkTarget = hardLinkTarget is null ? null : WorkspacePaths.Combine(state.Destination, hardLinkTarget);
-        if (linkTarget is not null && Interop.LStat(linkTarget)?.Kind != FileKind.File)
+        if (linkTarget is not null && PathStats.LStat(linkTarget)?.Kind != PathKind.File)
         {
             // Replaced by a later entry of the archive since it was extracted.
             state.Skip(entry.Name, "hardlink_outside");
@@ -297,11 +261,11 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
 
         switch (kind)
         {
-            case FileKind.Symlink:
+            case PathKind.Symlink:
                 File.CreateSymbolicLink(full, entry.LinkName);
                 state.ExtractedFiles.Remove(name);
                 break;
-            case FileKind.File:
+            case PathKind.File:
                 state.Bytes += await WriteFileAsync(entry, full, cancellationToken);
                 state.ExtractedFiles.Add(name);
                 break;
@@ -406,7 +370,7 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
             foreach (var (path, mode) in DirectoryModes)
             {
                 // lstat first: chmod follows links, and only real directories were recorded.
-                if (Interop.LStat(path)?.Kind == FileKind.Directory)
+                if (PathStats.LStat(path)?.Kind == PathKind.Directory)
                 {
                     File.SetUnixFileMode(path, (UnixFileMode)mode);
                 }

@@ -1,3 +1,4 @@
+using PyroMcp.Protocol.Files;
 namespace PyroMcp.GuestAgent;
 
 /// <summary>A request path checked against the workspace root.</summary>
@@ -140,7 +141,7 @@ internal sealed class WorkspacePaths
         foreach (var segment in segments)
         {
             current = Combine(current, segment);
-            var stat = Interop.LStat(current);
+            var stat = PathStats.LStat(current);
             if (stat is null)
             {
                 if (!create)
@@ -151,14 +152,14 @@ internal sealed class WorkspacePaths
                 // CreateDirectory on a single missing level; the lstat after it catches a link
                 // that appeared in between, since mkdir itself never follows one.
                 Directory.CreateDirectory(current);
-                stat = Interop.LStat(current);
+                stat = PathStats.LStat(current);
             }
 
             switch (stat?.Kind)
             {
-                case FileKind.Directory:
+                case PathKind.Directory:
                     continue;
-                case FileKind.Symlink:
+                case PathKind.Symlink:
                     return "symlink_in_path";
                 default:
                     return "not_a_directory";

@@ -155,7 +155,7 @@ public sealed partial class Pyro
         {
             RequireBootTools();
             var accelerator = KvmProbe.Detect().Choose(request.Accelerator ?? Options.Accelerator).Chosen;
-            var environment = await _store.PullAsync(spec, Quiet(progress, "pull"), cancellationToken);
+            var environment = await _store.PullAsync(spec, CachedPullQuiet(progress), cancellationToken);
             var bundle = await RuntimeBundle.EnsureAsync(Options, progress, cancellationToken);
             progress?.Report(new PyroProgress("run", "start", [new("vm_id", vmId), new("accelerator", accelerator.ToString().ToLowerInvariant())]));
             await using var vm = await QemuVm.StartAsync(vmId, new VmSpec(request.VcpuCount, request.MemMib, accelerator), environment.RootfsImage, bundle, Options, cancellationToken);
@@ -172,7 +172,7 @@ public sealed partial class Pyro
                     Env = request.Env,
                     TimeoutMs = request.TimeoutSeconds * 1000,
                 },
-                Tee(stdout, request.OnStdout), Tee(stderr, request.OnStderr), Options.MaxOutputBytes, cancellationToken);
+                stdout.Tee(request.OnStdout), stderr.Tee(request.OnStderr), Options.MaxOutputBytes, cancellationToken);
             var kernel = GuestAgentClient.Sanitize(vm.Guest.KernelRelease, 200);
             await vm.DisposeAsync();
             return new RunResult
@@ -200,6 +200,16 @@ public sealed partial class Pyro
         }
     }
 
+    /// <summary>Passes pull progress through only when something is being built, so a cached start stays quiet.</summary>
+    internal static IProgress<PyroProgress>? CachedPullQuiet(IProgress<PyroProgress>? inner)
+        => inner is null ? null : new SyncProgress<PyroProgress>(p =>
+        {
+            if (!(p.Operation == "pull" && p.Phase == "ready" && p.Fields.Any(f => f.Key == "cached")))
+            {
+                inner.Report(p);
+            }
+        });
+
     private static void RequireBootTools()
     {
         foreach (var tool in new[] { HostTools.Qemu, HostTools.QemuImg, HostTools.Setpriv })
@@ -207,26 +217,6 @@ public sealed partial class Pyro
             tool.Require();
         }
     }
-
-    /// <summary>Passes pull progress through only when something is being built, so a cached run stays quiet.</summary>
-    private static IProgress<PyroProgress>? Quiet(IProgress<PyroProgress>? inner, string operation)
-        => inner is null ? null : new SyncProgress<PyroProgress>(p =>
-        {
-            if (!(p.Operation == operation && p.Phase == "ready" && p.Fields.Any(f => f.Key == "cached")))
-            {
-                inner.Report(p);
-            }
-        });
-
-    private static Func<ReadOnlyMemory<byte>, ValueTask> Tee(CappedBuffer buffer, Func<ReadOnlyMemory<byte>, ValueTask>? sink)
-        => async data =>
-        {
-            buffer.Append(data.Span);
-            if (sink is not null)
-            {
-                await sink(data);
-            }
-        };
 }
 
 /// <summary>Collects output up to a cap.</summary>
@@ -247,4 +237,15 @@ internal sealed class CappedBuffer(long cap)
     internal string Text => Encoding.UTF8.GetString(_data.GetBuffer(), 0, (int)_data.Length);
 
     internal byte[] Bytes => _data.ToArray();
+
+    /// <summary>A sink that keeps what it gets here (up to the cap) and passes everything on to <paramref name="sink"/>.</summary>
+    internal Func<ReadOnlyMemory<byte>, ValueTask> Tee(Func<ReadOnlyMemory<byte>, ValueTask>? sink)
+        => async data =>
+        {
+            Append(data.Span);
+            if (sink is not null)
+            {
+                await sink(data);
+            }
+        };
 }

@@ -1,3 +1,4 @@
+using PyroMcp.Tests;
 using System.Collections.Concurrent;
 using System.Formats.Tar;
 using PyroMcp.Protocol;

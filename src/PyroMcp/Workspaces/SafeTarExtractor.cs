@@ -1,3 +1,4 @@
+using PyroMcp.Protocol.Files;
 using System.Formats.Tar;
 using PyroMcp.Protocol;
 
@@ -238,31 +239,7 @@ internal static class SafeTarExtractor
     }
 
     /// <summary>Drops <c>./</c> and empty segments; null (with the reason) for NUL, absolute and <c>..</c> names.</summary>
-    private static string? Normalize(string name, out string? refusal)
-    {
-        refusal = name.Contains('\0') ? "bad_name" : name.StartsWith('/') ? "absolute_path" : null;
-        if (refusal is not null)
-        {
-            return null;
-        }
-
-        var segments = new List<string>();
-        foreach (var segment in name.Split('/'))
-        {
-            if (segment == "..")
-            {
-                refusal = "path_traversal";
-                return null;
-            }
-
-            if (segment is not ("" or "."))
-            {
-                segments.Add(segment);
-            }
-        }
-
-        return string.Join('/', segments);
-    }
+    private static string? Normalize(string name, out string? refusal) => ArchiveNames.Normalize(name, out refusal);
 
     /// <summary>
     /// A link target must be relative and made of some leading <c>..</c> (no more than the link's

@@ -38,7 +38,7 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
         }
 
         Report("prepare", new KeyValuePair<string, string>("environment", spec.Name));
-        var environment = await environments.PullAsync(spec, QuietCached(progress), cancellationToken);
+        var environment = await environments.PullAsync(spec, Pyro.CachedPullQuiet(progress), cancellationToken);
         await RuntimeBundle.EnsureAsync(options, progress, cancellationToken);
 
         var id = QemuVm.NewId();
@@ -195,7 +195,7 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
                 Cwd = cwd,
                 Env = request.Env,
                 TimeoutMs = request.TimeoutSeconds * 1000,
-            }, Tee(stdout, request.OnStdout), Tee(stderr, request.OnStderr), options.MaxOutputBytes, cancellationToken);
+            }, stdout.Tee(request.OnStdout), stderr.Tee(request.OnStderr), options.MaxOutputBytes, cancellationToken);
         }
         catch (GuestOperationException ex) when (ex.Code == "cwd_not_found")
         {
@@ -496,25 +496,6 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
             throw new PyroInputException("seed_not_found", $"--seed-path {seed} does not exist: give a directory or a .tar, .tar.gz or .tgz archive");
         }
     }
-
-    private static IProgress<PyroProgress>? QuietCached(IProgress<PyroProgress>? inner)
-        => inner is null ? null : new SyncProgress<PyroProgress>(p =>
-        {
-            if (!(p.Phase == "ready" && p.Fields.Any(f => f.Key == "cached")))
-            {
-                inner.Report(p);
-            }
-        });
-
-    private static Func<ReadOnlyMemory<byte>, ValueTask> Tee(CappedBuffer buffer, Func<ReadOnlyMemory<byte>, ValueTask>? sink)
-        => async data =>
-        {
-            buffer.Append(data.Span);
-            if (sink is not null)
-            {
-                await sink(data);
-            }
-        };
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
     private static partial Regex NamePattern();
