@@ -21,6 +21,13 @@ internal static class CliApp
           pyro env pull debian:12                  build one locally (first run does this for you)
           pyro run debian:12 -- git --version      run one command in a fresh VM
 
+        A sandbox that lives across calls:
+          pyro workspace create debian:12 --seed-path ./repo --id-only
+          pyro workspace exec WORKSPACE_ID -- cat note.txt
+          pyro workspace diff WORKSPACE_ID
+          pyro workspace reset WORKSPACE_ID
+          pyro workspace delete WORKSPACE_ID
+
         Every command prints for humans; add --json for machines. Exit codes: run returns the
         guest command's code; 1 means pyro itself failed, 2 a bad request, 130/143 an interrupt.
         """;

@@ -14,7 +14,8 @@ public sealed class CliTests : GuestTest
             Assert.Contains(step, result.Stdout);
         }
 
-        foreach (var command in new[] { "run", "env", "doctor", "demo" })
+        Assert.Contains("pyro workspace create debian:12 --seed-path ./repo --id-only", result.Stdout);
+        foreach (var command in new[] { "run", "env", "workspace", "doctor", "demo" })
         {
             Assert.Matches($@"\n\s+{command}\s", result.Stdout);
         }
