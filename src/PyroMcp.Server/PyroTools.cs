@@ -254,7 +254,9 @@ public sealed class PyroTools
         {
             using var content = new MemoryStream(Encoding.UTF8.GetBytes(text));
             var entry = await _pyro.WriteWorkspaceFileAsync(workspace_id, path, content, cancellationToken);
-            return Ok(Json(entry, PyroJsonContext.Default.FileEntry), $"wrote {entry.Size} bytes to {entry.Path}");
+            var json = Json(entry, PyroJsonContext.Default.FileEntry);
+            json["workspace_id"] = workspace_id;
+            return Ok(json, $"wrote {entry.Size} bytes to {entry.Path}");
         });
 
     /// <summary>workspace_patch_apply.</summary>
