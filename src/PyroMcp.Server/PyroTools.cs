@@ -48,15 +48,15 @@ public sealed class PyroTools
         not an error. The first call for an environment may take minutes while it is built; progress is reported.
         """)]
     public Task<CallToolResult> VmRun(
+        RequestContext<CallToolRequestParams> context,
         [Description(Environment)] string environment,
         [Description(ShellCommand)] string command,
         [Description("Virtual CPUs, 1 to 32."), Range(1, 32)] int vcpu_count = 1,
         [Description("Guest memory in MiB, 128 to 65536."), Range(128, 65536)] int mem_mib = 1024,
         [Description("Seconds before the command's whole process group is killed (exit_code 124, timed_out true), 1 to 86400."), Range(1, 86400)] int timeout_seconds = 30,
         [Description("If no VM can boot on this host, run the command on the host WITHOUT isolation. Leave false unless the user asked for it.")] bool allow_host_compat = false,
-        IProgress<ProgressNotificationValue>? progress = null,
         CancellationToken cancellationToken = default)
-        => Guard(async () =>
+        => Guard(context, async progress =>
         {
             var result = await _pyro.RunAsync(new RunRequest
             {
@@ -66,7 +66,7 @@ public sealed class PyroTools
                 MemMib = mem_mib,
                 TimeoutSeconds = timeout_seconds,
                 AllowHostCompat = allow_host_compat,
-                Progress = Map(progress),
+                Progress = progress,
             }, cancellationToken);
             return Ok(Json(result, PyroJsonContext.Default.RunResult), Exited("vm_run", result.ExitCode, result.TimedOut, timeout_seconds) + $"; execution_mode={result.ExecutionMode}; the VM was deleted");
         });
@@ -96,6 +96,7 @@ public sealed class PyroTools
         otherwise it is deleted when ttl_seconds run out. Takes several seconds (the VM boots); progress is reported.
         """)]
     public Task<CallToolResult> WorkspaceCreate(
+        RequestContext<CallToolRequestParams> context,
         [Description(Environment)] string environment,
         [Description("Host directory, or .tar/.tar.gz/.tgz archive, copied into /workspace. Omit for an empty /workspace.")] string? seed_path = null,
         [Description("Optional unique name usable instead of the id: letters, digits, '.', '_', '-'; at most 63 characters.")] string? name = null,
@@ -103,9 +104,8 @@ public sealed class PyroTools
         [Description("Lifetime in seconds, 10 to 604800; the workspace is deleted when it runs out."), Range(10, 604800)] int ttl_seconds = 3600,
         [Description("Virtual CPUs, 1 to 32."), Range(1, 32)] int vcpu_count = 1,
         [Description("Guest memory in MiB, 128 to 65536."), Range(128, 65536)] int mem_mib = 1024,
-        IProgress<ProgressNotificationValue>? progress = null,
         CancellationToken cancellationToken = default)
-        => Guard(async () =>
+        => Guard(context, async progress =>
         {
             var info = await _pyro.CreateWorkspaceAsync(new WorkspaceCreateRequest
             {
@@ -116,7 +116,7 @@ public sealed class PyroTools
                 TtlSeconds = ttl_seconds,
                 VcpuCount = vcpu_count,
                 MemMib = mem_mib,
-                Progress = Map(progress),
+                Progress = progress,
             }, cancellationToken);
             return Ok(Json(info, PyroJsonContext.Default.WorkspaceInfo), $"workspace {info.WorkspaceId} is {info.State} ({info.Environment}); expires {info.ExpiresAt:u}");
         });
@@ -371,10 +371,10 @@ public sealed class PyroTools
 
     /// <summary>snapshot_delete.</summary>
     [McpServerTool(Name = "snapshot_delete", Destructive = true, OpenWorld = false)]
-    [Description("Deletes one snapshot of a workspace.")]
+    [Description("Deletes one named snapshot of a workspace; the workspace itself, its baseline and other snapshots are kept.")]
     public Task<CallToolResult> SnapshotDelete(
         [Description(WorkspaceId)] string workspace_id,
-        [Description("The snapshot to delete.")] string snapshot_name,
+        [Description("The snapshot to delete (see snapshot_list).")] string snapshot_name,
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
@@ -390,13 +390,13 @@ public sealed class PyroTools
         when ttl_seconds run out, after vm_exec, or by vm_delete.
         """)]
     public Task<CallToolResult> VmCreate(
+        RequestContext<CallToolRequestParams> context,
         [Description(Environment)] string environment,
         [Description("Virtual CPUs, 1 to 32."), Range(1, 32)] int vcpu_count = 1,
         [Description("Guest memory in MiB, 128 to 65536."), Range(128, 65536)] int mem_mib = 1024,
         [Description("Lifetime in seconds, 10 to 604800; the VM is deleted when it runs out."), Range(10, 604800)] int ttl_seconds = 600,
-        IProgress<ProgressNotificationValue>? progress = null,
         CancellationToken cancellationToken = default)
-        => Guard(async () =>
+        => Guard(context, async progress =>
         {
             var info = await _pyro.CreateWorkspaceAsync(new WorkspaceCreateRequest
             {
@@ -405,7 +405,7 @@ public sealed class PyroTools
                 TtlSeconds = ttl_seconds,
                 VcpuCount = vcpu_count,
                 MemMib = mem_mib,
-                Progress = Map(progress),
+                Progress = progress,
             }, cancellationToken);
             return Vm(info, $"vm {info.WorkspaceId} is {info.State}");
         });
@@ -561,16 +561,21 @@ public sealed class PyroTools
         }
     }
 
-    /// <summary>Turns pyro's phases into MCP progress notifications; the message is the CLI's stderr line.</summary>
-    private static SyncProgress<PyroProgress>? Map(IProgress<ProgressNotificationValue>? progress)
+    /// <summary>Like <see cref="Guard(Func{Task{CallToolResult}})"/>, with pyro's phases relayed as progress notifications when the client sent a progress token.</summary>
+    private static async Task<CallToolResult> Guard(RequestContext<CallToolRequestParams> context, Func<IProgress<PyroProgress>?, Task<CallToolResult>> action)
     {
-        if (progress is null)
+        var relay = context.Params?.ProgressToken is { } token ? new ProgressRelay(context.Server, token) : null;
+        try
         {
-            return null;
+            return await Guard(() => action(relay));
         }
-
-        var step = 0;
-        return new SyncProgress<PyroProgress>(p => progress.Report(new ProgressNotificationValue { Progress = Interlocked.Increment(ref step), Message = p.ToString() }));
+        finally
+        {
+            if (relay is not null)
+            {
+                await relay.FlushAsync();
+            }
+        }
     }
 
     /// <summary>The bytes as text, or null when they are not UTF-8 (a cut at max_bytes may split the last character, which is allowed).</summary>
@@ -594,6 +599,46 @@ public sealed class PyroTools
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// Sends pyro's phases as progress notifications, one after another: the SDK's own progress
+    /// sender does not wait for one notification before the next, so they could reach the client
+    /// out of order, and MCP requires the progress value to increase. Flushed before the tool's
+    /// result, so every notification precedes it.
+    /// </summary>
+    private sealed class ProgressRelay(McpServer server, ProgressToken token) : IProgress<PyroProgress>
+    {
+        private readonly Lock _gate = new();
+        private Task _last = Task.CompletedTask;
+        private int _step;
+
+        public void Report(PyroProgress value)
+        {
+            lock (_gate)
+            {
+                var notification = new ProgressNotificationValue { Progress = ++_step, Message = value.ToString() };
+                _last = _last.ContinueWith(_ => server.NotifyProgressAsync(token, notification), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).Unwrap();
+            }
+        }
+
+        public async Task FlushAsync()
+        {
+            Task last;
+            lock (_gate)
+            {
+                last = _last;
+            }
+
+            try
+            {
+                await last;
+            }
+            catch (Exception)
+            {
+                // A notification that could not be sent must not turn a finished operation into a failure.
+            }
+        }
     }
 
     private sealed class ToolError(string code, string message) : Exception(message)

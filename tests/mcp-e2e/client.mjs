@@ -82,10 +82,11 @@ const client = await connect("workspace-core");
 try {
   const progress = [];
   const created = await ok(client, "workspace_create", { environment: "debian:12", seed_path: seedDir, ttl_seconds: 600 },
-    { onprogress: (p) => progress.push(p.message), timeout: 600000, resetTimeoutOnProgress: true });
+    { onprogress: (p) => progress.push(p), timeout: 600000, resetTimeoutOnProgress: true });
   const id = created.workspace_id;
   check(/^[0-9a-f]{12}$/.test(id) && created.state === "running", "workspace_create result", created);
-  check(progress.some((m) => m?.startsWith("[workspace-create] phase=")), "progress notifications for workspace_create", progress);
+  check(progress.length > 0 && progress.every((p, i) => p.progress === i + 1), "progress values increase one by one, in order", progress);
+  check(progress.some((p) => p.message?.startsWith("[workspace-create] phase=seed")), "progress notifications for workspace_create", progress);
   summary.progress = progress.length;
 
   const exec = await ok(client, "workspace_exec", { workspace_id: id, command: "cat note.txt && echo \"cwd=$(pwd)\"" });
