@@ -41,6 +41,7 @@ internal static class CliApp
         root.Subcommands.Add(RunCommand.Build());
         root.Subcommands.Add(EnvCommands.Build());
         root.Subcommands.Add(WorkspaceCommands.Build());
+        root.Subcommands.Add(McpCommand.Build());
         root.Subcommands.Add(DoctorCommand.Build());
         root.Subcommands.Add(DemoCommand.Build());
         return root;
