@@ -7,6 +7,15 @@ cd "$root"
 # shellcheck source=scripts/host-setup.sh
 source "$root/scripts/host-setup.sh"
 pyro_ensure_host
+# The end-to-end MCP test drives pyro with the official TypeScript client, which needs Node.js.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "[setup] installing nodejs and npm for the MCP client tests" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+  else
+    echo "pyro: the tests need Node.js: sudo apt-get install -y nodejs npm" >&2; exit 1
+  fi
+fi
 echo "[test] building the solution" >&2
 dotnet build pyro.slnx -c Release -nologo -v quiet -clp:ErrorsOnly
 mkdir -p artifacts && touch artifacts/.build-stamp
