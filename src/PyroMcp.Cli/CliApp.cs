@@ -20,6 +20,7 @@ internal static class CliApp
           pyro env list                            see the environments
           pyro env pull debian:12                  build one locally (first run does this for you)
           pyro run debian:12 -- git --version      run one command in a fresh VM
+          pyro mcp serve                           the same as MCP tools for a chat host (stdio)
 
         A sandbox that lives across calls:
           pyro workspace create debian:12 --seed-path ./repo --id-only

@@ -204,6 +204,55 @@ public sealed class McpTests : GuestTest
         Assert.Contains("error code: invalid_profile", result.Stderr);
     }
 
+    /// <summary>The real program on stdio: stdout carries JSON-RPC and nothing else; end of input ends the server cleanly.</summary>
+    [Fact]
+    public async Task ServeSpeaksOnlyJsonRpcOnStdoutAndExitsAtEndOfInput()
+    {
+        using var process = Cli.Start(["mcp", "serve", "--profile", "vm-run"]);
+        var stderr = process.StandardError.ReadToEndAsync();
+        string[] requests =
+        [
+            """{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}""",
+            """{"jsonrpc":"2.0","method":"notifications/initialized"}""",
+            """{"jsonrpc":"2.0","id":2,"method":"tools/list"}""",
+            """{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"vm_list_environments","arguments":{}}}""",
+            """{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"workspace_status","arguments":{"workspace_id":"x"}}}""",
+        ];
+        foreach (var request in requests)
+        {
+            await process.StandardInput.WriteLineAsync(request);
+        }
+
+        await process.StandardInput.FlushAsync();
+        var replies = new List<JsonElement>();
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (replies.Count(r => r.TryGetProperty("id", out _)) < 4)
+        {
+            var line = await process.StandardOutput.ReadLineAsync(limit.Token);
+            if (line is null)
+            {
+                Assert.Fail("the server closed stdout early: " + await stderr);
+            }
+
+            // Every line on stdout must be a JSON-RPC message; anything else would break the client.
+            replies.Add(JsonDocument.Parse(line!).RootElement);
+        }
+
+        // End of input is how a stdio client says goodbye: the server must exit 0 and write nothing more.
+        process.StandardInput.Close();
+        var rest = await process.StandardOutput.ReadToEndAsync(limit.Token);
+        await process.WaitForExitAsync(limit.Token);
+        Assert.True(process.ExitCode == 0, await stderr);
+        Assert.Equal("", rest.Trim());
+        Assert.All(replies, r => Assert.Equal("2.0", r.GetProperty("jsonrpc").GetString()));
+        var byId = replies.Where(r => r.TryGetProperty("id", out _)).ToDictionary(r => r.GetProperty("id").GetInt32());
+        Assert.Equal("pyro", byId[1].GetProperty("result").GetProperty("serverInfo").GetProperty("name").GetString());
+        Assert.Equal(2, byId[2].GetProperty("result").GetProperty("tools").GetArrayLength());
+        Assert.Contains("debian:12", byId[3].GetProperty("result").GetProperty("content")[0].GetProperty("text").GetString());
+        // workspace_status is not in vm-run: the protocol's own error for an unknown tool.
+        Assert.Contains("workspace_status", byId[4].GetProperty("error").GetProperty("message").GetString());
+    }
+
     /// <summary>Every workspace and snapshot tool of workspace-full against one real workspace.</summary>
     [Fact]
     public async Task EveryWorkspaceToolAgainstOneWorkspace()
