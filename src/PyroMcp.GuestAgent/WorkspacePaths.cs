@@ -130,44 +130,9 @@ internal sealed class WorkspacePaths
         return path with { Full = real };
     }
 
-    /// <summary>
-    /// Walks <paramref name="segments"/> below <paramref name="baseDirectory"/> with lstat
-    /// semantics; each must be a real directory, or is created when missing and
-    /// <paramref name="create"/> is set. Returns null, or the code of what is in the way.
-    /// </summary>
+    /// <summary>See <see cref="SafeDirectories.Walk"/>: the rule the host applies to exports too.</summary>
     internal static string? WalkDirectories(string baseDirectory, ReadOnlySpan<string> segments, bool create)
-    {
-        var current = baseDirectory;
-        foreach (var segment in segments)
-        {
-            current = Combine(current, segment);
-            var stat = PathStats.LStat(current);
-            if (stat is null)
-            {
-                if (!create)
-                {
-                    return "not_found";
-                }
-
-                // CreateDirectory on a single missing level; the lstat after it catches a link
-                // that appeared in between, since mkdir itself never follows one.
-                Directory.CreateDirectory(current);
-                stat = PathStats.LStat(current);
-            }
-
-            switch (stat?.Kind)
-            {
-                case PathKind.Directory:
-                    continue;
-                case PathKind.Symlink:
-                    return "symlink_in_path";
-                default:
-                    return "not_a_directory";
-            }
-        }
-
-        return null;
-    }
+        => SafeDirectories.Walk(baseDirectory, segments, create);
 
     internal static string Combine(string directory, string relative)
         => relative.Length == 0 ? directory : directory == "/" ? "/" + relative : directory + "/" + relative;

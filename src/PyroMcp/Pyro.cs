@@ -163,15 +163,7 @@ public sealed partial class Pyro
             progress?.Report(new PyroProgress("run", "execute", [new("vm_id", vmId)]));
             var stdout = new CappedBuffer(Options.MaxOutputBytes);
             var stderr = new CappedBuffer(Options.MaxOutputBytes);
-            var exit = await vm.Agent.ExecAsync(
-                new ExecRequest
-                {
-                    Argv = request.IsShellCommand ? null : request.Command,
-                    Shell = request.IsShellCommand ? request.Command[0] : null,
-                    Cwd = request.Cwd,
-                    Env = request.Env,
-                    TimeoutMs = request.TimeoutSeconds * 1000,
-                },
+            var exit = await vm.Agent.ExecAsync(request.ToExecRequest(request.Cwd),
                 stdout.Tee(request.OnStdout), stderr.Tee(request.OnStderr), Options.MaxOutputBytes, cancellationToken);
             var kernel = GuestAgentClient.Sanitize(vm.Guest.KernelRelease, 200);
             await vm.DisposeAsync();
@@ -182,7 +174,7 @@ public sealed partial class Pyro
                 VmId = vmId,
                 Command = request.CommandText,
                 ExitCode = exit.ExitCode,
-                Signal = exit.Signal is null ? null : GuestAgentClient.Sanitize(exit.Signal, 16),
+                Signal = exit.Signal,
                 TimedOut = exit.TimedOut,
                 Stdout = stdout.Text,
                 Stderr = stderr.Text,

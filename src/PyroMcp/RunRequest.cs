@@ -49,6 +49,16 @@ public sealed record RunRequest
     private static string QuoteIfNeeded(string arg)
         => arg.Length > 0 && arg.All(c => char.IsLetterOrDigit(c) || "-_./:=@+,%".Contains(c)) ? arg : "'" + arg.Replace("'", "'\\''") + "'";
 
+    /// <summary>What the agent is asked to run: argv, or the one string through the shell.</summary>
+    internal Protocol.ExecRequest ToExecRequest(string? cwd) => new()
+    {
+        Argv = IsShellCommand ? null : Command,
+        Shell = IsShellCommand ? Command[0] : null,
+        Cwd = cwd,
+        Env = Env,
+        TimeoutMs = TimeoutSeconds * 1000,
+    };
+
     internal void Validate()
     {
         if (Command.Count == 0 || string.IsNullOrWhiteSpace(Command[0]))

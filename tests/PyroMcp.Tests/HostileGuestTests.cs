@@ -103,6 +103,23 @@ public sealed class HostileGuestTests
     }
 
     [Fact]
+    public async Task TheSignalNameAGuestReportsIsBoundedAndStripped()
+    {
+        var pipe = new DuplexPipe();
+        await using var client = GuestAgentClient.Over(pipe.Host);
+        var call = client.ExecAsync(Exec, null, null, 1024, CancellationToken.None);
+        await ReadRequestAsync(pipe.Guest);
+
+        var exit = new ExecExit { ExitCode = 137, Signal = "SIG\u001b]0;pwned\u0007KILL" + new string('X', 500) };
+        await SendAsync(pipe.Guest, new Frame(1, FrameType.Result, ProtocolJsonContext.Encode(new AgentResponse { Exec = exit })));
+
+        var signal = (await call).Signal!;
+        Assert.DoesNotContain('\u001b', signal);
+        Assert.DoesNotContain('\u0007', signal);
+        Assert.Equal(16, signal.Length);
+    }
+
+    [Fact]
     public async Task FramesForUnknownStreamsAreIgnored()
     {
         var pipe = new DuplexPipe();

@@ -64,6 +64,8 @@ internal sealed class GuestAgentClient : IAsyncDisposable
             var exit = response.Exec ?? throw new GuestChannelException("guest_protocol", "the guest agent answered exec without an exit status");
             return exit with
             {
+                // The signal name is guest text that reaches terminals and logs.
+                Signal = exit.Signal is null ? null : Sanitize(exit.Signal, 16),
                 StdoutTruncated = exit.StdoutTruncated || outCap.Truncated,
                 StderrTruncated = exit.StderrTruncated || errCap.Truncated,
             };

@@ -135,7 +135,7 @@ internal static class SafeTarExtractor
             return;
         }
 
-        var blocked = WalkDirectories(state.Root, segments.AsSpan(0, segments.Length - 1));
+        var blocked = SafeDirectories.Walk(state.Root, segments.AsSpan(0, segments.Length - 1), create: true);
         if (blocked is not null)
         {
             state.Skip(entry.Name, blocked);
@@ -281,35 +281,6 @@ internal static class SafeTarExtractor
         }
 
         return ups <= depth;
-    }
-
-    /// <summary>Each segment below <paramref name="root"/> must be a real directory; missing ones are made. Null, or the refusal.</summary>
-    private static string? WalkDirectories(string root, ReadOnlySpan<string> segments)
-    {
-        var current = root;
-        foreach (var segment in segments)
-        {
-            current = current + "/" + segment;
-            var stat = PathStats.LStat(current);
-            if (stat is null)
-            {
-                // mkdir never follows a link; the lstat after it sees what is really there.
-                Directory.CreateDirectory(current);
-                stat = PathStats.LStat(current);
-            }
-
-            switch (stat?.Kind)
-            {
-                case PathKind.Directory:
-                    continue;
-                case PathKind.Symlink:
-                    return "symlink_in_path";
-                default:
-                    return "not_a_directory";
-            }
-        }
-
-        return null;
     }
 
     private static bool IsArchiveError(Exception ex) => ex is InvalidDataException or FormatException or EndOfStreamException

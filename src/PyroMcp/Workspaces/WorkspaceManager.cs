@@ -177,7 +177,7 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
     internal async Task<WorkspaceExecResult> ExecAsync(string idOrName, WorkspaceExecRequest request, CancellationToken cancellationToken)
     {
         var record = Store.Get(idOrName);
-        var run = new RunRequest { Environment = record.Environment, Command = request.Command, TimeoutSeconds = request.TimeoutSeconds };
+        var run = new RunRequest { Environment = record.Environment, Command = request.Command, TimeoutSeconds = request.TimeoutSeconds, Env = request.Env };
         run.Validate();
         var cwd = GuestPath(request.Cwd ?? GuestRoot);
         var started = DateTimeOffset.UtcNow;
@@ -188,14 +188,7 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
         ExecExit exit;
         try
         {
-            exit = await connection.Agent.ExecAsync(new ExecRequest
-            {
-                Argv = run.IsShellCommand ? null : request.Command,
-                Shell = run.IsShellCommand ? request.Command[0] : null,
-                Cwd = cwd,
-                Env = request.Env,
-                TimeoutMs = request.TimeoutSeconds * 1000,
-            }, stdout.Tee(request.OnStdout), stderr.Tee(request.OnStderr), options.MaxOutputBytes, cancellationToken);
+            exit = await connection.Agent.ExecAsync(run.ToExecRequest(cwd), stdout.Tee(request.OnStdout), stderr.Tee(request.OnStderr), options.MaxOutputBytes, cancellationToken);
         }
         catch (GuestOperationException ex) when (ex.Code == "cwd_not_found")
         {
