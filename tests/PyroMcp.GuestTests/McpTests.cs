@@ -35,7 +35,32 @@ internal sealed class InProcessMcp : IAsyncDisposable
     }
 
     internal async Task<CallToolResult> CallAsync(string tool, Dictionary<string, object?>? args = null, IProgress<ProgressNotificationValue>? progress = null)
-        => await Client.CallToolAsync(tool, args ?? [], progress);
+    {
+        if (progress is null)
+        {
+            return await Client.CallToolAsync(tool, args ?? []);
+        }
+
+        // The per-call progress sink of CallToolAsync is removed when the response arrives, and the
+        // client dispatches notifications concurrently, so the last one (sent before the response)
+        // can be dropped on our side. A session-level handler stays, and the test waits for it.
+        var token = Guid.NewGuid().ToString("N");
+        _ = Client.RegisterNotificationHandler(NotificationMethods.ProgressNotification, (notification, _) =>
+        {
+            if (notification.Params is { } p && p["progressToken"]?.GetValue<string>() == token)
+            {
+                progress.Report(new ProgressNotificationValue { Progress = p["progress"]!.GetValue<float>(), Message = p["message"]?.GetValue<string>() });
+            }
+
+            return ValueTask.CompletedTask;
+        });
+        return await Client.CallToolAsync(new CallToolRequestParams
+        {
+            Name = tool,
+            Arguments = (args ?? []).ToDictionary(a => a.Key, a => JsonSerializer.SerializeToElement(a.Value)),
+            Meta = new System.Text.Json.Nodes.JsonObject { ["progressToken"] = token },
+        });
+    }
 
     /// <summary>Calls a tool that must succeed; returns its structured content.</summary>
     internal async Task<JsonElement> OkAsync(string tool, Dictionary<string, object?>? args = null, IProgress<ProgressNotificationValue>? progress = null)
