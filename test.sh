@@ -19,6 +19,8 @@ fi
 echo "[test] building the solution" >&2
 dotnet build pyro.slnx -c Release -nologo -v quiet -clp:ErrorsOnly
 mkdir -p artifacts && touch artifacts/.build-stamp
+# Adversarial tests append their figure lines here ("N tried, 0 escapes"); printed after the run.
+rm -f artifacts/test-figures.txt
 log=$(mktemp)
 status=0
 dotnet test pyro.slnx -c Release --no-build -nologo --logger "console;verbosity=normal" 2>&1 | tee "$log" || status=$?
@@ -26,5 +28,9 @@ dotnet test pyro.slnx -c Release --no-build -nologo --logger "console;verbosity=
 count() { { grep -oE "$1: +[0-9]+" "$log" || true; } | awk '{ s += $2 } END { print s + 0 }'; }
 passed=$(count Passed); failed=$(count Failed); skipped=$(count Skipped)
 rm -f "$log"
+if [[ -s artifacts/test-figures.txt ]]; then
+  echo "--- figures ---"
+  sort artifacts/test-figures.txt
+fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit "$status"
