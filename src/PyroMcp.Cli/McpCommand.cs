@@ -3,7 +3,7 @@ using PyroMcp.Server;
 
 namespace PyroMcp.Cli;
 
-/// <summary><c>pyro mcp serve [--profile P]</c>: the MCP server on stdin/stdout.</summary>
+/// <summary><c>pyro mcp serve [--profile P] [--allow-path DIR]... [--allow-host-compat]</c>: the MCP server on stdin/stdout.</summary>
 internal static class McpCommand
 {
     internal static Command Build()
@@ -13,7 +13,16 @@ internal static class McpCommand
             Description = $"Which tools to offer: {string.Join(", ", PyroMcpServer.Profiles)}.",
             DefaultValueFactory = _ => PyroMcpServer.WorkspaceCoreProfile,
         };
-        var serve = new Command("serve", "Serve MCP over stdio for a chat host (Claude Code, Codex, OpenCode...). stdout carries only the protocol; diagnostics go to stderr.") { profile };
+        var allowPath = new Option<string[]>("--allow-path")
+        {
+            Description = "A host directory the client may name in seed_path, source_path and output_path (repeatable; symlinks are resolved before the check). Default: the current directory.",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var allowHostCompat = new Option<bool>("--allow-host-compat")
+        {
+            Description = "Let tool calls ask for host compatibility mode: when this host cannot boot any guest, vm_run runs the command on the host WITHOUT isolation. Off by default.",
+        };
+        var serve = new Command("serve", "Serve MCP over stdio for a chat host (Claude Code, Codex, OpenCode...). stdout carries only the protocol; diagnostics go to stderr.") { profile, allowPath, allowHostCompat };
         serve.SetAction(async (parse, _) =>
         {
             var chosen = parse.GetValue(profile)!;
@@ -22,9 +31,20 @@ internal static class McpCommand
                 return Output.Fail(false, "invalid_profile", $"unknown MCP profile '{chosen}': use one of {string.Join(", ", PyroMcpServer.Profiles)}", CliApp.ExitUsage);
             }
 
+            var paths = parse.GetValue(allowPath) is { Length: > 0 } given ? given : [Environment.CurrentDirectory];
             try
             {
-                await PyroMcpServer.RunStdioAsync(chosen, null, CliApp.Interrupted);
+                paths = [.. new AllowedRoots(paths).Roots];
+            }
+            catch (ArgumentException ex)
+            {
+                return Output.Fail(false, "invalid_allow_path", ex.Message + ": give an existing directory to --allow-path", CliApp.ExitUsage);
+            }
+
+            var policy = new McpServerPolicy { AllowHostCompat = parse.GetValue(allowHostCompat), AllowedPaths = paths };
+            try
+            {
+                await PyroMcpServer.RunStdioAsync(chosen, null, policy, CliApp.Interrupted);
             }
             catch (OperationCanceledException) when (CliApp.Interrupted.IsCancellationRequested)
             {

@@ -45,11 +45,12 @@ public static class PyroMcpServer
     /// <summary>Serves MCP on this process's stdin and stdout until the client disconnects or <paramref name="cancellationToken"/> fires.</summary>
     /// <param name="profile">One of <see cref="Profiles"/>.</param>
     /// <param name="options">Where pyro keeps its files; defaults and environment variables otherwise.</param>
+    /// <param name="policy">What the client may do on the host; by default no host execution and host paths only under the working directory.</param>
     /// <param name="cancellationToken">Ends the server.</param>
-    public static async Task RunStdioAsync(string profile, PyroOptions? options = null, CancellationToken cancellationToken = default)
+    public static async Task RunStdioAsync(string profile, PyroOptions? options = null, McpServerPolicy? policy = null, CancellationToken cancellationToken = default)
     {
         using var logging = StderrLoggerFactory();
-        var mcpOptions = CreateOptions(profile, new Pyro(options));
+        var mcpOptions = CreateOptions(profile, new Pyro(options), policy ?? new McpServerPolicy());
         await using var transport = new StdioServerTransport(mcpOptions, logging);
         await using var server = McpServer.Create(transport, mcpOptions, logging);
         await server.RunAsync(cancellationToken);
@@ -60,20 +61,21 @@ public static class PyroMcpServer
     /// <param name="output">Where server messages go.</param>
     /// <param name="profile">One of <see cref="Profiles"/>.</param>
     /// <param name="options">Where pyro keeps its files.</param>
+    /// <param name="policy">What the client may do on the host; by default no host execution and host paths only under the working directory.</param>
     /// <param name="loggerFactory">Diagnostics; none by default.</param>
     /// <param name="cancellationToken">Ends the server.</param>
-    public static async Task RunAsync(Stream input, Stream output, string profile, PyroOptions? options = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    public static async Task RunAsync(Stream input, Stream output, string profile, PyroOptions? options = null, McpServerPolicy? policy = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
-        var mcpOptions = CreateOptions(profile, new Pyro(options));
+        var mcpOptions = CreateOptions(profile, new Pyro(options), policy ?? new McpServerPolicy());
         await using var transport = new StreamServerTransport(input, output, mcpOptions.ServerInfo?.Name, loggerFactory);
         await using var server = McpServer.Create(transport, mcpOptions, loggerFactory ?? NullLoggerFactory.Instance);
         await server.RunAsync(cancellationToken);
     }
 
-    internal static McpServerOptions CreateOptions(string profile, Pyro pyro)
+    internal static McpServerOptions CreateOptions(string profile, Pyro pyro, McpServerPolicy policy)
     {
         var names = ToolNames(profile).ToHashSet(StringComparer.Ordinal);
-        var target = new PyroTools(pyro);
+        var target = new PyroTools(pyro, policy);
         var tools = new McpServerPrimitiveCollection<McpServerTool>();
         foreach (var (name, method) in AllTools().Where(t => names.Contains(t.Name)))
         {
@@ -93,7 +95,9 @@ public static class PyroMcpServer
         kernel, not a container and not the host. For one command use vm_run. For work that spans
         many calls create a workspace (workspace_create, optionally seeded from a host directory),
         then exec, read, write and patch files inside /workspace, look at workspace_diff, and delete
-        the workspace when done. Guests have no network.
+        the workspace when done. Guests have no network. Host paths (seed_path, source_path,
+        output_path) must lie inside the directories the operator allowed (by default the project
+        directory the server was started in); anything else is refused with path_not_allowed.
         """;
 
     private static IEnumerable<(string Name, MethodInfo Method)> AllTools()

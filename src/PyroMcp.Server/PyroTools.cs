@@ -29,12 +29,32 @@ public sealed class PyroTools
     private const string VmId = "VM id as returned by vm_create.";
     private const string ShellCommand = "Shell command line, run through /bin/sh -c (pipes, &&, quotes and $VARS work). A bare word such as 'true' runs directly.";
 
-    private readonly Pyro _pyro;
+    private const string HostCompat = "Ask for host compatibility mode: if this host cannot boot any VM, run on the host WITHOUT isolation. Only works when the operator started the server with --allow-host-compat; otherwise the call fails with host_compat_disabled. Leave false unless the user asked for it.";
 
-    /// <summary>Tools over one runtime.</summary>
-    public PyroTools(Pyro pyro)
+    private readonly Pyro _pyro;
+    private readonly McpServerPolicy _policy;
+    private readonly AllowedRoots _roots;
+
+    /// <summary>Tools over one runtime, limited by what the operator allowed.</summary>
+    /// <exception cref="ArgumentException">An allowed path is not an existing directory.</exception>
+    public PyroTools(Pyro pyro, McpServerPolicy policy)
     {
         _pyro = pyro;
+        _policy = policy;
+        _roots = new AllowedRoots(policy.AllowedPaths);
+    }
+
+    /// <summary>
+    /// Host execution is the operator's choice, never the model's: a call may ask for it only on
+    /// a server started with <c>--allow-host-compat</c>.
+    /// </summary>
+    private void CheckHostCompat(bool requested)
+    {
+        if (requested && !_policy.AllowHostCompat)
+        {
+            throw new ToolError("host_compat_disabled",
+                "this MCP server does not run commands on the host: allow_host_compat needs the operator to start it with 'pyro mcp serve --allow-host-compat'. Call again without allow_host_compat; the command runs in a microVM.");
+        }
     }
 
     /// <summary>vm_run.</summary>
@@ -54,10 +74,11 @@ public sealed class PyroTools
         [Description("Virtual CPUs, 1 to 32."), Range(1, 32)] int vcpu_count = 1,
         [Description("Guest memory in MiB, 128 to 65536."), Range(128, 65536)] int mem_mib = 1024,
         [Description("Seconds before the command's whole process group is killed (exit_code 124, timed_out true), 1 to 86400."), Range(1, 86400)] int timeout_seconds = 30,
-        [Description("If no VM can boot on this host, run the command on the host WITHOUT isolation. Leave false unless the user asked for it.")] bool allow_host_compat = false,
+        [Description(HostCompat)] bool allow_host_compat = false,
         CancellationToken cancellationToken = default)
         => Guard(context, async progress =>
         {
+            CheckHostCompat(allow_host_compat);
             var result = await _pyro.RunAsync(new RunRequest
             {
                 Environment = environment,
@@ -98,19 +119,21 @@ public sealed class PyroTools
     public Task<CallToolResult> WorkspaceCreate(
         RequestContext<CallToolRequestParams> context,
         [Description(Environment)] string environment,
-        [Description("Host directory, or .tar/.tar.gz/.tgz archive, copied into /workspace. Omit for an empty /workspace.")] string? seed_path = null,
+        [Description("Host directory, or .tar/.tar.gz/.tgz archive, copied into /workspace; must lie inside the host directories the server allows (by default its working directory). Omit for an empty /workspace.")] string? seed_path = null,
         [Description("Optional unique name usable instead of the id: letters, digits, '.', '_', '-'; at most 63 characters.")] string? name = null,
         [Description("Optional labels to find the workspace by later (workspace_list), e.g. {\"task\": \"fix-build\"}.")] Dictionary<string, string>? labels = null,
         [Description("Lifetime in seconds, 10 to 604800; the workspace is deleted when it runs out."), Range(10, 604800)] int ttl_seconds = 3600,
         [Description("Virtual CPUs, 1 to 32."), Range(1, 32)] int vcpu_count = 1,
         [Description("Guest memory in MiB, 128 to 65536."), Range(128, 65536)] int mem_mib = 1024,
+        [Description(HostCompat + " A workspace itself always runs in a VM.")] bool allow_host_compat = false,
         CancellationToken cancellationToken = default)
         => Guard(context, async progress =>
         {
+            CheckHostCompat(allow_host_compat);
             var info = await _pyro.CreateWorkspaceAsync(new WorkspaceCreateRequest
             {
                 Environment = environment,
-                SeedPath = seed_path,
+                SeedPath = seed_path is null ? null : _roots.Confine(seed_path, "seed_path"),
                 Name = name,
                 Labels = labels,
                 TtlSeconds = ttl_seconds,
@@ -184,12 +207,12 @@ public sealed class PyroTools
         """)]
     public Task<CallToolResult> WorkspaceSyncPush(
         [Description(WorkspaceId)] string workspace_id,
-        [Description("Host directory or archive to copy.")] string source_path,
+        [Description("Host directory or archive to copy; must lie inside the host directories the server allows.")] string source_path,
         [Description("Directory in the workspace; relative paths are under /workspace.")] string dest = "/workspace",
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var result = await _pyro.PushWorkspaceSyncAsync(workspace_id, source_path, dest, cancellationToken);
+            var result = await _pyro.PushWorkspaceSyncAsync(workspace_id, _roots.Confine(source_path, "source_path"), dest, cancellationToken);
             return Ok(Json(result, PyroJsonContext.Default.TransferResult), $"copied {result.Entries} entries ({result.Bytes} bytes) to {result.GuestPath}; {result.Skipped.Count} skipped");
         });
 
@@ -300,11 +323,11 @@ public sealed class PyroTools
     public Task<CallToolResult> WorkspaceExport(
         [Description(WorkspaceId)] string workspace_id,
         [Description("File or directory in the workspace; relative paths are under /workspace.")] string path,
-        [Description("Host path to create; must not exist.")] string output_path,
+        [Description("Host path to create; must not exist, and must lie inside the host directories the server allows.")] string output_path,
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var result = await _pyro.ExportWorkspaceAsync(workspace_id, path, output_path, cancellationToken);
+            var result = await _pyro.ExportWorkspaceAsync(workspace_id, path, _roots.Confine(output_path, "output_path"), cancellationToken);
             return Ok(Json(result, PyroJsonContext.Default.TransferResult), $"exported {result.GuestPath} to {result.HostPath}: {result.Entries} entries, {result.Bytes} bytes; {result.Skipped.Count} skipped");
         });
 
@@ -395,9 +418,11 @@ public sealed class PyroTools
         [Description("Virtual CPUs, 1 to 32."), Range(1, 32)] int vcpu_count = 1,
         [Description("Guest memory in MiB, 128 to 65536."), Range(128, 65536)] int mem_mib = 1024,
         [Description("Lifetime in seconds, 10 to 604800; the VM is deleted when it runs out."), Range(10, 604800)] int ttl_seconds = 600,
+        [Description(HostCompat + " The VM itself always runs as a VM.")] bool allow_host_compat = false,
         CancellationToken cancellationToken = default)
         => Guard(context, async progress =>
         {
+            CheckHostCompat(allow_host_compat);
             var info = await _pyro.CreateWorkspaceAsync(new WorkspaceCreateRequest
             {
                 Environment = environment,
@@ -548,6 +573,10 @@ public sealed class PyroTools
             return Error(ex.Code, ex.Message);
         }
         catch (ToolError ex)
+        {
+            return Error(ex.Code, ex.Message);
+        }
+        catch (HostPathException ex)
         {
             return Error(ex.Code, ex.Message);
         }

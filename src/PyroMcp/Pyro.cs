@@ -112,7 +112,7 @@ public sealed partial class Pyro
             warnings.Add("guests run under QEMU TCG (software emulation): slower, and QEMU does not treat TCG as a security boundary, so isolation from a hostile guest is weaker than under KVM");
         }
 
-        var vmBoot = missing.Count == 0 && choice.Chosen is not null;
+        var vmBoot = GuestBootBlocker(Options.Accelerator) is null;
         var (kernelPackage, kernelVersion) = RuntimeBundle.KernelPin();
         return new DoctorReport
         {
@@ -138,7 +138,10 @@ public sealed partial class Pyro
     /// <summary>
     /// Runs one command in a fresh VM and deletes the VM, whatever happens (success, failure,
     /// timeout, cancellation). Builds the environment and the runtime bundle on first use.
-    /// Fails closed: without <see cref="RunRequest.AllowHostCompat"/> nothing runs on the host.
+    /// Fails closed: nothing runs on the host unless <see cref="RunRequest.AllowHostCompat"/> is set
+    /// <em>and</em> this host cannot boot any guest (doctor's verdict: QEMU, qemu-img or setpriv
+    /// missing, no usable accelerator, or no guest agent). A guest that fails to boot, or a request
+    /// too large for the host, is an error, never a reason to run on the host.
     /// </summary>
     /// <exception cref="PyroInputException">Bad request; nothing ran.</exception>
     /// <exception cref="HostRequirementException">The host cannot boot guests; the message names the fix.</exception>
@@ -150,46 +153,65 @@ public sealed partial class Pyro
         var clock = Stopwatch.StartNew();
         var progress = request.Progress;
         progress?.Report(new PyroProgress("run", "create", [new("environment", spec.Name)]));
-        string vmId = QemuVm.NewId();
+        if (request.AllowHostCompat && GuestBootBlocker(Options.Accelerator) is { } blocker)
+        {
+            progress?.Report(new PyroProgress("run", "host_compat", [new("reason", blocker.Code), new("warning", "running on the host without isolation")]));
+            return await HostCompat.RunAsync(request, spec.Name, Options.MaxOutputBytes, clock, cancellationToken);
+        }
+
+        var vmId = QemuVm.NewId();
+        RequireBootTools();
+        var accelerator = KvmProbe.Detect().Choose(request.Accelerator ?? Options.Accelerator).Chosen;
+        var environment = await _store.PullAsync(spec, CachedPullQuiet(progress), cancellationToken);
+        var bundle = await RuntimeBundle.EnsureAsync(Options, progress, cancellationToken);
+        progress?.Report(new PyroProgress("run", "start", [new("vm_id", vmId), new("accelerator", accelerator.ToString().ToLowerInvariant())]));
+        await using var vm = await QemuVm.StartAsync(vmId, new VmSpec(request.VcpuCount, request.MemMib, accelerator), environment.RootfsImage, bundle, Options, cancellationToken);
+        vm.DiscardOnDispose = true;
+        progress?.Report(new PyroProgress("run", "execute", [new("vm_id", vmId)]));
+        var stdout = new CappedBuffer(Options.MaxOutputBytes);
+        var stderr = new CappedBuffer(Options.MaxOutputBytes);
+        var exit = await vm.Agent.ExecAsync(request.ToExecRequest(request.Cwd),
+            stdout.Tee(request.OnStdout), stderr.Tee(request.OnStderr), Options.MaxOutputBytes, cancellationToken);
+        var kernel = GuestAgentClient.Sanitize(vm.Guest.KernelRelease, 200);
+        await vm.DisposeAsync();
+        return new RunResult
+        {
+            Environment = spec.Name,
+            ExecutionMode = ExecutionModes.Guest,
+            VmId = vmId,
+            Command = request.CommandText,
+            ExitCode = exit.ExitCode,
+            Signal = exit.Signal,
+            TimedOut = exit.TimedOut,
+            Stdout = stdout.Text,
+            Stderr = stderr.Text,
+            StdoutTruncated = exit.StdoutTruncated,
+            StderrTruncated = exit.StderrTruncated,
+            DurationMs = clock.ElapsedMilliseconds,
+            GuestKernel = kernel,
+            Cleanup = new CleanupInfo(true, "post_exec_cleanup", vmId),
+        };
+    }
+
+    /// <summary>
+    /// Why this host cannot boot any guest at all, or null when it can. This, and nothing about a
+    /// single request, is what may let a run fall back to the host.
+    /// </summary>
+    private HostRequirementException? GuestBootBlocker(Accelerator requested)
+    {
         try
         {
             RequireBootTools();
-            var accelerator = KvmProbe.Detect().Choose(request.Accelerator ?? Options.Accelerator).Chosen;
-            var environment = await _store.PullAsync(spec, CachedPullQuiet(progress), cancellationToken);
-            var bundle = await RuntimeBundle.EnsureAsync(Options, progress, cancellationToken);
-            progress?.Report(new PyroProgress("run", "start", [new("vm_id", vmId), new("accelerator", accelerator.ToString().ToLowerInvariant())]));
-            await using var vm = await QemuVm.StartAsync(vmId, new VmSpec(request.VcpuCount, request.MemMib, accelerator), environment.RootfsImage, bundle, Options, cancellationToken);
-            vm.DiscardOnDispose = true;
-            progress?.Report(new PyroProgress("run", "execute", [new("vm_id", vmId)]));
-            var stdout = new CappedBuffer(Options.MaxOutputBytes);
-            var stderr = new CappedBuffer(Options.MaxOutputBytes);
-            var exit = await vm.Agent.ExecAsync(request.ToExecRequest(request.Cwd),
-                stdout.Tee(request.OnStdout), stderr.Tee(request.OnStderr), Options.MaxOutputBytes, cancellationToken);
-            var kernel = GuestAgentClient.Sanitize(vm.Guest.KernelRelease, 200);
-            await vm.DisposeAsync();
-            return new RunResult
-            {
-                Environment = spec.Name,
-                ExecutionMode = ExecutionModes.Guest,
-                VmId = vmId,
-                Command = request.CommandText,
-                ExitCode = exit.ExitCode,
-                Signal = exit.Signal,
-                TimedOut = exit.TimedOut,
-                Stdout = stdout.Text,
-                Stderr = stderr.Text,
-                StdoutTruncated = exit.StdoutTruncated,
-                StderrTruncated = exit.StderrTruncated,
-                DurationMs = clock.ElapsedMilliseconds,
-                GuestKernel = kernel,
-                Cleanup = new CleanupInfo(true, "post_exec_cleanup", vmId),
-            };
+            KvmProbe.Detect().Choose(requested);
         }
-        catch (Exception ex) when (request.AllowHostCompat && ex is HostRequirementException or VmBootException)
+        catch (HostRequirementException ex)
         {
-            progress?.Report(new PyroProgress("run", "host_compat", [new("reason", ((PyroException)ex).Code), new("warning", "running on the host without isolation")]));
-            return await HostCompat.RunAsync(request, spec.Name, Options.MaxOutputBytes, clock, cancellationToken);
+            return ex;
         }
+
+        return File.Exists(Options.AgentPath)
+            ? null
+            : new HostRequirementException("agent_missing", $"guest agent missing at {Options.AgentPath}");
     }
 
     /// <summary>Passes pull progress through only when something is being built, so a cached start stays quiet.</summary>

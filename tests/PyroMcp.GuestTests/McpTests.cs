@@ -26,10 +26,12 @@ internal sealed class InProcessMcp : IAsyncDisposable
         SupervisorPath = Path.Combine(Path.GetDirectoryName(Repo.CliDll)!, "pyro-supervisor.dll"),
     };
 
-    internal static async Task<InProcessMcp> StartAsync(string profile)
+    /// <summary>A server whose client may use host paths under <paramref name="allowedPaths"/> (default: the temp directory tests seed from).</summary>
+    internal static async Task<InProcessMcp> StartAsync(string profile, McpServerPolicy? policy = null, PyroOptions? options = null)
     {
         var mcp = new InProcessMcp();
-        mcp._server = PyroMcpServer.RunAsync(mcp._toServer.Reader.AsStream(), mcp._toClient.Writer.AsStream(), profile, Options, cancellationToken: mcp._stop.Token);
+        policy ??= new McpServerPolicy { AllowedPaths = [Path.GetTempPath()] };
+        mcp._server = PyroMcpServer.RunAsync(mcp._toServer.Reader.AsStream(), mcp._toClient.Writer.AsStream(), profile, options ?? Options, policy, cancellationToken: mcp._stop.Token);
         mcp.Client = await McpClient.CreateAsync(new StreamClientTransport(mcp._toServer.Writer.AsStream(), mcp._toClient.Reader.AsStream()));
         return mcp;
     }
@@ -449,8 +451,19 @@ public sealed class McpTests : GuestTest
         Assert.Equal("stopped", (await mcp.OkAsync("vm_stop", new() { ["vm_id"] = second })).GetProperty("state").GetString());
         Assert.True((await mcp.OkAsync("vm_delete", new() { ["vm_id"] = second })).GetProperty("deleted").GetBoolean());
 
-        var reaped = await mcp.OkAsync("vm_reap_expired");
-        Assert.Equal(0, reaped.GetProperty("count").GetInt32());
+        // Reaping is global: on the shared state directory it would race every other test's
+        // workspaces, so it runs against a state directory of its own.
+        var own = Directory.CreateTempSubdirectory("pyro-mcp-reap-").FullName;
+        try
+        {
+            await using var isolated = await InProcessMcp.StartAsync("workspace-full", options: InProcessMcp.Options with { StateDir = own });
+            var reaped = await isolated.OkAsync("vm_reap_expired");
+            Assert.Equal(0, reaped.GetProperty("count").GetInt32());
+        }
+        finally
+        {
+            Directory.Delete(own, recursive: true);
+        }
     }
 
     /// <summary>A client nobody here wrote: the official TypeScript SDK spawns <c>pyro mcp serve</c> and drives it.</summary>

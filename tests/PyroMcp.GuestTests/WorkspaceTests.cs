@@ -285,7 +285,9 @@ public sealed class WorkspaceTests : GuestTest
     public async Task ExpiredWorkspacesAreReapedBySupervisorOrByReap()
     {
         var bySupervisor = await CreateAsync("--ttl-seconds", "10");
-        var orphan = await CreateAsync("--ttl-seconds", "10");
+        // The orphan's TTL must outlast its own create on a slow CI machine: if it ran out before
+        // the kill below, its live supervisor would delete it (seen once in CI).
+        var orphan = await CreateAsync("--ttl-seconds", "45");
         var orphanPid = (await Ok("workspace", "status", orphan, "--json")).Json.GetProperty("supervisor_pid").GetInt32();
         Assert.Equal(0, Kill(orphanPid, 9));
 
@@ -295,7 +297,7 @@ public sealed class WorkspaceTests : GuestTest
         Assert.Equal("crashed", orphanStatus.GetProperty("state").GetString());
         // Nobody is left to enforce the orphan's TTL: once it has passed, only reap removes it.
         var expires = orphanStatus.GetProperty("expires_at").GetDateTimeOffset();
-        await WaitUntilAsync(() => DateTimeOffset.UtcNow > expires.AddSeconds(1), TimeSpan.FromSeconds(60));
+        await WaitUntilAsync(() => DateTimeOffset.UtcNow > expires.AddSeconds(1), TimeSpan.FromSeconds(90));
         Assert.Equal("crashed", (await Ok("workspace", "status", orphan, "--json")).Json.GetProperty("state").GetString());
 
         var reaped = (await Ok("workspace", "reap", "--json")).Json.EnumerateArray().Select(e => e.GetString()).ToList();
