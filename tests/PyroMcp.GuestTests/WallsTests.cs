@@ -246,6 +246,22 @@ public sealed class WallsTests : GuestTest
         Assert.Equal(0, leftOnHost);
     }
 
+    [Fact]
+    public async Task DoctorSaysHowQemuIsConfined()
+    {
+        Assert.True(Environment.IsPrivilegedProcess, "this test checks the root path; the suite runs as root here and in CI");
+        var dedicated = File.ReadLines("/etc/passwd").Any(l => l.StartsWith("pyro-qemu:", StringComparison.Ordinal));
+        var json = (await Ok(null, "doctor", "--json")).Json.GetProperty("qemu_confinement");
+        Assert.Equal("on,obsolete=deny,spawn=deny,resourcecontrol=deny", json.GetProperty("sandbox").GetString());
+        Assert.Equal(dedicated ? "pyro-qemu" : "nobody", json.GetProperty("runs_as").GetString());
+        Assert.Equal(dedicated, json.GetProperty("dedicated_user").GetBoolean());
+        Assert.True(json.GetProperty("pid_namespace").GetBoolean());
+
+        var text = await Ok(null, "doctor");
+        Assert.Contains($"QEMU confinement: sandbox=on,obsolete=deny,spawn=deny,resourcecontrol=deny runs_as={(dedicated ? "pyro-qemu (dedicated user)" : "nobody (shared user)")} pid_namespace=yes", text.Stdout);
+        Assert.Equal(!dedicated, text.Stdout.Contains("useradd --system", StringComparison.Ordinal));
+    }
+
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int signal);
 }
