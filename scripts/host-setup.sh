@@ -10,6 +10,7 @@ PYRO_HOST_TOOLS=(
   "/bin/busybox:busybox-static"
   "/usr/bin/tini-static:tini"
   "setpriv:util-linux"
+  "unshare:util-linux"
   "apt-get:apt"
   "dpkg-deb:dpkg"
 )
@@ -44,6 +45,7 @@ pyro_ensure_host() {
       return 1
     fi
   fi
+  pyro_ensure_qemu_user || return 1
   if ! command -v dotnet >/dev/null 2>&1; then
     echo "pyro: the .NET 10 SDK is required to build from a checkout and was not found on PATH." >&2
     echo "pyro: install it from Microsoft's Debian package feed (dotnet-sdk-10.0), then rerun." >&2
@@ -54,6 +56,15 @@ pyro_ensure_host() {
     if [[ $(id -u) -eq 0 ]]; then apt-get update -qq >&2; else
       echo "pyro: apt has no package lists; run: sudo apt-get update" >&2; return 1; fi
   fi
+}
+
+# As root, QEMU drops to this system user after opening its files (-runas); see src/PyroMcp/Host/HostTools.cs.
+# Without it pyro falls back to 'nobody', which other daemons may share, and doctor warns.
+pyro_ensure_qemu_user() {
+  [[ $(id -u) -eq 0 ]] || return 0
+  getent passwd pyro-qemu >/dev/null 2>&1 && return 0
+  echo "[setup] creating the system user pyro-qemu (QEMU drops to it)" >&2
+  PATH="$PATH:/usr/sbin:/sbin" useradd --system --no-create-home --shell /usr/sbin/nologin pyro-qemu
 }
 
 # Builds the solution in Release when any source is newer than the last build.

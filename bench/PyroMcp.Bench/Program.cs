@@ -133,7 +133,7 @@ async Task<double> BareBootAsync()
             "-kernel", bundle.KernelPath, "-initrd", bundle.InitramfsPath,
             "-append", "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable no_timer_check rw pyro.bare=1" + (kvm ? "" : " tsc_early_khz=2000000"),
             "-serial", "null",
-            "-drive", $"id=root,file={disk},format=qcow2,if=none", "-device", "virtio-blk-device,drive=root",
+            "-drive", $"id=root,file={QemuCommandLine.EscapeOptionValue(disk)},format=qcow2,if=none", "-device", "virtio-blk-device,drive=root",
         ]);
         return clock.Elapsed.TotalMilliseconds;
     }

@@ -32,6 +32,8 @@ internal static class DoctorCommand
             Console.WriteLine($"Accelerator: {chosen} (requested {report.Accelerator.Requested.ToString().ToLowerInvariant()}; override with --accel or PYRO_ACCEL)");
             Console.WriteLine($"  {report.Accelerator.Reason}");
             Console.WriteLine($"QEMU: {(report.Qemu is null ? "not found" : $"{report.Qemu.Version} ({report.Qemu.Path})")}");
+            var confinement = report.QemuConfinement;
+            Console.WriteLine($"QEMU confinement: sandbox={confinement.Sandbox} runs_as={confinement.RunsAs ?? "caller (not root)"}{(confinement.RunsAs is null ? "" : confinement.DedicatedUser ? " (dedicated user)" : " (shared user)")} pid_namespace={Yes(confinement.PidNamespace)}");
             Console.WriteLine($"Guest kernel: {report.GuestKernel}");
             Console.WriteLine($"Guest agent: {report.AgentPath} ({(report.AgentPresent ? "present" : "missing")})");
             Console.WriteLine($"Environment cache: {report.EnvironmentCacheDir}");

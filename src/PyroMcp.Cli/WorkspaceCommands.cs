@@ -77,6 +77,7 @@ internal static class WorkspaceCommands
         list.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var all = await new Pyro().ListWorkspacesAsync(Pairs(parse.GetValue(label), "--label"), CliApp.Interrupted);
+            Truncated(all.Truncated, all.Count, all.TotalCount, "workspaces");
             if (parse.GetValue(Output.Json))
             {
                 Output.WriteJson(all, PyroJsonContext.Default.IReadOnlyListWorkspaceInfo);
@@ -115,6 +116,7 @@ internal static class WorkspaceCommands
         logs.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var history = await new Pyro().GetWorkspaceLogsAsync(parse.GetValue(Workspace)!, CliApp.Interrupted);
+            Truncated(history.Truncated, history.Count, history.TotalCount, "commands (the latest)");
             if (parse.GetValue(Output.Json))
             {
                 Output.WriteJson(history, PyroJsonContext.Default.IReadOnlyListCommandRecord);
@@ -190,6 +192,7 @@ internal static class WorkspaceCommands
         list.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var entries = await new Pyro().ListWorkspaceFilesAsync(parse.GetValue(Workspace)!, parse.GetValue(listPath)!, parse.GetValue(recursive), CliApp.Interrupted);
+            Truncated(entries.Truncated, entries.Count, entries.TotalCount, "entries");
             if (parse.GetValue(Output.Json))
             {
                 Output.WriteJson(entries, PyroJsonContext.Default.IReadOnlyListFileEntry);
@@ -521,7 +524,16 @@ internal static class WorkspaceCommands
             }
         }
 
-        Console.Error.WriteLine($"[{tag}] workspace_id={result.WorkspaceId} entries={result.Entries} bytes={result.Bytes} skipped={result.Skipped.Count} duration_ms={result.DurationMs}");
+        Console.Error.WriteLine($"[{tag}] workspace_id={result.WorkspaceId} entries={result.Entries} bytes={result.Bytes} skipped={result.SkippedTotal} duration_ms={result.DurationMs}");
+    }
+
+    /// <summary>A cut list says so on stderr, so that neither the text nor the JSON on stdout changes shape.</summary>
+    private static void Truncated(bool truncated, int shown, long total, string what)
+    {
+        if (truncated)
+        {
+            Console.Error.WriteLine($"[pyro] showing {shown} of {total} {what}: the list limit is PYRO_MAX_LIST_ENTRIES");
+        }
     }
 
     /// <summary>The bytes as text when they are UTF-8 without NUL; JSON gets base64 otherwise.</summary>

@@ -153,7 +153,7 @@ public sealed class PyroTools
         => Guard(async () =>
         {
             var all = await _pyro.ListWorkspacesAsync(labels, cancellationToken);
-            return Ok(new JsonObject { ["workspaces"] = Json(all, PyroJsonContext.Default.IReadOnlyListWorkspaceInfo), ["count"] = all.Count },
+            return Ok(new JsonObject { ["workspaces"] = Json(all, PyroJsonContext.Default.IReadOnlyListWorkspaceInfo), ["count"] = all.Count, ["total"] = all.TotalCount, ["truncated"] = all.Truncated },
                 all.Count == 0 ? "no workspaces" : string.Join("; ", all.Select(w => $"{w.WorkspaceId}{(w.Name is null ? "" : " " + w.Name)} {w.State}")));
         });
 
@@ -194,8 +194,8 @@ public sealed class PyroTools
         => Guard(async () =>
         {
             var history = await _pyro.GetWorkspaceLogsAsync(workspace_id, cancellationToken);
-            return Ok(new JsonObject { ["workspace_id"] = workspace_id, ["commands"] = Json(history, PyroJsonContext.Default.IReadOnlyListCommandRecord) },
-                $"{history.Count} command(s)" + string.Concat(history.Select(c => $"\n#{c.Sequence} exit_code={c.ExitCode} $ {c.Command}")));
+            return Ok(new JsonObject { ["workspace_id"] = workspace_id, ["commands"] = Json(history, PyroJsonContext.Default.IReadOnlyListCommandRecord), ["total"] = history.TotalCount, ["truncated"] = history.Truncated },
+                $"{history.Count} command(s)" + (history.Truncated ? $" (the latest of {history.TotalCount})" : "") + string.Concat(history.Select(c => $"\n#{c.Sequence} exit_code={c.ExitCode} $ {c.Command}")));
         });
 
     /// <summary>workspace_sync_push.</summary>
@@ -213,7 +213,7 @@ public sealed class PyroTools
         => Guard(async () =>
         {
             var result = await _pyro.PushWorkspaceSyncAsync(workspace_id, _roots.Confine(source_path, "source_path"), dest, cancellationToken);
-            return Ok(Json(result, PyroJsonContext.Default.TransferResult), $"copied {result.Entries} entries ({result.Bytes} bytes) to {result.GuestPath}; {result.Skipped.Count} skipped");
+            return Ok(Json(result, PyroJsonContext.Default.TransferResult), $"copied {result.Entries} entries ({result.Bytes} bytes) to {result.GuestPath}; {result.SkippedTotal} skipped");
         });
 
     /// <summary>workspace_file_list.</summary>
@@ -227,8 +227,8 @@ public sealed class PyroTools
         => Guard(async () =>
         {
             var entries = await _pyro.ListWorkspaceFilesAsync(workspace_id, path, recursive, cancellationToken);
-            return Ok(new JsonObject { ["workspace_id"] = workspace_id, ["path"] = path, ["entries"] = Json(entries, PyroJsonContext.Default.IReadOnlyListFileEntry) },
-                $"{entries.Count} entries" + string.Concat(entries.Select(e => $"\n{e.Type} {e.Path}")));
+            return Ok(new JsonObject { ["workspace_id"] = workspace_id, ["path"] = path, ["entries"] = Json(entries, PyroJsonContext.Default.IReadOnlyListFileEntry), ["total"] = entries.TotalCount, ["truncated"] = entries.Truncated },
+                $"{entries.Count} entries" + (entries.Truncated ? $" (the first of {entries.TotalCount})" : "") + string.Concat(entries.Select(e => $"\n{e.Type} {e.Path}")));
         });
 
     /// <summary>workspace_file_read.</summary>
@@ -328,7 +328,7 @@ public sealed class PyroTools
         => Guard(async () =>
         {
             var result = await _pyro.ExportWorkspaceAsync(workspace_id, path, _roots.Confine(output_path, "output_path"), cancellationToken);
-            return Ok(Json(result, PyroJsonContext.Default.TransferResult), $"exported {result.GuestPath} to {result.HostPath}: {result.Entries} entries, {result.Bytes} bytes; {result.Skipped.Count} skipped");
+            return Ok(Json(result, PyroJsonContext.Default.TransferResult), $"exported {result.GuestPath} to {result.HostPath}: {result.Entries} entries, {result.Bytes} bytes; {result.SkippedTotal} skipped");
         });
 
     /// <summary>workspace_reset.</summary>

@@ -15,6 +15,8 @@ public sealed record DoctorReport
     public required AcceleratorChoice Accelerator { get; init; }
     /// <summary>The QEMU found, if any.</summary>
     public QemuStatus? Qemu { get; init; }
+    /// <summary>How QEMU is confined: its seccomp sandbox and the user it drops to.</summary>
+    public required QemuConfinement QemuConfinement { get; init; }
     /// <summary>The pinned guest kernel package.</summary>
     public required string GuestKernel { get; init; }
     /// <summary>The guest agent binary and whether it is there.</summary>
@@ -55,6 +57,13 @@ public sealed record AcceleratorChoice(Accelerator Requested, Accelerator? Chose
 /// <param name="Path">Where it is.</param>
 /// <param name="Version">First line of <c>--version</c>.</param>
 public sealed record QemuStatus(string Path, string Version);
+
+/// <summary>How QEMU is confined on this host.</summary>
+/// <param name="Sandbox">The <c>-sandbox</c> value QEMU gets (its seccomp filter).</param>
+/// <param name="RunsAs">The user QEMU drops to after opening its files (<c>-runas</c>), or null when pyro is not root and QEMU keeps the caller's own user.</param>
+/// <param name="DedicatedUser">Whether <see cref="RunsAs"/> is pyro's own system user (<c>pyro-qemu</c>) rather than the shared <c>nobody</c>.</param>
+/// <param name="PidNamespace">Whether QEMU runs in its own PID namespace, which keeps it dying with its owner after the drop.</param>
+public sealed record QemuConfinement(string Sandbox, string? RunsAs, bool DedicatedUser, bool PidNamespace);
 
 /// <summary>Capabilities of this host.</summary>
 /// <param name="VmBoot">Guests can boot.</param>

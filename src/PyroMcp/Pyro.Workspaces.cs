@@ -22,8 +22,8 @@ public sealed partial class Pyro
     public Task<WorkspaceInfo> CreateWorkspaceAsync(WorkspaceCreateRequest request, CancellationToken cancellationToken = default)
         => Workspaces.CreateAsync(request, cancellationToken);
 
-    /// <summary>Workspaces, optionally only those carrying all of <paramref name="labels"/>.</summary>
-    public Task<IReadOnlyList<WorkspaceInfo>> ListWorkspacesAsync(IReadOnlyDictionary<string, string>? labels = null, CancellationToken cancellationToken = default)
+    /// <summary>Workspaces, optionally only those carrying all of <paramref name="labels"/>; at most <see cref="PyroOptions.MaxListEntries"/>, oldest first (<see cref="CappedList{T}.Truncated"/> says when more exist).</summary>
+    public Task<CappedList<WorkspaceInfo>> ListWorkspacesAsync(IReadOnlyDictionary<string, string>? labels = null, CancellationToken cancellationToken = default)
         => Workspaces.ListAsync(labels, cancellationToken);
 
     /// <summary>A workspace's state, checked against the processes that really exist (a killed supervisor shows as <c>crashed</c>).</summary>
@@ -34,16 +34,16 @@ public sealed partial class Pyro
     public Task<WorkspaceExecResult> ExecWorkspaceAsync(string workspace, WorkspaceExecRequest request, CancellationToken cancellationToken = default)
         => Workspaces.ExecAsync(workspace, request, cancellationToken);
 
-    /// <summary>The workspace's command history since creation or the last reset.</summary>
-    public Task<IReadOnlyList<CommandRecord>> GetWorkspaceLogsAsync(string workspace, CancellationToken cancellationToken = default)
+    /// <summary>The workspace's command history since creation or the last reset: the latest <see cref="PyroOptions.MaxListEntries"/> commands (<see cref="CappedList{T}.Truncated"/> says when older ones were left out).</summary>
+    public Task<CappedList<CommandRecord>> GetWorkspaceLogsAsync(string workspace, CancellationToken cancellationToken = default)
         => Workspaces.LogsAsync(workspace, cancellationToken);
 
     /// <summary>Copies a host directory or archive into the workspace (default <c>/workspace</c>). Entries that would escape it are refused and listed.</summary>
     public Task<TransferResult> PushWorkspaceSyncAsync(string workspace, string sourcePath, string? destination = null, CancellationToken cancellationToken = default)
         => Workspaces.PushAsync(workspace, sourcePath, destination, cancellationToken);
 
-    /// <summary>Lists a directory of the workspace (paths relative to <c>/workspace</c>).</summary>
-    public Task<IReadOnlyList<FileEntry>> ListWorkspaceFilesAsync(string workspace, string path = ".", bool recursive = false, CancellationToken cancellationToken = default)
+    /// <summary>Lists a directory of the workspace (paths relative to <c>/workspace</c>): at most <see cref="PyroOptions.MaxListEntries"/> entries (<see cref="CappedList{T}.Truncated"/> says when more exist).</summary>
+    public Task<CappedList<FileEntry>> ListWorkspaceFilesAsync(string workspace, string path = ".", bool recursive = false, CancellationToken cancellationToken = default)
         => Workspaces.ListFilesAsync(workspace, path, recursive, cancellationToken);
 
     /// <summary>Reads a file of the workspace, at most <paramref name="maxBytes"/> (default: the output cap).</summary>

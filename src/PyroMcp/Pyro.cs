@@ -112,6 +112,14 @@ public sealed partial class Pyro
             warnings.Add("guests run under QEMU TCG (software emulation): slower, and QEMU does not treat TCG as a security boundary, so isolation from a hostile guest is weaker than under KVM");
         }
 
+        var dropTo = HostTools.QemuDropUser();
+        var confinement = new QemuConfinement(dropTo is null ? Vmm.QemuCommandLine.SandboxUnprivileged : Vmm.QemuCommandLine.SandboxDropping,
+            dropTo, dropTo == HostTools.DedicatedQemuUser, dropTo is not null);
+        if (dropTo is not null && !confinement.DedicatedUser)
+        {
+            warnings.Add($"QEMU drops to '{dropTo}', which other daemons may share: create pyro's own user with 'useradd --system --no-create-home --shell /usr/sbin/nologin {HostTools.DedicatedQemuUser}' (scripts/host-setup.sh does this as root)");
+        }
+
         var vmBoot = GuestBootBlocker(Options.Accelerator) is null;
         var (kernelPackage, kernelVersion) = RuntimeBundle.KernelPin();
         return new DoctorReport
@@ -122,6 +130,7 @@ public sealed partial class Pyro
             Kvm = new KvmStatus(kvm.Exists, kvm.Readable, kvm.Writable, kvm.Usable, kvm.Reason),
             Accelerator = choice,
             Qemu = qemu,
+            QemuConfinement = confinement,
             GuestKernel = $"{kernelPackage}={kernelVersion}",
             AgentPath = Options.AgentPath,
             AgentPresent = agentPresent,

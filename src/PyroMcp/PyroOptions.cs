@@ -35,6 +35,51 @@ public sealed record PyroOptions
     /// <summary>Bytes of stdout and of stderr kept per command before the rest is cut (default 1 MiB each).</summary>
     public long MaxOutputBytes { get; init; } = 1024 * 1024;
 
+    /// <summary>
+    /// How many workspaces may exist on this host at once (running, stopped or crashed: each holds
+    /// a disk, and any may be started). Default: one per GiB of host memory, at least 1; or
+    /// <c>PYRO_MAX_WORKSPACES</c>. Create refuses past it with <c>workspace_limit_reached</c>.
+    /// </summary>
+    public int MaxWorkspaces { get; init; } = PositiveFromEnv("PYRO_MAX_WORKSPACES") is { } w ? (int)Math.Min(w, int.MaxValue) : Host.HostCapacity.Current.DefaultMaxWorkspaces;
+
+    /// <summary>
+    /// How many snapshots one workspace may keep. Default 32, or <c>PYRO_MAX_SNAPSHOTS</c>.
+    /// Snapshot create refuses past it with <c>snapshot_limit_reached</c>.
+    /// </summary>
+    public int MaxSnapshots { get; init; } = PositiveFromEnv("PYRO_MAX_SNAPSHOTS") is { } n ? (int)Math.Min(n, int.MaxValue) : 32;
+
+    /// <summary>
+    /// Bytes all snapshots of one workspace may take on the host's disk together. Default 4 GiB, or
+    /// <c>PYRO_MAX_SNAPSHOT_BYTES</c>. A snapshot that would pass it is refused with
+    /// <c>snapshot_limit_reached</c>, and one that grows past it while being written is removed.
+    /// </summary>
+    public long MaxSnapshotBytes { get; init; } = PositiveFromEnv("PYRO_MAX_SNAPSHOT_BYTES") ?? 4L * 1024 * 1024 * 1024;
+
+    /// <summary>
+    /// Most entries returned in one list (files of a directory, command history, workspaces).
+    /// Default 10,000, or <c>PYRO_MAX_LIST_ENTRIES</c>. A longer list is cut, and the result says so
+    /// (<see cref="CappedList{T}.Truncated"/>, <see cref="CappedList{T}.TotalCount"/>).
+    /// </summary>
+    public int MaxListEntries { get; init; } = PositiveFromEnv("PYRO_MAX_LIST_ENTRIES") is { } l ? (int)Math.Min(l, int.MaxValue) : 10_000;
+
+    /// <summary>
+    /// Most skipped entries a sync, seed or export reports one by one. Default 1,000, or
+    /// <c>PYRO_MAX_SKIPPED_ENTRIES</c>. The rest are counted in <c>SkippedTotal</c>.
+    /// </summary>
+    public int MaxSkippedEntries { get; init; } = PositiveFromEnv("PYRO_MAX_SKIPPED_ENTRIES") is { } k ? (int)Math.Min(k, int.MaxValue) : 1_000;
+
+    private static long? PositiveFromEnv(string name)
+    {
+        if (FromEnv(name) is not { } text)
+        {
+            return null;
+        }
+
+        return long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var value) && value > 0
+            ? value
+            : throw new PyroInputException("invalid_limit", $"{name}={text} is not a positive whole number: fix or unset it");
+    }
+
     private static string CacheHome => FromEnv("XDG_CACHE_HOME") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
 
     private static string? FromEnv(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : null;

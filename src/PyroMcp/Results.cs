@@ -134,3 +134,54 @@ public enum Accelerator
     /// <summary>QEMU's software emulation: slower, and not a security boundary.</summary>
     Tcg,
 }
+
+/// <summary>
+/// A list that pyro may have cut at a limit (<see cref="PyroOptions.MaxListEntries"/>): it holds at
+/// most that many items, and says whether more existed and how many.
+/// </summary>
+/// <typeparam name="T">The item type.</typeparam>
+public sealed class CappedList<T> : IReadOnlyList<T>
+{
+    private readonly IReadOnlyList<T> _items;
+
+    internal CappedList(IReadOnlyList<T> items, long totalCount)
+    {
+        _items = items;
+        TotalCount = Math.Max(totalCount, items.Count);
+    }
+
+    /// <summary>How many items there were before the cut.</summary>
+    public long TotalCount { get; }
+
+    /// <summary>Whether items were left out: <see cref="TotalCount"/> is larger than <see cref="Count"/>.</summary>
+    public bool Truncated => TotalCount > _items.Count;
+
+    /// <summary>Items returned.</summary>
+    public int Count => _items.Count;
+
+    /// <summary>The item at <paramref name="index"/>.</summary>
+    public T this[int index] => _items[index];
+
+    /// <inheritdoc/>
+    public IEnumerator<T> GetEnumerator() => _items.GetEnumerator();
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+
+    /// <summary>The first <paramref name="max"/> items of <paramref name="source"/>, counting the rest without keeping them.</summary>
+    internal static CappedList<T> Take(IEnumerable<T> source, int max)
+    {
+        var kept = new List<T>();
+        long total = 0;
+        foreach (var item in source)
+        {
+            if (total < max)
+            {
+                kept.Add(item);
+            }
+
+            total++;
+        }
+
+        return new CappedList<T>(kept, total);
+    }
+}

@@ -59,7 +59,10 @@ public sealed record RunRequest
         TimeoutMs = TimeoutSeconds * 1000,
     };
 
-    internal void Validate()
+    internal void Validate() => Validate(Host.HostCapacity.Current);
+
+    /// <summary>Checks the request, and that <paramref name="host"/> can give the vCPUs and memory asked for (null: no VM is booted, so no check).</summary>
+    internal void Validate(Host.HostCapacity? host)
     {
         if (Command.Count == 0 || string.IsNullOrWhiteSpace(Command[0]))
         {
@@ -75,6 +78,8 @@ public sealed record RunRequest
         {
             throw new PyroInputException("invalid_mem_mib", $"--mem-mib must be between 128 and 65536 MiB (got {MemMib})");
         }
+
+        host?.Check(VcpuCount, MemMib);
 
         if (TimeoutSeconds is < 1 or > 86400)
         {

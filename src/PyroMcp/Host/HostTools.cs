@@ -55,10 +55,37 @@ internal static class HostTools
     internal static readonly HostTool Busybox = new("busybox (static)", "busybox-static", ["/bin/busybox", "/usr/bin/busybox"], "the initramfs shell and the guest's setsid");
     internal static readonly HostTool Tini = new("tini-static", "tini", ["/usr/bin/tini-static"], "PID 1 in the guest, reaps orphans");
     internal static readonly HostTool Setpriv = new("setpriv", "util-linux", ["setpriv"], "makes QEMU die with its owner");
+    internal static readonly HostTool Unshare = new("unshare", "util-linux", ["unshare"], "keeps a de-privileged QEMU dying with its owner (root only)");
     internal static readonly HostTool AptGet = new("apt-get", "apt", ["apt-get"], "downloads the guest kernel package");
     internal static readonly HostTool DpkgDeb = new("dpkg-deb", "dpkg", ["dpkg-deb"], "unpacks the guest kernel package");
 
-    internal static readonly IReadOnlyList<HostTool> All = [Qemu, QemuImg, Mmdebstrap, MkfsExt4, Busybox, Tini, Setpriv, AptGet, DpkgDeb];
+    internal static readonly IReadOnlyList<HostTool> All = [Qemu, QemuImg, Mmdebstrap, MkfsExt4, Busybox, Tini, Setpriv, Unshare, AptGet, DpkgDeb];
+
+    /// <summary>The system user QEMU drops to when pyro runs as root; scripts/host-setup.sh creates it.</summary>
+    internal const string DedicatedQemuUser = "pyro-qemu";
+
+    /// <summary>Whether this process runs with root's effective uid, so QEMU must drop its privileges.</summary>
+    internal static bool RunningAsRoot => Environment.IsPrivilegedProcess;
+
+    /// <summary>
+    /// The user a root-started QEMU drops to: <see cref="DedicatedQemuUser"/> when it exists, else
+    /// <c>nobody</c> (shared with other daemons, so a weaker but still unprivileged choice).
+    /// Null when pyro does not run as root: QEMU already has only its caller's rights.
+    /// </summary>
+    internal static string? QemuDropUser() => !RunningAsRoot ? null : UserExists(DedicatedQemuUser) ? DedicatedQemuUser : "nobody";
+
+    /// <summary>Whether a local user of that name is in /etc/passwd (system users never come from NSS elsewhere here).</summary>
+    internal static bool UserExists(string name)
+    {
+        try
+        {
+            return File.ReadLines("/etc/passwd").Any(line => line.StartsWith(name + ":", StringComparison.Ordinal));
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
 
     internal static string InstallCommand(IEnumerable<string> packages)
         => "sudo apt-get update && sudo apt-get install -y " + string.Join(' ', packages.Distinct());

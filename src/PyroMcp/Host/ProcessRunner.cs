@@ -32,8 +32,21 @@ internal static class ProcessRunner
         return thread;
     });
 
-    /// <summary>Starts a process that the kernel kills (SIGKILL) if this process dies first.</summary>
-    internal static Task<Process> StartTiedToOwnerAsync(string fileName, IEnumerable<string> args, string? workingDirectory = null)
+    /// <summary>
+    /// Starts a process that the kernel kills (SIGKILL) if this process dies first.
+    /// </summary>
+    /// <remarks>
+    /// The tie is PR_SET_PDEATHSIG (setpriv --pdeathsig), which the kernel clears when a process
+    /// changes its uid or gid. A program that drops privileges itself (QEMU -runas) would lose it
+    /// and outlive a kill -9'd owner. With <paramref name="ownPidNamespace"/> (needs root) the
+    /// program runs in a new PID namespace instead: unshare's child, a shell that stays root and
+    /// keeps its death signal (--kill-child), is the namespace's init and waits for the program;
+    /// when the owner dies, unshare dies, the shell dies, and the kernel kills everything left in
+    /// the namespace. The shell does not exec the program, or the program would be init itself
+    /// and lose the tie at its drop. Killing the returned process (unshare) takes all down the
+    /// same way, and its exit code is the program's (128 + signal when a signal ended it).
+    /// </remarks>
+    internal static Task<Process> StartTiedToOwnerAsync(string fileName, IEnumerable<string> args, string? workingDirectory = null, bool ownPidNamespace = false)
     {
         var start = new ProcessStartInfo(HostTools.Setpriv.Require())
         {
@@ -46,6 +59,14 @@ internal static class ProcessRunner
         start.ArgumentList.Add("--pdeathsig");
         start.ArgumentList.Add("KILL");
         start.ArgumentList.Add("--");
+        if (ownPidNamespace)
+        {
+            foreach (var arg in new[] { HostTools.Unshare.Require(), "--pid", "--fork", "--kill-child=SIGKILL", "--", "/bin/sh", "-c", "\"$@\"; exit $?", "sh" })
+            {
+                start.ArgumentList.Add(arg);
+            }
+        }
+
         start.ArgumentList.Add(fileName);
         foreach (var arg in args)
         {
@@ -56,6 +77,33 @@ internal static class ProcessRunner
         var done = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
         Spawns.Add((start, done));
         return done.Task;
+    }
+
+    /// <summary>
+    /// The deepest first descendant of a process (unshare, then its shell, then the program): the
+    /// pid that really runs the program. The process itself when it has no children (yet).
+    /// </summary>
+    internal static int Innermost(int pid)
+    {
+        for (var depth = 0; depth < 4; depth++)
+        {
+            try
+            {
+                var children = File.ReadAllText($"/proc/{pid}/task/{pid}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (children.Length == 0 || !int.TryParse(children[0], out var child))
+                {
+                    break;
+                }
+
+                pid = child;
+            }
+            catch (IOException)
+            {
+                break;
+            }
+        }
+
+        return pid;
     }
 
     /// <summary>The outcome of a finished host program.</summary>

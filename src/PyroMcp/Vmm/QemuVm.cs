@@ -9,6 +9,89 @@ namespace PyroMcp.Vmm;
 /// <summary>How to size and accelerate one VM.</summary>
 internal sealed record VmSpec(int VcpuCount, int MemMib, Accelerator Accelerator);
 
+/// <summary>Everything one QEMU command line is built from.</summary>
+/// <param name="Id">The VM id (names the guest and its host name).</param>
+/// <param name="Spec">Size and accelerator.</param>
+/// <param name="KernelPath">Guest kernel.</param>
+/// <param name="InitramfsPath">Guest initramfs.</param>
+/// <param name="DiskPath">The VM's qcow2 disk.</param>
+/// <param name="AgentSocketPath">Where QEMU listens for the agent channel.</param>
+/// <param name="RunAsUser">The user QEMU drops to after opening its files (root only), or null to stay as the caller.</param>
+internal sealed record QemuLaunch(string Id, VmSpec Spec, string KernelPath, string InitramfsPath, string DiskPath, string AgentSocketPath, string? RunAsUser);
+
+/// <summary>Builds QEMU's arguments. Pure, so the escaping and the sandbox options are unit-tested.</summary>
+internal static class QemuCommandLine
+{
+    internal const string AgentPortName = "org.pyro.agent.0";
+
+    /// <summary>
+    /// seccomp filter for a QEMU that keeps its caller's user. elevateprivileges=deny stops any
+    /// setuid/setgid call; spawn=deny stops fork and exec; resourcecontrol=deny stops affinity and
+    /// scheduler changes; obsolete=deny stops old system calls nobody needs.
+    /// </summary>
+    internal const string SandboxUnprivileged = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+    /// <summary>
+    /// The same for a root-started QEMU that drops with -runas: elevateprivileges=deny would kill it
+    /// at the drop itself (QEMU 7.2 installs the filter first). Once dropped, real, effective and
+    /// saved ids are all the unprivileged user's, so there is nothing left to elevate back to.
+    /// </summary>
+    internal const string SandboxDropping = "on,obsolete=deny,spawn=deny,resourcecontrol=deny";
+
+    /// <summary>
+    /// Escapes a value for QEMU's option syntax (<c>key=value,key=value</c>), where a comma ends a
+    /// value: a path like <c>/x,readonly=off,file=/etc/shadow</c> would otherwise add options.
+    /// Doubled commas are QEMU's literal comma. Refuses what cannot be expressed (NUL, newline).
+    /// </summary>
+    internal static string EscapeOptionValue(string value)
+    {
+        if (value.Contains('\0') || value.Contains('\n') || value.Contains('\r'))
+        {
+            throw new PyroInputException("unsupported_path", $"a path pyro gives QEMU contains a NUL or line break, which QEMU options cannot carry: {GuestAgentClient.Sanitize(value, 200)}. Choose a directory without such characters.");
+        }
+
+        return value.Replace(",", ",,", StringComparison.Ordinal);
+    }
+
+    internal static IReadOnlyList<string> Build(QemuLaunch launch)
+    {
+        var kvm = launch.Spec.Accelerator == Accelerator.Kvm;
+        var append = "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable no_timer_check rw pyro.hostname=pyro-" + launch.Id
+            // Under TCG the kernel cannot calibrate the TSC and hangs without this.
+            + (kvm ? "" : " tsc_early_khz=2000000");
+        var args = new List<string>
+        {
+            "-name", "pyro-" + EscapeOptionValue(launch.Id),
+            "-M", "microvm,x-option-roms=off,rtc=on",
+            "-accel", kvm ? "kvm" : "tcg,thread=multi",
+            "-cpu", kvm ? "host" : "max",
+            "-smp", launch.Spec.VcpuCount.ToString(CultureInfo.InvariantCulture),
+            "-m", launch.Spec.MemMib.ToString(CultureInfo.InvariantCulture),
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            // -kernel and -initrd take the whole argument as a file name: no option syntax, no escaping.
+            "-kernel", launch.KernelPath,
+            "-initrd", launch.InitramfsPath,
+            "-append", append,
+            "-chardev", "stdio,id=console,signal=off",
+            "-serial", "chardev:console",
+            "-drive", $"id=root,file={EscapeOptionValue(Path.GetFullPath(launch.DiskPath))},format=qcow2,if=none,discard=unmap",
+            "-device", "virtio-blk-device,drive=root",
+            "-device", "virtio-serial-device",
+            "-chardev", $"socket,id=agent,path={EscapeOptionValue(Path.GetFullPath(launch.AgentSocketPath))},server=on,wait=off",
+            "-device", $"virtserialport,chardev=agent,name={AgentPortName}",
+            "-sandbox", launch.RunAsUser is null ? SandboxUnprivileged : SandboxDropping,
+        };
+        if (launch.RunAsUser is { } user)
+        {
+            // Disk, kernel, initramfs and the agent socket are opened before the drop; nothing is opened after.
+            args.Add("-runas");
+            args.Add(user);
+        }
+
+        return args;
+    }
+}
+
 /// <summary>
 /// One QEMU microvm guest and its agent channel. Owns the QEMU process (which the kernel kills
 /// if this process dies), a copy-on-write disk over the environment image, and a scratch
@@ -16,7 +99,6 @@ internal sealed record VmSpec(int VcpuCount, int MemMib, Accelerator Accelerator
 /// </summary>
 internal sealed class QemuVm : IAsyncDisposable
 {
-    private const string AgentPortName = "org.pyro.agent.0";
     private readonly BoundedTail _qemuStderr = new(16 * 1024);
     private readonly BoundedTail _console = new(32 * 1024);
     private Process? _qemu;
@@ -104,31 +186,12 @@ internal sealed class QemuVm : IAsyncDisposable
         var socketPath = Path.Combine(Directory, "agent.sock");
         File.Delete(socketPath);
         var kvm = spec.Accelerator == Accelerator.Kvm;
-        var append = "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable no_timer_check rw pyro.hostname=pyro-" + Id
-            // Under TCG the kernel cannot calibrate the TSC and hangs without this.
-            + (kvm ? "" : " tsc_early_khz=2000000");
-        string[] args =
-        [
-            "-name", "pyro-" + Id,
-            "-M", "microvm,x-option-roms=off,rtc=on",
-            "-accel", kvm ? "kvm" : "tcg,thread=multi",
-            "-cpu", kvm ? "host" : "max",
-            "-smp", spec.VcpuCount.ToString(CultureInfo.InvariantCulture),
-            "-m", spec.MemMib.ToString(CultureInfo.InvariantCulture),
-            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-kernel", bundle.KernelPath,
-            "-initrd", bundle.InitramfsPath,
-            "-append", append,
-            "-chardev", "stdio,id=console,signal=off",
-            "-serial", "chardev:console",
-            "-drive", $"id=root,file={disk},format=qcow2,if=none,discard=unmap",
-            "-device", "virtio-blk-device,drive=root",
-            "-device", "virtio-serial-device",
-            "-chardev", $"socket,id=agent,path={socketPath},server=on,wait=off",
-            "-device", $"virtserialport,chardev=agent,name={AgentPortName}",
-        ];
+        var dropTo = HostTools.QemuDropUser();
+        var args = QemuCommandLine.Build(new QemuLaunch(Id, spec, bundle.KernelPath, bundle.InitramfsPath, disk, socketPath, dropTo));
         var bootTimeout = options.BootTimeout ?? (kvm ? TimeSpan.FromSeconds(30) : TimeSpan.FromSeconds(120));
-        _qemu = await ProcessRunner.StartTiedToOwnerAsync(HostTools.Qemu.Require(), args, Directory);
+        // A QEMU that drops to another user loses its parent-death signal (the kernel clears it
+        // on a uid change), so it runs in a PID namespace whose root init keeps it: see ProcessRunner.
+        _qemu = await ProcessRunner.StartTiedToOwnerAsync(HostTools.Qemu.Require(), args, Directory, ownPidNamespace: dropTo is not null);
         _qemu.StandardInput.Close();
         _pumps = Task.WhenAll(Pump(_qemu.StandardOutput.BaseStream, _console), Pump(_qemu.StandardError.BaseStream, _qemuStderr));
 
@@ -216,8 +279,8 @@ internal sealed class QemuVm : IAsyncDisposable
     /// <summary>QEMU's exit code once it has exited.</summary>
     internal int? ExitCode => _qemu is { HasExited: true } ? _qemu.ExitCode : null;
 
-    /// <summary>QEMU's process id.</summary>
-    internal int? QemuPid => _qemu?.Id;
+    /// <summary>QEMU's process id (in the host's PID namespace), or its launcher's while QEMU is not found.</summary>
+    internal int? QemuPid => _qemu is null ? null : ProcessRunner.Innermost(_qemu.Id);
 
     /// <summary>The last lines of the guest console, for diagnostics.</summary>
     internal string ConsoleTail() => _console.Text();

@@ -49,16 +49,18 @@ internal sealed partial class WorkspaceManager
             GuestPath = guest,
             Entries = summary.Entries,
             Bytes = summary.Bytes,
-            Skipped = summary.Skipped.Select(SanitizeSkip).ToList(),
+            Skipped = summary.Skipped.Take(options.MaxSkippedEntries).Select(SanitizeSkip).ToList(),
+            SkippedTotal = summary.Skipped.Count,
             DurationMs = clock.ElapsedMilliseconds,
         };
     }
 
-    internal async Task<IReadOnlyList<FileEntry>> ListFilesAsync(string idOrName, string path, bool recursive, CancellationToken cancellationToken)
+    internal async Task<CappedList<FileEntry>> ListFilesAsync(string idOrName, string path, bool recursive, CancellationToken cancellationToken)
     {
         await using var connection = await ConnectAsync(Store.Get(idOrName), cancellationToken);
         var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesList, Files = new FilesRequest { Path = GuestPath(path), Recursive = recursive } }, null, null, cancellationToken);
-        return (response.Listing?.Entries ?? []).Select(SanitizeEntry).ToList();
+        // Only the entries kept are sanitized (copied); the guest's count of the rest is reported, not returned.
+        return CappedList<FileEntry>.Take((response.Listing?.Entries ?? []).Select(SanitizeEntry), options.MaxListEntries);
     }
 
     internal async Task<FileContent> ReadFileAsync(string idOrName, string path, long maxBytes, CancellationToken cancellationToken)
@@ -139,7 +141,8 @@ internal sealed partial class WorkspaceManager
                 GuestPath = guest,
                 Entries = summary.Files + summary.Directories + summary.Symlinks,
                 Bytes = summary.Bytes,
-                Skipped = summary.Skipped,
+                Skipped = summary.Skipped.Take(options.MaxSkippedEntries).ToList(),
+                SkippedTotal = summary.Skipped.Count,
                 DurationMs = clock.ElapsedMilliseconds,
             };
         }
@@ -342,18 +345,55 @@ internal sealed partial class WorkspaceManager
     {
         var record = Store.Get(idOrName);
         ValidateSnapshotName(name);
-        if (Store.Snapshots(record.Id).Any(s => s.Name == name))
+        var existing = Store.Snapshots(record.Id);
+        if (existing.Any(s => s.Name == name))
         {
             throw new PyroInputException("snapshot_exists", $"snapshot '{name}' already exists: delete it first or pick another name");
         }
 
+        // Both limits are checked before the guest is asked for anything.
+        if (existing.Count >= options.MaxSnapshots)
+        {
+            throw new PyroInputException("snapshot_limit_reached",
+                $"workspace {record.Id} has {existing.Count} snapshots, the most it may keep ({options.MaxSnapshots}): delete one with 'pyro workspace snapshot delete' and try again. " +
+                "The limit is PyroOptions.MaxSnapshots, or PYRO_MAX_SNAPSHOTS.");
+        }
+
+        var snapshotsDir = Path.Combine(Store.WorkspaceDir(record.Id), SnapshotsDir);
+        var used = SnapshotBytesOnDisk(snapshotsDir);
+        var room = options.MaxSnapshotBytes - used;
+        if (room <= 0)
+        {
+            throw SnapshotBytesExceeded(record.Id, used);
+        }
+
         await using var connection = await ConnectAsync(record, cancellationToken);
-        var file = Path.Combine(Store.WorkspaceDir(record.Id), SnapshotsDir, name + ".tar");
-        var summary = await SaveTreeAsync(connection, file, cancellationToken);
+        var file = Path.Combine(snapshotsDir, name + ".tar");
+        TarSummary summary;
+        try
+        {
+            summary = await SaveTreeAsync(connection, file, Math.Min(MaxTreeBytes, room), cancellationToken);
+        }
+        catch (GuestOperationException ex) when (ex.Code == "tree_too_large" && room < MaxTreeBytes)
+        {
+            // SaveTreeAsync has removed the partial file already: nothing of this snapshot is left.
+            throw SnapshotBytesExceeded(record.Id, used);
+        }
+
         var snapshot = new SnapshotInfo(name, DateTimeOffset.UtcNow, summary.Entries, summary.Bytes);
         Store.AddSnapshot(record.Id, snapshot);
         return snapshot;
     }
+
+    private PyroInputException SnapshotBytesExceeded(string id, long used)
+        => new("snapshot_limit_reached",
+            $"the snapshots of workspace {id} would take more than {options.MaxSnapshotBytes} bytes on the host ({used} bytes used before this one): " +
+            "delete snapshots you no longer need with 'pyro workspace snapshot delete', or make /workspace smaller. Nothing was kept of this snapshot. " +
+            "The limit is PyroOptions.MaxSnapshotBytes, or PYRO_MAX_SNAPSHOT_BYTES.");
+
+    /// <summary>What the snapshot files of a workspace take on disk now, measured rather than taken from the database.</summary>
+    private static long SnapshotBytesOnDisk(string snapshotsDir)
+        => Directory.Exists(snapshotsDir) ? new DirectoryInfo(snapshotsDir).EnumerateFiles("*.tar").Sum(f => f.Length) : 0;
 
     internal Task<IReadOnlyList<SnapshotInfo>> ListSnapshotsAsync(string idOrName, CancellationToken cancellationToken)
         => Task.FromResult(Store.Snapshots(Store.Get(idOrName).Id));
@@ -472,7 +512,7 @@ internal sealed partial class WorkspaceManager
     }
 
     /// <summary>Saves the guest's /workspace as a tar on the host (baseline, snapshot): written aside, then moved into place.</summary>
-    private static async Task<TarSummary> SaveTreeAsync(Connection connection, string file, CancellationToken cancellationToken)
+    private static async Task<TarSummary> SaveTreeAsync(Connection connection, string file, long maxBytes, CancellationToken cancellationToken)
     {
         var temp = file + ".partial";
         long written = 0;
@@ -485,9 +525,9 @@ internal sealed partial class WorkspaceManager
                     async data =>
                     {
                         written += data.Length;
-                        if (written > MaxTreeBytes)
+                        if (written > maxBytes)
                         {
-                            throw new GuestOperationException("tree_too_large", $"/workspace is larger than {MaxTreeBytes >> 30} GiB");
+                            throw new GuestOperationException("tree_too_large", $"/workspace packs to more than {maxBytes} bytes");
                         }
 
                         await output.WriteAsync(data, cancellationToken);

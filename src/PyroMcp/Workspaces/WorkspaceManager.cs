@@ -27,7 +27,9 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
     internal async Task<WorkspaceInfo> CreateAsync(WorkspaceCreateRequest request, CancellationToken cancellationToken)
     {
         var spec = EnvironmentCatalog.Resolve(request.Environment);
-        Validate(request);
+        Validate(request, HostCapacity.Current);
+        // Checked here too, before an environment is pulled or built, so a full host says so at once.
+        EnsureWorkspaceRoom(Store.List().Count);
         var progress = request.Progress;
         void Report(string phase, params KeyValuePair<string, string>[] fields)
             => progress?.Report(new PyroProgress("workspace-create", phase, [.. fields]));
@@ -46,7 +48,7 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
         Directory.CreateDirectory(Path.Combine(directory, SnapshotsDir));
         File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var now = DateTimeOffset.UtcNow;
-        Store.Insert(new WorkspaceRecord
+        await InsertWithinLimitAsync(new WorkspaceRecord
         {
             Id = id,
             Name = request.Name,
@@ -59,7 +61,7 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
             State = WorkspaceStates.Creating,
             Labels = request.Labels ?? new Dictionary<string, string>(),
             SeedSource = request.SeedPath is null ? null : Path.GetFullPath(request.SeedPath),
-        });
+        }, cancellationToken);
         try
         {
             await QemuVm.CreateOverlayAsync(environment.RootfsImage, Path.Combine(directory, "disk.qcow2"), cancellationToken);
@@ -77,7 +79,7 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
                 }
 
                 Report("baseline", new KeyValuePair<string, string>("workspace_id", id));
-                await SaveTreeAsync(connection, Path.Combine(directory, BaselineFile), cancellationToken);
+                await SaveTreeAsync(connection, Path.Combine(directory, BaselineFile), MaxTreeBytes, cancellationToken);
             }
 
             Report("ready", new KeyValuePair<string, string>("workspace_id", id));
@@ -94,13 +96,33 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
     internal Task<WorkspaceInfo> StatusAsync(string idOrName, CancellationToken cancellationToken)
         => Task.FromResult(ToInfo(Store.Get(idOrName)));
 
-    internal Task<IReadOnlyList<WorkspaceInfo>> ListAsync(IReadOnlyDictionary<string, string>? labels, CancellationToken cancellationToken)
+    internal Task<CappedList<WorkspaceInfo>> ListAsync(IReadOnlyDictionary<string, string>? labels, CancellationToken cancellationToken)
     {
-        IReadOnlyList<WorkspaceInfo> list = Store.List()
-            .Where(r => labels is null || labels.All(l => r.Labels.TryGetValue(l.Key, out var v) && v == l.Value))
-            .Select(ToInfo)
-            .ToList();
-        return Task.FromResult(list);
+        var matching = Store.List().Where(r => labels is null || labels.All(l => r.Labels.TryGetValue(l.Key, out var v) && v == l.Value)).ToList();
+        var kept = CappedList<WorkspaceRecord>.Take(matching, options.MaxListEntries);
+        return Task.FromResult(new CappedList<WorkspaceInfo>(kept.Select(ToInfo).ToList(), kept.TotalCount));
+    }
+
+    /// <summary>
+    /// Inserts a new workspace only while fewer than <see cref="PyroOptions.MaxWorkspaces"/> exist.
+    /// Count and insert happen under one lock file in the state directory, so concurrent creates
+    /// from several processes cannot all pass a limit that only one of them fits under.
+    /// </summary>
+    internal async Task InsertWithinLimitAsync(WorkspaceRecord record, CancellationToken cancellationToken)
+    {
+        using var guard = await FileLock.AcquireAsync(Path.Combine(Store.StateDir, "create.lock"), cancellationToken: cancellationToken);
+        EnsureWorkspaceRoom(Store.List().Count);
+        Store.Insert(record);
+    }
+
+    private void EnsureWorkspaceRoom(int existing)
+    {
+        if (existing >= options.MaxWorkspaces)
+        {
+            throw new PyroInputException("workspace_limit_reached",
+                $"{existing} workspaces exist and this host allows {options.MaxWorkspaces}: delete some you no longer need (or reap expired ones) and create again. " +
+                "The limit is PyroOptions.MaxWorkspaces, or PYRO_MAX_WORKSPACES.");
+        }
     }
 
     internal async Task<bool> DeleteAsync(string idOrName, CancellationToken cancellationToken)
@@ -178,7 +200,8 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
     {
         var record = Store.Get(idOrName);
         var run = new RunRequest { Environment = record.Environment, Command = request.Command, TimeoutSeconds = request.TimeoutSeconds, Env = request.Env };
-        run.Validate();
+        // The command runs in the workspace's VM: sizes were checked when it was created.
+        run.Validate(host: null);
         var cwd = GuestPath(request.Cwd ?? GuestRoot);
         var started = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
@@ -213,8 +236,13 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
         };
     }
 
-    internal Task<IReadOnlyList<CommandRecord>> LogsAsync(string idOrName, CancellationToken cancellationToken)
-        => Task.FromResult(Store.Commands(Store.Get(idOrName).Id));
+    internal Task<CappedList<CommandRecord>> LogsAsync(string idOrName, CancellationToken cancellationToken)
+    {
+        var id = Store.Get(idOrName).Id;
+        // Count first: a command appended between the two reads makes the total one short, never the list wrong.
+        var total = Store.CommandCount(id);
+        return Task.FromResult(new CappedList<CommandRecord>(Store.Commands(id, options.MaxListEntries), total));
+    }
 
     // ---- supervisor plumbing ---------------------------------------------------------------
 
@@ -454,7 +482,7 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
         return joined.TrimEnd('/') is { Length: > 0 } trimmed ? trimmed : "/";
     }
 
-    private static void Validate(WorkspaceCreateRequest request)
+    internal static void Validate(WorkspaceCreateRequest request, HostCapacity host)
     {
         if (request.VcpuCount is < 1 or > 32)
         {
@@ -465,6 +493,8 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
         {
             throw new PyroInputException("invalid_mem_mib", $"--mem-mib must be between 128 and 65536 MiB (got {request.MemMib})");
         }
+
+        host.Check(request.VcpuCount, request.MemMib);
 
         if (request.TtlSeconds is < 10 or > 604800)
         {

@@ -82,8 +82,12 @@ public sealed record TransferResult
     public long Entries { get; init; }
     /// <summary>Bytes of file content moved.</summary>
     public long Bytes { get; init; }
-    /// <summary>Entries refused (path escapes, links out, device nodes...), with the reason.</summary>
+    /// <summary>Entries refused (path escapes, links out, device nodes...), with the reason; at most <see cref="PyroOptions.MaxSkippedEntries"/> of them.</summary>
     public IReadOnlyList<Protocol.SkippedEntry> Skipped { get; init; } = [];
+    /// <summary>How many entries were refused in all; more than <see cref="Skipped"/> holds when the list was cut.</summary>
+    public long SkippedTotal { get; init; }
+    /// <summary>Whether <see cref="Skipped"/> was cut at <see cref="PyroOptions.MaxSkippedEntries"/>.</summary>
+    public bool SkippedTruncated => SkippedTotal > Skipped.Count;
     /// <summary>Wall time.</summary>
     public long DurationMs { get; init; }
 }

@@ -178,10 +178,14 @@ internal sealed class WorkspaceStore
         return sequence;
     }
 
-    internal IReadOnlyList<CommandRecord> Commands(string id)
+    /// <summary>The latest <paramref name="limit"/> commands, oldest first: the cut happens in the query, so a long history is never loaded whole.</summary>
+    internal IReadOnlyList<CommandRecord> Commands(string id, int limit = int.MaxValue)
     {
         using var connection = Open();
-        using var command = Command(connection, "SELECT sequence, command, cwd, exit_code, duration_ms, started_at FROM commands WHERE workspace_id = $id ORDER BY sequence", ("$id", id));
+        using var command = Command(connection, """
+            SELECT * FROM (SELECT sequence, command, cwd, exit_code, duration_ms, started_at FROM commands
+                WHERE workspace_id = $id ORDER BY sequence DESC LIMIT $limit) ORDER BY sequence
+            """, ("$id", id), ("$limit", limit));
         using var reader = command.ExecuteReader();
         var list = new List<CommandRecord>();
         while (reader.Read())
