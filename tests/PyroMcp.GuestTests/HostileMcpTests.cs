@@ -111,9 +111,8 @@ public sealed class HostileMcpTests : GuestTest
         {
             await Refused(mcp, "vm_run", "boot_timeout", new() { ["environment"] = "debian:12", ["command"] = HostMarkerCommand(), ["allow_host_compat"] = true });
             // More memory or vCPUs than the host has is refused up front, not "fixed" by running on the host.
-            var tooBig = await mcp.CallAsync("vm_run", new() { ["environment"] = "debian:12", ["command"] = HostMarkerCommand(), ["allow_host_compat"] = true, ["mem_mib"] = 65536 });
-            _calls++;
-            Assert.True(tooBig.IsError, InProcessMcp.Text(tooBig));
+            await Refused(mcp, "vm_run", "mem_exceeds_host", new() { ["environment"] = "debian:12", ["command"] = HostMarkerCommand(), ["allow_host_compat"] = true, ["mem_mib"] = MoreMemoryThanTheHost() });
+            await Refused(mcp, "vm_run", "vcpu_count_exceeds_host", new() { ["environment"] = "debian:12", ["command"] = HostMarkerCommand(), ["allow_host_compat"] = true, ["vcpu_count"] = Environment.ProcessorCount + 1 });
         }
 
         _hostExecutions = Directory.GetFiles(_top, "host-executed-*").Length;
@@ -123,6 +122,15 @@ public sealed class HostileMcpTests : GuestTest
         Figures.Record("hostile MCP arguments", $"{_calls} calls, {_hostExecutions} host executions, {writesOutside} host writes outside");
         Assert.Equal(0, _hostExecutions);
         Assert.Equal(0, writesOutside);
+    }
+
+    /// <summary>MemTotal plus a little, within the tools' 65536 MiB range (this suite's hosts have far less).</summary>
+    private static int MoreMemoryThanTheHost()
+    {
+        var kib = long.Parse(File.ReadLines("/proc/meminfo").First(l => l.StartsWith("MemTotal:", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        var mib = (int)(kib / 1024) + 1;
+        Assert.True(mib <= 65536, "this host has more memory than a tool call can ask for; the refusal cannot be shown here");
+        return mib;
     }
 
     private string HostMarkerCommand() => $"touch {Path.Combine(_top, "host-executed-" + Guid.NewGuid().ToString("N"))}";
