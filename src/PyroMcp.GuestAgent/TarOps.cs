@@ -54,7 +54,9 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
 
         var input = new ChannelReadStream(operation.Stdin.Reader, cancellationToken);
         var state = new ExtractState(destination.Full);
-        await using (var reader = new TarReader(input, leaveOpen: true))
+        // The guard refuses a header that would make TarReader allocate gigabytes for a pax record
+        // or long name before reading it; the agent has a few hundred MiB to live in.
+        await using (var reader = new TarReader(new TarGuardStream(input, long.MaxValue), leaveOpen: true))
         {
             while (true)
             {
@@ -92,7 +94,7 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
 
     internal static string? NormalizeName(string name, out string? refusal) => ArchiveNames.Normalize(name, out refusal);
 
-    private static bool IsArchiveError(Exception ex) => ex is InvalidDataException or FormatException or EndOfStreamException
+    private static bool IsArchiveError(Exception ex) => ex is InvalidDataException or TarLimitException or FormatException or EndOfStreamException
         or InvalidOperationException or NotSupportedException or ArgumentException or OverflowException;
 
     private static async Task AddChildrenAsync(TarWriter writer, string directory, string prefix, PackCounts counts, CancellationToken cancellationToken)

@@ -18,10 +18,11 @@ public sealed record PyroOptions
 
     /// <summary>
     /// Per-VM scratch (sockets, disk overlays). Short on purpose: unix socket paths are limited
-    /// to 107 bytes. Default <c>$XDG_RUNTIME_DIR/pyro</c> or <c>/tmp/pyro-UID</c>, or <c>PYRO_RUN_DIR</c>.
+    /// to 107 bytes. Default <c>$XDG_RUNTIME_DIR/pyro</c> or <c>/tmp/pyro-UID</c> (numeric uid), or <c>PYRO_RUN_DIR</c>.
+    /// pyro refuses it unless this user alone owns and can write it.
     /// </summary>
     public string RunDir { get; init; } = FromEnv("PYRO_RUN_DIR")
-        ?? (FromEnv("XDG_RUNTIME_DIR") is { } xdg ? Path.Combine(xdg, "pyro") : $"/tmp/pyro-{Environment.UserName}");
+        ?? (FromEnv("XDG_RUNTIME_DIR") is { } xdg ? Path.Combine(xdg, "pyro") : $"/tmp/pyro-{Host.UnixStat.EffectiveUserId}");
 
     /// <summary>The guest agent binary. Default: <c>guest/pyro-agent</c> beside this assembly, or <c>PYRO_AGENT_PATH</c>.</summary>
     public string AgentPath { get; init; } = FromEnv("PYRO_AGENT_PATH") ?? Path.Combine(AppContext.BaseDirectory, "guest", "pyro-agent");

@@ -159,19 +159,43 @@ public sealed class SafeTarTests : IDisposable
     }
 
     [Fact]
-    public async Task SetuidAndStickyBitsAreDroppedOnTheHost()
+    public async Task ExportedModesLoseSetuidStickyAndGroupOrWorldWrite()
     {
         var archive = Tar(
             File("tool", "x", (UnixFileMode)0x9ED), // 04755
+            File("open", "x", (UnixFileMode)0x1FF), // 0777
             new PaxTarEntry(TarEntryType.Directory, "shared/") { Mode = (UnixFileMode)0x3FF }, // 01777
-            new PaxTarEntry(TarEntryType.Directory, "sealed/") { Mode = UnixFileMode.None });
+            new PaxTarEntry(TarEntryType.Directory, "sealed/") { Mode = UnixFileMode.None },
+            File("implicit/parent/file", "x"));
 
         await ExtractAsync(archive);
 
-        Assert.Equal((UnixFileMode)0x1ED, System.IO.File.GetUnixFileMode(Path.Combine(Destination, "tool")));
-        Assert.Equal((UnixFileMode)0x1FF, System.IO.File.GetUnixFileMode(Path.Combine(Destination, "shared")));
+        var umask = Umask();
+        Assert.Equal((UnixFileMode)(0x1ED & ~umask), System.IO.File.GetUnixFileMode(Path.Combine(Destination, "tool")));
+        Assert.Equal((UnixFileMode)(0x1ED & ~umask), System.IO.File.GetUnixFileMode(Path.Combine(Destination, "open")));
+        Assert.Equal((UnixFileMode)(0x1ED & ~umask), System.IO.File.GetUnixFileMode(Path.Combine(Destination, "shared")));
         // The owner can always get back in to clean up.
         Assert.Equal((UnixFileMode)0x1C0, System.IO.File.GetUnixFileMode(Path.Combine(Destination, "sealed")));
+        // Directories made on the way, and the destination itself, are never writable by others either.
+        Assert.Equal((UnixFileMode)(0x1ED & ~umask), System.IO.File.GetUnixFileMode(Path.Combine(Destination, "implicit")));
+        Assert.Equal((UnixFileMode)(0x1ED & ~umask), System.IO.File.GetUnixFileMode(Destination));
+    }
+
+    [Fact]
+    public async Task ExportedModesDoNotLeanOnTheUmask()
+    {
+        // The rule masks group and world write itself: under a umask of 000 (some service
+        // managers set it) the result is the same, never 0777.
+        var archive = Tar(File("open", "x", (UnixFileMode)0x1FF), new PaxTarEntry(TarEntryType.Directory, "d/") { Mode = (UnixFileMode)0x1FF });
+
+        await ExtractAsync(archive);
+
+        Assert.Equal(0, (int)System.IO.File.GetUnixFileMode(Path.Combine(Destination, "open")) & 0x12);
+        Assert.Equal(0, (int)System.IO.File.GetUnixFileMode(Path.Combine(Destination, "d")) & 0x12);
+        Assert.Equal(0x1ED & ~Umask(), SafeTarExtractor.ExportedMode(0x1FF, directory: true, Umask()));
+        Assert.Equal(0x1ED, SafeTarExtractor.ExportedMode(0xFFF, directory: true, umask: 0));
+        Assert.Equal(0x1ED, SafeTarExtractor.ExportedMode(0xFFF, directory: false, umask: 0));
+        Assert.Equal(0x1C0, SafeTarExtractor.ExportedMode(0, directory: true, umask: 0));
     }
 
     [Fact]
@@ -199,12 +223,14 @@ public sealed class SafeTarTests : IDisposable
     [Fact]
     public async Task SkippedDataCountsAgainstTheByteLimit()
     {
-        // The second copy is refused as a duplicate, but its bytes still had to be read.
+        // The second copy is refused as a duplicate, but its bytes still had to be read. The limit
+        // falls inside the second entry (its 1024 bytes of padded data end 1024 bytes before the end).
         var archive = Tar(File("f", new string('a', 600)), File("f", new string('b', 600)));
+        var limit = archive.Length - 1600;
 
-        var ex = await Assert.ThrowsAsync<InvalidDataException>(() => SafeTarExtractor.ExtractAsync(new MemoryStream(archive), Destination, 1000, Unlimited, CancellationToken.None));
+        var ex = await Assert.ThrowsAsync<InvalidDataException>(() => SafeTarExtractor.ExtractAsync(new MemoryStream(archive), Destination, limit, Unlimited, CancellationToken.None));
 
-        Assert.Contains("1000 bytes", ex.Message);
+        Assert.Contains($"{limit} bytes", ex.Message);
         Assert.Equal(new string('a', 600), System.IO.File.ReadAllText(Path.Combine(Destination, "f")));
     }
 
@@ -221,7 +247,7 @@ public sealed class SafeTarTests : IDisposable
     [Fact]
     public async Task SkippedNamesAreSanitizedForDisplay()
     {
-        var hostile = "/\u001b]0;pwned\u0007\u001b[2J/" + new string('A', 5000);
+        var hostile = "/\u001b]0;pwned\u0007\u001b[2J/" + new string('A', 3000);
 
         var summary = await ExtractAsync(Tar(File(hostile, "x")));
 
@@ -319,6 +345,9 @@ public sealed class SafeTarTests : IDisposable
         Assert.Empty(Directory.GetFileSystemEntries(_elsewhere));
         Assert.All(Directory.GetFileSystemEntries(_base), p => Assert.Contains(Path.GetFileName(p), new[] { "dest", "outside", "src" }));
     }
+
+    internal static int Umask()
+        => Convert.ToInt32(System.IO.File.ReadLines("/proc/self/status").First(l => l.StartsWith("Umask:", StringComparison.Ordinal))["Umask:".Length..].Trim(), 8);
 
     private static string Reason(ExtractSummary summary, string name) => summary.Skipped.Single(s => s.Name == name).Reason;
 

@@ -10,9 +10,10 @@ public static class SafeDirectories
     /// <summary>
     /// Walks <paramref name="segments"/> below <paramref name="baseDirectory"/> with lstat
     /// semantics; each must be a real directory, or is created when missing and
-    /// <paramref name="create"/> is set. Returns null, or the code of what is in the way.
+    /// <paramref name="create"/> is set (with <paramref name="createMode"/>, less the umask).
+    /// Returns null, or the code of what is in the way.
     /// </summary>
-    public static string? Walk(string baseDirectory, ReadOnlySpan<string> segments, bool create)
+    public static string? Walk(string baseDirectory, ReadOnlySpan<string> segments, bool create, UnixFileMode createMode = (UnixFileMode)0x1FF)
     {
         var current = baseDirectory;
         foreach (var segment in segments)
@@ -28,7 +29,7 @@ public static class SafeDirectories
 
                 // CreateDirectory on a single missing level; the lstat after it catches a link
                 // that appeared in between, since mkdir itself never follows one.
-                Directory.CreateDirectory(current);
+                Directory.CreateDirectory(current, createMode);
                 stat = PathStats.LStat(current);
             }
 

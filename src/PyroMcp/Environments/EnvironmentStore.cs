@@ -72,6 +72,9 @@ internal sealed class EnvironmentStore(PyroOptions options)
         void Report(string phase, params KeyValuePair<string, string>[] fields)
             => progress?.Report(new PyroProgress("pull", phase, [new("environment", spec.Name), .. fields]));
 
+        // A root file system is what a VM boots: only from a cache no other user can write.
+        PrivateDirectory.Ensure(options.EnvironmentCacheDir);
+        PrivateDirectory.Ensure(PlatformDir);
         var current = Inspect(spec);
         if (current.Installed)
         {
@@ -94,7 +97,6 @@ internal sealed class EnvironmentStore(PyroOptions options)
         }
 
         // Holding the lock, any staging directory of this environment is a leftover of a dead pull.
-        Directory.CreateDirectory(PlatformDir);
         foreach (var stale in Directory.GetDirectories(PlatformDir, StagingPrefix + spec.DirectoryName + "-*"))
         {
             Directory.Delete(stale, recursive: true);
@@ -154,6 +156,9 @@ internal sealed class EnvironmentStore(PyroOptions options)
         {
             return new PruneResult(removed, 0);
         }
+
+        PrivateDirectory.Verify(options.EnvironmentCacheDir);
+        PrivateDirectory.Verify(PlatformDir);
 
         var keep = EnvironmentCatalog.All.Where(e => Inspect(e).Installed).Select(e => e.DirectoryName).ToHashSet();
         foreach (var dir in Directory.GetDirectories(PlatformDir))

@@ -44,6 +44,8 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
                 $"the guest agent is missing at {options.AgentPath}. Build the checkout with ./pyro, reinstall the pyro-mcp tool, or set PYRO_AGENT_PATH.");
         }
 
+        // The kernel and initramfs every VM boots: only from a cache no other user can write.
+        PrivateDirectory.Ensure(options.RuntimeCacheDir);
         var (kernelPackage, kernelVersion) = KernelPin();
         var kernelDir = await EnsureKernelAsync(options, kernelPackage, kernelVersion, progress, cancellationToken);
         var busybox = HostTools.Busybox.Require();

@@ -142,9 +142,9 @@ internal sealed class QemuVm : IAsyncDisposable
         if (persistentDirectory is null)
         {
             ReapStale(options);
-            directory = Path.Combine(options.RunDir, "vms", id);
-            System.IO.Directory.CreateDirectory(directory);
-            File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            PrivateDirectory.Ensure(options.RunDir);
+            var vms = PrivateDirectory.Ensure(Path.Combine(options.RunDir, "vms"));
+            directory = PrivateDirectory.Ensure(Path.Combine(vms, id));
             await File.WriteAllTextAsync(Path.Combine(directory, "owner.pid"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture), cancellationToken);
         }
         else
@@ -289,10 +289,14 @@ internal sealed class QemuVm : IAsyncDisposable
     internal static void ReapStale(PyroOptions options)
     {
         var root = Path.Combine(options.RunDir, "vms");
-        if (!System.IO.Directory.Exists(root))
+        if (UnixStat.LStat(root) is null)
         {
             return;
         }
+
+        // Never enumerate, read pid files in, or delete under a directory someone else controls.
+        PrivateDirectory.Verify(options.RunDir);
+        PrivateDirectory.Verify(root);
 
         foreach (var dir in System.IO.Directory.GetDirectories(root))
         {

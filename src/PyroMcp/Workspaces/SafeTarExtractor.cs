@@ -1,6 +1,7 @@
 using PyroMcp.Protocol.Files;
 using System.Formats.Tar;
 using PyroMcp.Protocol;
+using PyroMcp.Host;
 
 namespace PyroMcp.Workspaces;
 
@@ -12,7 +13,11 @@ internal sealed record ExtractSummary(long Files, long Directories, long Symlink
 /// into a directory on the host that does not exist yet. Nothing it does can create, change or
 /// point at a file outside that directory: absolute and <c>..</c> names are refused, every parent
 /// is checked with lstat to be a real directory it made, files are created with O_EXCL, symlinks
-/// must stay inside, and hard links, devices and fifos are never made.
+/// must stay inside, and hard links, devices and fifos are never made. The stream goes through a
+/// <see cref="TarGuardStream"/>, so no header can make it allocate more than a small record, and
+/// every byte read counts against the limit. Modes are the guest's, less the umask, setuid,
+/// setgid, sticky and any group or world write bit: nothing exported is writable by another
+/// local user.
 /// </summary>
 internal static class SafeTarExtractor
 {
@@ -21,12 +26,24 @@ internal static class SafeTarExtractor
 
     /// <param name="tar">A plain (uncompressed) tar stream.</param>
     /// <param name="destination">Must not exist; it is created.</param>
-    /// <param name="maxBytes">Most bytes of entry data to accept; more throws <see cref="InvalidDataException"/>.</param>
+    /// <param name="maxBytes">Most bytes to read (headers, padding and data) and to write; more throws <see cref="InvalidDataException"/>.</param>
     /// <param name="maxEntries">Most entries to accept; more throws <see cref="InvalidDataException"/>.</param>
     /// <param name="cancellationToken">Stops the extraction; what was written stays for the caller to delete.</param>
     /// <exception cref="IOException"><paramref name="destination"/> already exists.</exception>
     /// <exception cref="InvalidDataException">The archive is corrupt or over a limit; the caller deletes the partial destination.</exception>
     internal static async Task<ExtractSummary> ExtractAsync(Stream tar, string destination, long maxBytes, long maxEntries, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await ExtractGuardedAsync(tar, destination, maxBytes, maxEntries, cancellationToken);
+        }
+        catch (TarLimitException ex)
+        {
+            throw new InvalidDataException(ex.Message, ex);
+        }
+    }
+
+    private static async Task<ExtractSummary> ExtractGuardedAsync(Stream tar, string destination, long maxBytes, long maxEntries, CancellationToken cancellationToken)
     {
         var root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(destination));
         if (PathStats.LStat(root) is not null)
@@ -34,14 +51,15 @@ internal static class SafeTarExtractor
             throw new IOException($"{root} already exists; pyro extracts only into a new directory and never over existing files");
         }
 
-        Directory.CreateDirectory(root);
+        var umask = UnixStat.Umask();
+        Directory.CreateDirectory(root, (UnixFileMode)ExportedMode(0x1ED, directory: true, umask));
         if (PathStats.LStat(root)?.Kind != PathKind.Directory)
         {
             throw new IOException($"{root} changed while it was being created");
         }
 
-        var state = new State(root);
-        await using (var reader = new TarReader(tar, leaveOpen: true))
+        var state = new State(root, umask);
+        await using (var reader = new TarReader(new TarGuardStream(tar, maxBytes), leaveOpen: true))
         {
             while (true)
             {
@@ -65,14 +83,6 @@ internal static class SafeTarExtractor
                     throw new InvalidDataException($"the archive has more than {maxEntries} entries, the limit");
                 }
 
-                // Counted before anything is written, whatever the entry turns out to be: data the
-                // extractor skips still had to be read.
-                state.Consumed += entry.Length;
-                if (state.Consumed > maxBytes)
-                {
-                    throw new InvalidDataException($"the archive holds more than {maxBytes} bytes, the limit");
-                }
-
                 try
                 {
                     await ExtractEntryAsync(entry, state, maxBytes, cancellationToken);
@@ -84,13 +94,23 @@ internal static class SafeTarExtractor
             }
         }
 
-        foreach (var (path, mode) in state.DirectoryModes)
+        return new ExtractSummary(state.Files, state.Directories, state.Symlinks, state.Bytes, state.SkippedEntries());
+    }
+
+    /// <summary>
+    /// The mode an exported file or directory gets on the host: the guest's permission bits less
+    /// the umask, setuid, setgid, sticky and group or world write; a directory always lets its
+    /// owner in (the host user must be able to read and delete what pyro extracted).
+    /// </summary>
+    internal static int ExportedMode(int guestMode, bool directory, int umask)
+    {
+        var mode = guestMode & 0x1FF;
+        if (directory)
         {
-            // Only directories this extraction created are listed, and they stay directories.
-            File.SetUnixFileMode(path, (UnixFileMode)mode);
+            mode |= 0x1C0;
         }
 
-        return new ExtractSummary(state.Files, state.Directories, state.Symlinks, state.Bytes, state.Skipped);
+        return mode & ~umask & ~0x12;
     }
 
     private static async Task ExtractEntryAsync(TarEntry entry, State state, long maxBytes, CancellationToken cancellationToken)
@@ -135,7 +155,7 @@ internal static class SafeTarExtractor
             return;
         }
 
-        var blocked = SafeDirectories.Walk(state.Root, segments.AsSpan(0, segments.Length - 1), create: true);
+        var blocked = SafeDirectories.Walk(state.Root, segments.AsSpan(0, segments.Length - 1), create: true, (UnixFileMode)state.ParentMode);
         if (blocked is not null)
         {
             state.Skip(entry.Name, blocked);
@@ -149,7 +169,7 @@ internal static class SafeTarExtractor
             case TarEntryType.Directory:
                 if (existing is null)
                 {
-                    Directory.CreateDirectory(full);
+                    Directory.CreateDirectory(full, (UnixFileMode)state.ParentMode);
                     existing = PathStats.LStat(full);
                 }
 
@@ -159,8 +179,9 @@ internal static class SafeTarExtractor
                     return;
                 }
 
-                // Owner rwx always: the host user must be able to enter and delete what pyro extracted.
-                state.DirectoryModes.Add((full, ((int)entry.Mode & 0x1FF) | 0x1C0));
+                // Set now, not deferred: the owner keeps rwx, so a read-only mode never blocks the
+                // directory's own contents, and no list grows with the archive.
+                File.SetUnixFileMode(full, (UnixFileMode)ExportedMode((int)entry.Mode, directory: true, state.Umask));
                 state.Directories++;
                 return;
             case TarEntryType.SymbolicLink when existing is null:
@@ -228,8 +249,7 @@ internal static class SafeTarExtractor
             }
         }
 
-        // No setuid, setgid or sticky bit from a guest on the host.
-        File.SetUnixFileMode(file.SafeFileHandle, (UnixFileMode)((int)entry.Mode & 0x1FF));
+        File.SetUnixFileMode(file.SafeFileHandle, (UnixFileMode)ExportedMode((int)entry.Mode, directory: false, state.Umask));
         if (entry.ModificationTime > DateTimeOffset.UnixEpoch)
         {
             File.SetLastWriteTimeUtc(file.SafeFileHandle, entry.ModificationTime.UtcDateTime);
@@ -293,20 +313,37 @@ internal static class SafeTarExtractor
         return clean.Length <= MaxShownName ? clean : clean[..MaxShownName];
     }
 
-    private sealed class State(string root)
+    private sealed class State(string root, int umask)
     {
+        private const int MaxSkipped = 1000;
+        private readonly List<SkippedEntry> _skipped = [];
+        private long _notListed;
+
         internal string Root { get; } = root;
+        internal int Umask { get; } = umask;
+
+        /// <summary>Directories made on the way to an entry: 0755 less the umask until an entry of their own says otherwise.</summary>
+        internal int ParentMode { get; } = ExportedMode(0x1ED, directory: true, umask);
         internal long Entries { get; set; }
-        internal long Consumed { get; set; }
         internal long Files { get; set; }
         internal long Directories { get; set; }
         internal long Symlinks { get; set; }
         internal long Bytes { get; set; }
-        internal List<SkippedEntry> Skipped { get; } = [];
 
-        /// <summary>Applied at the end, so a read-only directory does not block its own contents.</summary>
-        internal List<(string Path, int Mode)> DirectoryModes { get; } = [];
+        internal void Skip(string name, string reason)
+        {
+            // A bomb of refused entries must not grow the report without bound.
+            if (_skipped.Count < MaxSkipped)
+            {
+                _skipped.Add(new SkippedEntry(SanitizeName(name), reason));
+            }
+            else
+            {
+                _notListed++;
+            }
+        }
 
-        internal void Skip(string name, string reason) => Skipped.Add(new SkippedEntry(SanitizeName(name), reason));
+        internal IReadOnlyList<SkippedEntry> SkippedEntries()
+            => _notListed == 0 ? _skipped : [.. _skipped, new SkippedEntry($"{_notListed} more entries", "not_listed")];
     }
 }

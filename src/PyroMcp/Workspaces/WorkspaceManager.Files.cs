@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using PyroMcp.Environments;
 using PyroMcp.Protocol;
+using PyroMcp.Protocol.Files;
 using PyroMcp.Vmm;
 
 namespace PyroMcp.Workspaces;
@@ -104,7 +105,8 @@ internal sealed partial class WorkspaceManager
             long written = 0;
             try
             {
-                await using var file = new FileStream(fullOutput, FileMode.CreateNew, FileAccess.Write);
+                // 0644 less the umask: never group- or world-writable, whatever the guest's mode.
+                await using var file = new FileStream(fullOutput, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = (UnixFileMode)0x1A4 });
                 await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesRead, Files = new FilesRequest { Path = guest } },
                     async data =>
                     {
@@ -292,8 +294,28 @@ internal sealed partial class WorkspaceManager
     /// <summary>One entry of a tree as tar carries it; content kept for regular files.</summary>
     internal sealed record TreeEntry(string Kind, int Mode, byte[]? Content, string? LinkTarget);
 
-    /// <summary>Reads a tar (from the guest: untrusted) into a path map, bounded in size.</summary>
+    /// <summary>
+    /// Reads a tar (from the guest: untrusted) into a path map, bounded in size: every byte of it
+    /// (headers too) counts, and no header makes the reader allocate more than a small record.
+    /// </summary>
+    /// <exception cref="GuestOperationException"><c>diff_too_large</c> over the limit; <c>bad_archive</c> when corrupt.</exception>
     internal static async Task<Dictionary<string, TreeEntry>> ReadTreeAsync(Stream tar, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await ReadGuardedTreeAsync(new TarGuardStream(tar, MaxDiffBytes), cancellationToken);
+        }
+        catch (TarLimitException ex)
+        {
+            throw new GuestOperationException("diff_too_large", $"{ex.Message}; diff a smaller tree with export instead");
+        }
+        catch (Exception ex) when (ex is InvalidDataException or FormatException or EndOfStreamException or InvalidOperationException or NotSupportedException or ArgumentException or OverflowException)
+        {
+            throw new GuestOperationException("bad_archive", $"the tree's tar is corrupt: {ex.Message}");
+        }
+    }
+
+    private static async Task<Dictionary<string, TreeEntry>> ReadGuardedTreeAsync(Stream tar, CancellationToken cancellationToken)
     {
         var entries = new Dictionary<string, TreeEntry>(StringComparer.Ordinal);
         long total = 0;
@@ -326,7 +348,8 @@ internal sealed partial class WorkspaceManager
                     {
                         if (entry.DataStream is not null)
                         {
-                            await entry.DataStream.CopyToAsync(content, cancellationToken);
+                            // Bounded by what is copied, not by the header: a sparse entry reads back longer than it is stored.
+                            await CopyBoundedAsync(entry.DataStream, content, MaxDiffBytes - total + entry.Length, cancellationToken);
                         }
 
                         entries[name] = new TreeEntry("file", mode, content.ToArray(), null);
@@ -337,6 +360,28 @@ internal sealed partial class WorkspaceManager
         }
 
         return entries;
+    }
+
+    private static async Task CopyBoundedAsync(Stream from, MemoryStream to, long max, CancellationToken cancellationToken)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(64 * 1024);
+        try
+        {
+            int read;
+            while ((read = await from.ReadAsync(buffer, cancellationToken)) > 0)
+            {
+                if (to.Length + read > max)
+                {
+                    throw new TarLimitException($"the tree holds more than {MaxDiffBytes >> 20} MiB of files");
+                }
+
+                await to.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     // ---- snapshots and reset ---------------------------------------------------------------

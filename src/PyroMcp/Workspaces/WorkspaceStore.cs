@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
+using PyroMcp.Host;
 
 namespace PyroMcp.Workspaces;
 
@@ -34,9 +35,12 @@ internal sealed class WorkspaceStore
 
     internal WorkspaceStore(string stateDir)
     {
-        Directory.CreateDirectory(stateDir);
+        PrivateDirectory.Ensure(stateDir);
+        PrivateDirectory.Ensure(Path.Combine(stateDir, "workspaces"));
         StateDir = stateDir;
-        _connectionString = new SqliteConnectionStringBuilder { DataSource = Path.Combine(stateDir, "pyro.db"), Pooling = true, DefaultTimeout = 30 }.ToString();
+        var database = Path.Combine(stateDir, "pyro.db");
+        MakePrivate(database, create: true);
+        _connectionString = new SqliteConnectionStringBuilder { DataSource = database, Pooling = true, DefaultTimeout = 30 }.ToString();
         using var connection = Open();
         Execute(connection, """
             PRAGMA journal_mode=WAL;
@@ -53,9 +57,48 @@ internal sealed class WorkspaceStore
                 workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE, name TEXT NOT NULL,
                 created_at TEXT NOT NULL, entries INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (workspace_id, name));
             """);
+        MakePrivate(database, create: false);
     }
 
     internal string StateDir { get; }
+
+    /// <summary>The database and its -wal and -shm files: 0600 whatever the umask, and never opened through a link.</summary>
+    internal static void MakePrivate(string database, bool create)
+    {
+        // SQLite creates -wal and -shm with the mode of the database file, so a database made
+        // 0600 here keeps them 0600 too; older files are tightened on the way.
+        const UnixFileMode OwnerReadWrite = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        if (create && UnixStat.LStat(database) is null)
+        {
+            try
+            {
+                using var _ = new FileStream(database, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = OwnerReadWrite });
+            }
+            catch (IOException) when (UnixStat.LStat(database) is not null)
+            {
+                // Another process made it first.
+            }
+        }
+
+        foreach (var file in new[] { database, database + "-wal", database + "-shm" })
+        {
+            if (UnixStat.LStat(file) is not { } stat)
+            {
+                continue;
+            }
+
+            if (!stat.IsRegularFile || stat.Uid != UnixStat.EffectiveUserId)
+            {
+                throw new HostRequirementException("unsafe_directory",
+                    $"refusing to open {file}: it is not a regular file owned by you. Remove it, or point PYRO_STATE_DIR at a directory of your own.");
+            }
+
+            if ((stat.Mode & 0x1FF) != (int)OwnerReadWrite)
+            {
+                File.SetUnixFileMode(file, OwnerReadWrite);
+            }
+        }
+    }
 
     internal string WorkspaceDir(string id) => Path.Combine(StateDir, "workspaces", id);
 
