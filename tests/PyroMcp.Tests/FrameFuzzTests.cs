@@ -160,7 +160,7 @@ public sealed class FrameFuzzTests
         var agentPipe = new DuplexPipe();
         var agent = GuestAgentClient.Over(agentPipe.Host);
         agent.StreamBufferBytes = 1024 * 1024;
-        var garbage = round % 2 == 1;
+        var garbage = round % 4 >= 2;
         await using var guest = new FakeGuest(agentPipe.Guest, async (g, frame, request) =>
         {
             if (request.Exec?.Argv is ["true"])
@@ -169,7 +169,7 @@ public sealed class FrameFuzzTests
                 return;
             }
 
-            // Odd rounds: a reply the host will not accept; even rounds: a lot of output, then a result.
+            // Half the rounds: a reply the host will not accept; the others: output until cancelled (or 6 MiB), then an error.
             if (garbage)
             {
                 await g.SendAsync(new Frame(frame.StreamId, FrameType.Result, "\"not an object\""u8.ToArray()));
