@@ -613,7 +613,10 @@ internal sealed record CallLimits
     /// <summary>sync flushes the guest's disks, which can be slow under TCG.</summary>
     internal TimeSpan SyncIdle { get; init; } = TimeSpan.FromSeconds(300);
 
-    /// <summary>hello, shutdown and anything else.</summary>
+    /// <summary>hello: longer than any boot timeout, which is what really bounds it.</summary>
+    internal TimeSpan HelloTotal { get; init; } = TimeSpan.FromMinutes(30);
+
+    /// <summary>shutdown and anything else.</summary>
     internal TimeSpan OtherIdle { get; init; } = TimeSpan.FromSeconds(120);
 
     /// <summary>The total and idle deadlines of one request.</summary>
@@ -623,6 +626,8 @@ internal sealed record CallLimits
         AgentOps.Exec => (TimeSpan.FromMilliseconds(request.Exec is { TimeoutMs: > 0 } exec ? exec.TimeoutMs : 86_400_000) + ExecMargin, null),
         AgentOps.FilesList or AgentOps.FilesRead or AgentOps.FilesWrite or AgentOps.FilesDelete or AgentOps.TarIn or AgentOps.TarOut => (null, TransferIdle),
         AgentOps.Sync => (null, SyncIdle),
+        // The first hello waits for the guest to boot, which its caller bounds with the boot timeout; this is only a backstop.
+        AgentOps.Hello => (HelloTotal, null),
         _ => (null, OtherIdle),
     };
 }

@@ -136,7 +136,7 @@ internal sealed class WorkspaceSupervisor
             ? TimeSpan.FromSeconds(seconds)
             : null;
 
-    private static void Log(string message) => Console.Error.WriteLine($"{DateTimeOffset.UtcNow:O} pyro-supervisor: {message}");
+    internal static void Log(string message) => Console.Error.WriteLine($"{DateTimeOffset.UtcNow:O} pyro-supervisor: {message}");
 
     private async Task AcceptLoopAsync(Socket listener, GuestAgentClient agent)
     {
@@ -258,7 +258,13 @@ internal sealed class ClientSession : IAsyncDisposable
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            _connection.Abort(new TimeoutException($"the client read nothing for {StallTimeout.TotalSeconds:0.#} s and was cut off; its operations were cancelled"));
+            var reason = new TimeoutException($"the client read nothing for {StallTimeout.TotalSeconds:0.#} s and was cut off; its operations were cancelled");
+            if (_connection.IsOpen)
+            {
+                WorkspaceSupervisor.Log(reason.Message);
+            }
+
+            _connection.Abort(reason);
             throw;
         }
     }
