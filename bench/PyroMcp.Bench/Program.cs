@@ -1,5 +1,7 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Globalization;
+using System.Net.Sockets;
 using PyroMcp;
 using PyroMcp.Environments;
 using PyroMcp.Host;
@@ -81,6 +83,31 @@ try
     }
 
     Console.WriteLine($"workspace exec round trip of true (30, via supervisor, history recorded): median {Median(trips):0.0} ms");
+
+    // One client starts endless output and never reads it; the others' exec round trip beside the normal one.
+    using (var stalled = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+    {
+        await stalled.ConnectAsync(new UnixDomainSocketEndPoint(Path.Combine(state, "workspaces", ws.WorkspaceId, PyroMcp.Workspaces.WorkspaceSupervisor.SocketName)));
+        var yes = new RunRequest { Environment = EnvironmentName, Command = ["yes"], TimeoutSeconds = 600 }.ToExecRequest("/workspace") with { MaxOutputBytes = 1L << 40 };
+        var request = new ArrayBufferWriter<byte>();
+        FrameCodec.Write(request, new Frame(1, FrameType.Request, ProtocolJsonContext.Encode(new AgentRequest { Op = AgentOps.Exec, Exec = yes })));
+        await stalled.SendAsync(request.WrittenMemory);
+        while (stalled.Available < 32 * 1024)
+        {
+            await Task.Delay(50);
+        }
+
+        var stalledTrips = new List<double>();
+        for (var i = 0; i < 30; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            await workspaces.ExecWorkspaceAsync(ws.WorkspaceId, new WorkspaceExecRequest { Command = ["true"] });
+            stalledTrips.Add(clock.Elapsed.TotalMilliseconds);
+        }
+
+        Console.WriteLine($"workspace exec round trip of true beside a client that never reads: median {Median(stalledTrips):0.0} ms");
+        Console.WriteLine($"stalled_client_exec_rtt_over_normal = {Median(stalledTrips) / Median(trips):0.00} (goal <= 2.0)");
+    }
 
     // 100 files of 1 MiB of random bytes: incompressible, like real build output.
     var random = new Random(42);

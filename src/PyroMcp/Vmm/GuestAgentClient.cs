@@ -12,9 +12,18 @@ namespace PyroMcp.Vmm;
 /// </summary>
 internal sealed class GuestAgentClient : IAsyncDisposable
 {
+    /// <summary>Default bytes one stream's reply may hold while its consumer catches up.</summary>
+    internal const int DefaultStreamBufferBytes = 4 * 1024 * 1024;
+
+    /// <summary>Default bytes all relayed streams together may hold (the supervisor serves many clients).</summary>
+    internal const long DefaultMaxRelayBufferBytes = 64L * 1024 * 1024;
+
     private readonly FrameConnection _connection;
-    private readonly ConcurrentDictionary<uint, Channel<Frame>> _calls = new();
+    private readonly ConcurrentDictionary<uint, StreamQueue> _calls = new();
     private int _nextStreamId;
+    private long _bufferedBytes;
+    private long _bufferedHighWater;
+    private long _relayBytes;
 
     private GuestAgentClient(Stream stream)
     {
@@ -24,6 +33,21 @@ internal sealed class GuestAgentClient : IAsyncDisposable
 
     /// <summary>Completes when the channel is gone, with the reason.</summary>
     internal Task<Exception> Closed => _connection.Closed;
+
+    /// <summary>Host-side deadlines of guest calls, per kind of operation.</summary>
+    internal CallLimits Limits { get; set; } = CallLimits.Default;
+
+    /// <summary>Bytes one stream's reply may hold while its consumer catches up.</summary>
+    internal int StreamBufferBytes { get; set; } = DefaultStreamBufferBytes;
+
+    /// <summary>Bytes all relayed streams together may hold.</summary>
+    internal long MaxRelayBufferBytes { get; set; } = DefaultMaxRelayBufferBytes;
+
+    /// <summary>Most bytes of replies ever held at once across all streams (a measured figure for tests).</summary>
+    internal long BufferedBytesHighWater => Interlocked.Read(ref _bufferedHighWater);
+
+    /// <summary>The frame connection underneath, for its own buffer figures.</summary>
+    internal FrameConnection Connection => _connection;
 
     /// <summary>A client over any duplex stream (tests join host and a fake guest through in-memory pipes).</summary>
     internal static GuestAgentClient Over(Stream stream) => new(stream);
@@ -53,27 +77,18 @@ internal sealed class GuestAgentClient : IAsyncDisposable
     internal async Task<ExecExit> ExecAsync(ExecRequest request, Func<ReadOnlyMemory<byte>, ValueTask>? onStdout, Func<ReadOnlyMemory<byte>, ValueTask>? onStderr,
         long maxOutputBytes, CancellationToken cancellationToken)
     {
-        // The agent enforces the timeout; the host adds a margin and gives up on a guest that ignores it.
-        using var hostLimit = request.TimeoutMs > 0 ? new CancellationTokenSource(request.TimeoutMs + 15_000) : new CancellationTokenSource();
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, hostLimit.Token);
+        // The agent enforces the timeout; the host deadline (Limits.ExecMargin past it) gives up on a guest that ignores it.
         var outCap = new OutputCap(maxOutputBytes, onStdout);
         var errCap = new OutputCap(maxOutputBytes, onStderr);
-        try
+        var response = await CallAsync(new AgentRequest { Op = AgentOps.Exec, Exec = request with { MaxOutputBytes = maxOutputBytes } }, outCap.WriteAsync, errCap.WriteAsync, cancellationToken);
+        var exit = response.Exec ?? throw new GuestChannelException("guest_protocol", "the guest agent answered exec without an exit status");
+        return exit with
         {
-            var response = await CallAsync(new AgentRequest { Op = AgentOps.Exec, Exec = request with { MaxOutputBytes = maxOutputBytes } }, outCap.WriteAsync, errCap.WriteAsync, linked.Token);
-            var exit = response.Exec ?? throw new GuestChannelException("guest_protocol", "the guest agent answered exec without an exit status");
-            return exit with
-            {
-                // The signal name is guest text that reaches terminals and logs.
-                Signal = exit.Signal is null ? null : Sanitize(exit.Signal, 16),
-                StdoutTruncated = exit.StdoutTruncated || outCap.Truncated,
-                StderrTruncated = exit.StderrTruncated || errCap.Truncated,
-            };
-        }
-        catch (OperationCanceledException) when (hostLimit.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-        {
-            throw new GuestChannelException("guest_unresponsive", $"the guest did not finish the command within its timeout plus 15 s; the VM is considered broken");
-        }
+            // The signal name is guest text that reaches terminals and logs.
+            Signal = exit.Signal is null ? null : Sanitize(exit.Signal, 16),
+            StdoutTruncated = exit.StdoutTruncated || outCap.Truncated,
+            StderrTruncated = exit.StderrTruncated || errCap.Truncated,
+        };
     }
 
     internal async Task ShutdownAsync(CancellationToken cancellationToken)
@@ -89,53 +104,56 @@ internal sealed class GuestAgentClient : IAsyncDisposable
     /// <summary>
     /// Passes one client's request through to the guest untouched and every frame of the reply
     /// back (the supervisor's relay). Frames from the client (stdin, cancel) arrive on <paramref name="fromClient"/>.
+    /// The reply waits for the client in a buffer of at most <see cref="StreamBufferBytes"/>: the
+    /// channel's reader never waits for a client. A client that falls further behind loses the
+    /// operation (cancelled in the guest) and gets a <c>client_too_slow</c> error after what it was owed.
     /// </summary>
-    internal async Task RelayAsync(ReadOnlyMemory<byte> requestPayload, ChannelReader<Frame> fromClient, Func<Frame, ValueTask> toClient, CancellationToken cancellationToken)
+    internal async Task RelayAsync(AgentRequest request, ReadOnlyMemory<byte> requestPayload, ChannelReader<Frame> fromClient,
+        Func<Frame, CancellationToken, ValueTask> toClient, CancellationToken cancellationToken)
     {
         var id = (uint)Interlocked.Increment(ref _nextStreamId);
-        var incoming = Channel.CreateBounded<Frame>(new BoundedChannelOptions(64) { SingleReader = true, SingleWriter = true });
-        _calls[id] = incoming;
+        var queue = new StreamQueue(this, dropWhenFull: true);
+        _calls[id] = queue;
+        using var watchdog = new Watchdog(Limits, request, cancellationToken);
+        var finished = false;
         try
         {
-            await SendAsync(new Frame(id, FrameType.Request, requestPayload), cancellationToken);
-            using var cancel = cancellationToken.Register(() => _ = TrySendAsync(new Frame(id, FrameType.Cancel, ReadOnlyMemory<byte>.Empty)));
-            var upstream = Task.Run(async () =>
+            await SendAsync(new Frame(id, FrameType.Request, requestPayload), watchdog.Token);
+            using var cancel = watchdog.Token.Register(() => CancelInGuest(queue, id));
+            _ = Task.Run(async () =>
             {
                 try
                 {
-                    await foreach (var frame in fromClient.ReadAllAsync(cancellationToken))
+                    await foreach (var frame in fromClient.ReadAllAsync(watchdog.Token))
                     {
-                        await SendAsync(frame with { StreamId = id }, cancellationToken);
+                        await SendAsync(frame with { StreamId = id }, watchdog.Token);
+                        watchdog.Progress();
                     }
                 }
-                catch (Exception ex) when (ex is OperationCanceledException or PyroException)
+                catch (Exception ex) when (ex is OperationCanceledException or PyroException or ObjectDisposedException)
                 {
                 }
             }, CancellationToken.None);
             while (true)
             {
-                var read = incoming.Reader.ReadAsync(cancellationToken).AsTask();
-                if (await Task.WhenAny(read, _connection.Closed) != read)
-                {
-                    throw ChannelBroken();
-                }
-
-                var frame = await read;
-                await toClient(frame);
+                var frame = await NextAsync(queue, watchdog, request, cancellationToken);
+                await toClient(frame, cancellationToken);
                 if (frame.Type is FrameType.Result or FrameType.Error)
                 {
+                    finished = true;
                     return;
                 }
             }
         }
-        catch (ChannelClosedException)
-        {
-            throw ChannelBroken();
-        }
         finally
         {
             _calls.TryRemove(id, out _);
-            incoming.Writer.TryComplete();
+            queue.Close();
+            if (!finished)
+            {
+                // Whatever ended the relay (client gone, too slow, deadline), the guest stops too.
+                CancelInGuest(queue, id);
+            }
         }
     }
 
@@ -143,36 +161,23 @@ internal sealed class GuestAgentClient : IAsyncDisposable
         Func<ReadOnlyMemory<byte>, ValueTask>? onStderr, CancellationToken cancellationToken, Stream? stdin = null)
     {
         var id = (uint)Interlocked.Increment(ref _nextStreamId);
-        var incoming = Channel.CreateBounded<Frame>(new BoundedChannelOptions(64) { SingleReader = true, SingleWriter = true });
-        _calls[id] = incoming;
+        // The consumer is code in this process (a file, a buffer): it gets backpressure, not overflow.
+        var queue = new StreamQueue(this, dropWhenFull: false);
+        _calls[id] = queue;
+        using var watchdog = new Watchdog(Limits, request, cancellationToken);
+        var finished = false;
         try
         {
-            await SendAsync(new Frame(id, FrameType.Request, ProtocolJsonContext.Encode(request)), cancellationToken);
-            using var cancel = cancellationToken.Register(() => _ = TrySendAsync(new Frame(id, FrameType.Cancel, ReadOnlyMemory<byte>.Empty)));
+            await SendAsync(new Frame(id, FrameType.Request, ProtocolJsonContext.Encode(request)), watchdog.Token);
+            using var cancel = watchdog.Token.Register(() => CancelInGuest(queue, id));
             if (stdin is not null)
             {
-                _ = PumpStdinAsync(id, stdin, cancellationToken);
+                _ = PumpStdinAsync(id, queue, stdin, watchdog);
             }
 
             while (true)
             {
-                Frame frame;
-                try
-                {
-                    var read = incoming.Reader.ReadAsync(cancellationToken).AsTask();
-                    var done = await Task.WhenAny(read, _connection.Closed);
-                    if (done != read)
-                    {
-                        throw ChannelBroken();
-                    }
-
-                    frame = await read;
-                }
-                catch (ChannelClosedException)
-                {
-                    throw ChannelBroken();
-                }
-
+                var frame = await NextAsync(queue, watchdog, request, cancellationToken);
                 switch (frame.Type)
                 {
                     case FrameType.Stdout when onStdout is not null:
@@ -182,8 +187,10 @@ internal sealed class GuestAgentClient : IAsyncDisposable
                         await onStderr(frame.Payload);
                         break;
                     case FrameType.Result:
+                        finished = true;
                         return Decode<AgentResponse>(frame);
                     case FrameType.Error:
+                        finished = true;
                         var error = Decode<AgentError>(frame);
                         throw new GuestOperationException(Sanitize(error.Code, 64), Sanitize(error.Message, 2000));
                     default:
@@ -196,7 +203,55 @@ internal sealed class GuestAgentClient : IAsyncDisposable
         {
             _calls.TryRemove(id, out _);
             // Unblocks the reader loop if it is waiting to hand this call a frame.
-            incoming.Writer.TryComplete();
+            queue.Close();
+            if (!finished)
+            {
+                // A consumer that failed (a full disk, a bad archive) must not leave the guest streaming.
+                CancelInGuest(queue, id);
+            }
+        }
+    }
+
+    /// <summary>The next frame of a call, within the call's deadlines; the time a consumer spends on a frame does not count against the guest.</summary>
+    private async Task<Frame> NextAsync(StreamQueue queue, Watchdog watchdog, AgentRequest request, CancellationToken cancellationToken)
+    {
+        watchdog.Resume();
+        Frame? next;
+        try
+        {
+            var read = queue.ReadAsync(watchdog.Token).AsTask();
+            if (await Task.WhenAny(read, _connection.Closed) != read)
+            {
+                throw ChannelBroken();
+            }
+
+            next = await read;
+        }
+        catch (OperationCanceledException) when (watchdog.Expired && !cancellationToken.IsCancellationRequested)
+        {
+            throw watchdog.Failure(request);
+        }
+
+        watchdog.Pause();
+        if (next is { } frame)
+        {
+            return frame;
+        }
+
+        if (queue.Overflowed)
+        {
+            throw new GuestOperationException("client_too_slow",
+                $"the client fell more than {StreamBufferBytes / (1024 * 1024)} MiB behind the output of {Sanitize(request.Op, 32)}, so the operation was cancelled in the guest; read the output as it arrives");
+        }
+
+        throw ChannelBroken();
+    }
+
+    private void CancelInGuest(StreamQueue queue, uint id)
+    {
+        if (queue.MarkCancelled())
+        {
+            _ = TrySendAsync(new Frame(id, FrameType.Cancel, ReadOnlyMemory<byte>.Empty));
         }
     }
 
@@ -213,23 +268,24 @@ internal sealed class GuestAgentClient : IAsyncDisposable
         }
     }
 
-    private async Task PumpStdinAsync(uint id, Stream stdin, CancellationToken cancellationToken)
+    private async Task PumpStdinAsync(uint id, StreamQueue queue, Stream stdin, Watchdog watchdog)
     {
         try
         {
             var buffer = new byte[64 * 1024];
             int read;
-            while ((read = await stdin.ReadAsync(buffer, cancellationToken)) > 0)
+            while ((read = await stdin.ReadAsync(buffer, watchdog.Token)) > 0)
             {
-                await SendAsync(new Frame(id, FrameType.Stdin, buffer.AsSpan(0, read).ToArray()), cancellationToken);
+                await SendAsync(new Frame(id, FrameType.Stdin, buffer.AsSpan(0, read).ToArray()), watchdog.Token);
+                watchdog.Progress();
             }
 
-            await SendAsync(new Frame(id, FrameType.StdinEnd, ReadOnlyMemory<byte>.Empty), cancellationToken);
+            await SendAsync(new Frame(id, FrameType.StdinEnd, ReadOnlyMemory<byte>.Empty), watchdog.Token);
         }
-        catch (Exception ex) when (ex is OperationCanceledException or PyroException or IOException)
+        catch (Exception ex) when (ex is OperationCanceledException or PyroException or IOException or ObjectDisposedException)
         {
             // The call itself reports what went wrong; a broken input ends as a cancel.
-            await TrySendAsync(new Frame(id, FrameType.Cancel, ReadOnlyMemory<byte>.Empty));
+            CancelInGuest(queue, id);
         }
     }
 
@@ -269,19 +325,41 @@ internal sealed class GuestAgentClient : IAsyncDisposable
             throw new ProtocolViolationException($"guest sent a {frame.Type} frame, which only the host may send");
         }
 
-        if (_calls.TryGetValue(frame.StreamId, out var call))
+        // Frames for calls that are over (cancelled, timed out, never opened) are dropped.
+        if (_calls.TryGetValue(frame.StreamId, out var call)
+            && await call.EnqueueAsync(frame, cancellationToken) == Enqueued.Overflowed)
         {
-            try
+            CancelInGuest(call, frame.StreamId);
+        }
+    }
+
+    private void Account(long bytes)
+    {
+        var now = Interlocked.Add(ref _bufferedBytes, bytes);
+        long seen;
+        while (now > (seen = Interlocked.Read(ref _bufferedHighWater)) && Interlocked.CompareExchange(ref _bufferedHighWater, now, seen) != seen)
+        {
+        }
+    }
+
+    private bool TryReserveShared(long cost)
+    {
+        while (true)
+        {
+            var now = Interlocked.Read(ref _relayBytes);
+            if (now + cost > MaxRelayBufferBytes)
             {
-                await call.Writer.WriteAsync(frame, cancellationToken);
+                return false;
             }
-            catch (ChannelClosedException)
+
+            if (Interlocked.CompareExchange(ref _relayBytes, now + cost, now) == now)
             {
+                return true;
             }
         }
-
-        // Frames for calls that are over (cancelled, timed out) are dropped.
     }
+
+    private void ReleaseShared(long cost) => Interlocked.Add(ref _relayBytes, -cost);
 
     /// <summary>Untrusted text from the guest, made safe for logs and terminals: bounded, no control characters.</summary>
     internal static string Sanitize(string? text, int maxLength)
@@ -315,4 +393,241 @@ internal sealed class GuestAgentClient : IAsyncDisposable
             }
         }
     }
+
+    private enum Enqueued
+    {
+        Accepted,
+        Dropped,
+        Overflowed,
+    }
+
+    /// <summary>
+    /// The frames of one stream between the channel's reader and the stream's consumer, bounded
+    /// in bytes. A relay queue never makes the reader wait: past its bound it overflows and is
+    /// closed. A local call's queue makes the reader wait (its consumer is this process's own code).
+    /// </summary>
+    private sealed class StreamQueue(GuestAgentClient owner, bool dropWhenFull)
+    {
+        private readonly Channel<Frame> _frames = Channel.CreateUnbounded<Frame>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        private readonly Lock _gate = new();
+        private TaskCompletionSource _space = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private long _bytes;
+        private bool _closed;
+        private int _cancelled;
+
+        internal bool Overflowed { get; private set; }
+
+        internal async ValueTask<Enqueued> EnqueueAsync(Frame frame, CancellationToken cancellationToken)
+        {
+            long cost = FrameCodec.HeaderLength + frame.Payload.Length;
+            // One terminal frame always fits: it ends the stream, so it cannot repeat.
+            var terminal = frame.Type is FrameType.Result or FrameType.Error;
+            while (true)
+            {
+                Task wait;
+                lock (_gate)
+                {
+                    if (_closed)
+                    {
+                        return Enqueued.Dropped;
+                    }
+
+                    var fits = terminal || _bytes == 0 || _bytes + cost <= owner.StreamBufferBytes;
+                    if (fits && dropWhenFull && !owner.TryReserveShared(cost))
+                    {
+                        fits = terminal;
+                        if (fits)
+                        {
+                            Interlocked.Add(ref owner._relayBytes, cost);
+                        }
+                    }
+
+                    if (fits)
+                    {
+                        _bytes += cost;
+                        owner.Account(cost);
+                        _frames.Writer.TryWrite(frame);
+                        if (terminal)
+                        {
+                            _closed = true;
+                            _frames.Writer.TryComplete();
+                        }
+
+                        return Enqueued.Accepted;
+                    }
+
+                    if (dropWhenFull)
+                    {
+                        Overflowed = true;
+                        _closed = true;
+                        _frames.Writer.TryComplete();
+                        return Enqueued.Overflowed;
+                    }
+
+                    wait = _space.Task;
+                }
+
+                await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        /// <summary>The next frame, or null once the stream is closed and drained.</summary>
+        internal async ValueTask<Frame?> ReadAsync(CancellationToken cancellationToken)
+        {
+            while (await _frames.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (_frames.Reader.TryRead(out var frame))
+                {
+                    Release(frame);
+                    return frame;
+                }
+            }
+
+            return null;
+        }
+
+        /// <summary>Ends the stream from the consumer's side: later frames are dropped, held ones freed.</summary>
+        internal void Close()
+        {
+            TaskCompletionSource waiting;
+            lock (_gate)
+            {
+                _closed = true;
+                _frames.Writer.TryComplete();
+                waiting = _space;
+            }
+
+            waiting.TrySetResult();
+            while (_frames.Reader.TryRead(out var frame))
+            {
+                Release(frame);
+            }
+        }
+
+        /// <summary>True the first time only: one cancel per stream is enough.</summary>
+        internal bool MarkCancelled() => Interlocked.Exchange(ref _cancelled, 1) == 0;
+
+        private void Release(in Frame frame)
+        {
+            long cost = FrameCodec.HeaderLength + frame.Payload.Length;
+            TaskCompletionSource released;
+            lock (_gate)
+            {
+                _bytes -= cost;
+                released = _space;
+                _space = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+
+            owner.Account(-cost);
+            if (dropWhenFull)
+            {
+                owner.ReleaseShared(cost);
+            }
+
+            released.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// The host-side deadlines of one call: a total (exec: its timeout plus a margin) and an idle
+    /// limit (no frame for so long while we wait for the guest = dead). Time a consumer spends on a
+    /// frame is paused out: a slow client is not the guest's fault.
+    /// </summary>
+    private sealed class Watchdog : IDisposable
+    {
+        private readonly CancellationTokenSource _total = new();
+        private readonly CancellationTokenSource _idle = new();
+        private readonly CancellationTokenSource _linked;
+        private readonly TimeSpan? _totalLimit;
+        private readonly TimeSpan? _idleLimit;
+
+        internal Watchdog(CallLimits limits, AgentRequest request, CancellationToken cancellationToken)
+        {
+            (_totalLimit, _idleLimit) = limits.For(request);
+            if (_totalLimit is { } total)
+            {
+                _total.CancelAfter(total);
+            }
+
+            _linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _total.Token, _idle.Token);
+        }
+
+        internal CancellationToken Token => _linked.Token;
+
+        internal bool Expired => _total.IsCancellationRequested || _idle.IsCancellationRequested;
+
+        internal void Resume() => Progress();
+
+        internal void Progress() => Arm(_idleLimit ?? Timeout.InfiniteTimeSpan);
+
+        internal void Pause() => Arm(Timeout.InfiniteTimeSpan);
+
+        internal GuestChannelException Failure(AgentRequest request)
+        {
+            var op = Sanitize(request.Op, 32);
+            return _total.IsCancellationRequested
+                ? new GuestChannelException("guest_unresponsive", request.Op == AgentOps.Exec
+                    ? $"the guest did not finish the command within {limitsText(_totalLimit)} (its timeout plus a margin); the VM is considered broken"
+                    : $"the guest did not finish {op} within {limitsText(_totalLimit)}; the operation was cancelled")
+                : new GuestChannelException("guest_unresponsive", $"the guest sent nothing on {op} for {limitsText(_idleLimit)}; the operation was cancelled and the VM may be broken: 'pyro workspace status' and 'pyro workspace stop' help");
+
+            static string limitsText(TimeSpan? limit) => limit is { } l ? $"{l.TotalSeconds:0.#} s" : "its limit";
+        }
+
+        private void Arm(TimeSpan after)
+        {
+            try
+            {
+                _idle.CancelAfter(after);
+            }
+            catch (ObjectDisposedException)
+            {
+                // A stdin pump reporting progress after the call ended.
+            }
+        }
+
+        public void Dispose()
+        {
+            _linked.Dispose();
+            _total.Dispose();
+            _idle.Dispose();
+        }
+    }
+}
+
+/// <summary>
+/// How long the host waits for the guest, per kind of operation. Exec is bounded by its own
+/// timeout plus a margin; transfers by progress (no byte for so long = dead), because a large
+/// tree may take minutes but never goes quiet while it moves.
+/// </summary>
+internal sealed record CallLimits
+{
+    internal static CallLimits Default { get; } = new();
+
+    /// <summary>Beyond an exec's own timeout (which the agent enforces), how long the host still waits.</summary>
+    internal TimeSpan ExecMargin { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>files.* and tar.*: longest silence while the host waits for the guest.</summary>
+    internal TimeSpan TransferIdle { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>sync flushes the guest's disks, which can be slow under TCG.</summary>
+    internal TimeSpan SyncIdle { get; init; } = TimeSpan.FromSeconds(300);
+
+    /// <summary>hello: longer than any boot timeout, which is what really bounds it.</summary>
+    internal TimeSpan HelloTotal { get; init; } = TimeSpan.FromMinutes(30);
+
+    /// <summary>shutdown and anything else.</summary>
+    internal TimeSpan OtherIdle { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>The total and idle deadlines of one request.</summary>
+    internal (TimeSpan? Total, TimeSpan? Idle) For(AgentRequest request) => request.Op switch
+    {
+        // An exec without a timeout still ends on the host: a day is the longest RunRequest allows.
+        AgentOps.Exec => (TimeSpan.FromMilliseconds(request.Exec is { TimeoutMs: > 0 } exec ? exec.TimeoutMs : 86_400_000) + ExecMargin, null),
+        AgentOps.FilesList or AgentOps.FilesRead or AgentOps.FilesWrite or AgentOps.FilesDelete or AgentOps.TarIn or AgentOps.TarOut => (null, TransferIdle),
+        AgentOps.Sync => (null, SyncIdle),
+        // The first hello waits for the guest to boot, which its caller bounds with the boot timeout; this is only a backstop.
+        AgentOps.Hello => (HelloTotal, null),
+        _ => (null, OtherIdle),
+    };
 }

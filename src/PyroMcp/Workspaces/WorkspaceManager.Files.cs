@@ -130,10 +130,33 @@ internal sealed partial class WorkspaceManager
 
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 * 1024 * 1024, resumeWriterThreshold: 2 * 1024 * 1024));
         var extract = SafeTarExtractor.ExtractAsync(pipe.Reader.AsStream(), fullOutput, MaxTreeBytes, MaxExportEntries, cancellationToken);
+        // A failed extraction stops the guest's tar stream: nobody would read it, and a reply left
+        // streaming fills the pipe, then the channel, and stalls the workspace for every client.
+        var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _ = extract.ContinueWith(_ =>
+        {
+            try
+            {
+                stop.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The export already ended.
+            }
+        }, CancellationToken.None, TaskContinuationOptions.NotOnRanToCompletion, TaskScheduler.Default);
         try
         {
             await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarOut, Tar = new TarRequest { Path = guest } },
-                async data => await pipe.Writer.WriteAsync(data, cancellationToken), null, cancellationToken);
+                async data =>
+                {
+                    var flushed = await pipe.Writer.WriteAsync(data, stop.Token);
+                    if (flushed.IsCompleted)
+                    {
+                        // The extractor stopped reading; its own error is the one to report.
+                        await stop.CancelAsync();
+                        stop.Token.ThrowIfCancellationRequested();
+                    }
+                }, null, stop.Token);
             await pipe.Writer.CompleteAsync();
             var summary = await extract;
             return new TransferResult
@@ -151,13 +174,14 @@ internal sealed partial class WorkspaceManager
         catch (Exception ex)
         {
             await pipe.Writer.CompleteAsync(ex);
+            Exception? extractFailure = null;
             try
             {
                 await extract;
             }
-            catch (Exception)
+            catch (Exception failure)
             {
-                // The first failure is the one to report.
+                extractFailure = failure;
             }
 
             if (Directory.Exists(fullOutput))
@@ -165,7 +189,13 @@ internal sealed partial class WorkspaceManager
                 Directory.Delete(fullOutput, recursive: true);
             }
 
-            throw ex is InvalidDataException ? new GuestOperationException("export_too_large", ex.Message) : ex;
+            // When the extractor failed first, the call was cancelled because of it: report the cause.
+            var cause = ex is OperationCanceledException && extractFailure is not null && !cancellationToken.IsCancellationRequested ? extractFailure : ex;
+            throw cause is InvalidDataException ? new GuestOperationException("export_too_large", cause.Message) : cause;
+        }
+        finally
+        {
+            stop.Dispose();
         }
     }
 

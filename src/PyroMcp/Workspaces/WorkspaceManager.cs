@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using PyroMcp.Environments;
 using PyroMcp.Host;
@@ -294,7 +295,7 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
             }
 
             sawPid |= record.SupervisorPid is not null;
-            if (sawPid && record.SupervisorPid is { } pid && !IsSupervisorAlive(pid, id))
+            if (sawPid && record.SupervisorPid is not null && !IsSupervisorAlive(record))
             {
                 throw new VmBootException("supervisor_died", $"the workspace supervisor exited during start; its log:\n{Tail(Path.Combine(directory, "supervisor.log"))}", "", "");
             }
@@ -308,7 +309,7 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
 
     private async Task StopSupervisorAsync(WorkspaceRecord record, CancellationToken cancellationToken)
     {
-        if (record.SupervisorPid is not { } pid || !IsSupervisorAlive(pid, record.Id))
+        if (!IsSupervisorAlive(record))
         {
             return;
         }
@@ -325,39 +326,95 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
             // An unresponsive supervisor is killed below; QEMU dies with it.
         }
 
-        for (var i = 0; i < 100 && IsSupervisorAlive(pid, record.Id); i++)
+        for (var i = 0; i < 100 && IsSupervisorAlive(record); i++)
         {
             await Task.Delay(100, cancellationToken);
         }
 
-        if (IsSupervisorAlive(pid, record.Id))
+        if (KillSupervisor(record))
         {
-            Process.GetProcessById(pid).Kill();
-            for (var i = 0; i < 50 && IsSupervisorAlive(pid, record.Id); i++)
+            for (var i = 0; i < 50 && IsSupervisorAlive(record); i++)
             {
                 await Task.Delay(100, cancellationToken);
             }
         }
     }
 
-    /// <summary>A pid is our supervisor only if its command line names this workspace (pids get reused).</summary>
-    internal static bool IsSupervisorAlive(int pid, string workspaceId)
+    /// <summary>
+    /// Whether the record's supervisor still runs: the pid must belong to a live process with the
+    /// start time and owner recorded when the supervisor registered (pids get reused; a command
+    /// line can be faked with exec -a), owned by us, whose command line names this workspace.
+    /// A record without that identity (written by an older pyro) proves nothing and is not believed.
+    /// </summary>
+    internal static bool IsSupervisorAlive(WorkspaceRecord record)
     {
+        if (record is not { SupervisorPid: { } pid, SupervisorStartTicks: { } ticks, SupervisorUid: { } uid } || uid != OwnUid.Value)
+        {
+            return false;
+        }
+
+        if (ProcessIdentity.Of(pid) is not { } identity || identity.StartTicks != ticks || identity.Uid != uid)
+        {
+            return false;
+        }
+
         try
         {
-            var cmdline = File.ReadAllText($"/proc/{pid}/cmdline");
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            var state = stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[0];
-            return state != "Z" && cmdline.Contains("pyro-supervisor", StringComparison.Ordinal) && cmdline.Contains(workspaceId, StringComparison.Ordinal);
+            var args = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
+            var named = Array.IndexOf(args, "--workspace") is var at && at >= 0 && at + 1 < args.Length && args[at + 1] == record.Id;
+            return named && args.Any(a => a.Contains("pyro-supervisor", StringComparison.Ordinal));
         }
-        catch (IOException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             return false;
         }
-        catch (UnauthorizedAccessException)
+    }
+
+    private static readonly Lazy<int> OwnUid = new(() => ProcessIdentity.Of(Environment.ProcessId)?.Uid ?? -1);
+
+    /// <summary>
+    /// SIGKILL to the supervisor, only while it provably is the supervisor: a pidfd pins the process,
+    /// the identity is checked again through it, and the signal goes to the pidfd, so a pid reused
+    /// between the check and the signal cannot be hit.
+    /// </summary>
+    private static bool KillSupervisor(WorkspaceRecord record)
+    {
+        if (record.SupervisorPid is not { } pid || !IsSupervisorAlive(record))
         {
             return false;
         }
+
+        var fd = (int)Pidfd.Syscall(Pidfd.PidfdOpen, pid, 0);
+        if (fd < 0)
+        {
+            return false;
+        }
+
+        try
+        {
+            return IsSupervisorAlive(record) && Pidfd.Syscall(Pidfd.PidfdSendSignal, fd, Pidfd.SigKill, 0, 0) == 0;
+        }
+        finally
+        {
+            Pidfd.Close(fd);
+        }
+    }
+
+    private static partial class Pidfd
+    {
+        // Same numbers on x86-64 and arm64 (the unified syscall table from 424 on).
+        internal const long PidfdSendSignal = 424;
+        internal const long PidfdOpen = 434;
+        internal const long SigKill = 9;
+
+        [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+        internal static partial long Syscall(long number, long arg1, long arg2);
+
+        [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+        internal static partial long Syscall(long number, long arg1, long arg2, long arg3, long arg4);
+
+        [LibraryImport("libc", EntryPoint = "close")]
+        internal static partial int Close(int fd);
     }
 
     /// <summary>A client connection to a running workspace's supervisor.</summary>
@@ -402,7 +459,7 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
     {
         var state = record.State;
         var reason = record.StateReason;
-        var live = record.SupervisorPid is { } pid && IsSupervisorAlive(pid, record.Id);
+        var live = IsSupervisorAlive(record);
         if (state is WorkspaceStates.Running or WorkspaceStates.Creating or WorkspaceStates.Resetting && record.SupervisorPid is not null && !live)
         {
             // The database says it runs, but its owner is gone (kill -9, host crash): say so.

@@ -19,6 +19,9 @@ internal sealed record WorkspaceRecord
     public required string State { get; init; }
     public string? StateReason { get; init; }
     public int? SupervisorPid { get; init; }
+    /// <summary>Start time of the supervisor process (field 22 of /proc/PID/stat, clock ticks since boot): a reused pid has another.</summary>
+    public long? SupervisorStartTicks { get; init; }
+    public int? SupervisorUid { get; init; }
     public int ResetCount { get; init; }
     public string? Accelerator { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
@@ -58,6 +61,38 @@ internal sealed class WorkspaceStore
                 created_at TEXT NOT NULL, entries INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (workspace_id, name));
             """);
         MakePrivate(database, create: false);
+        Migrate(connection);
+    }
+
+    /// <summary>Columns added after the first release, added in place to a database that lacks them.</summary>
+    private static void Migrate(SqliteConnection connection)
+    {
+        var columns = new HashSet<string>(StringComparer.Ordinal);
+        using (var info = Command(connection, "PRAGMA table_info(workspaces)"))
+        using (var reader = info.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                columns.Add(reader.GetString(1));
+            }
+        }
+
+        foreach (var (column, type) in new[] { ("supervisor_start_ticks", "INTEGER"), ("supervisor_uid", "INTEGER") })
+        {
+            if (columns.Contains(column))
+            {
+                continue;
+            }
+
+            try
+            {
+                Execute(connection, $"ALTER TABLE workspaces ADD COLUMN {column} {type}");
+            }
+            catch (SqliteException ex) when (ex.Message.Contains("duplicate column", StringComparison.OrdinalIgnoreCase))
+            {
+                // Another process migrated the same database a moment ago.
+            }
+        }
     }
 
     internal string StateDir { get; }
@@ -175,13 +210,26 @@ internal sealed class WorkspaceStore
         return list;
     }
 
+    /// <summary>
+    /// Sets the state and the supervisor pid (null clears it). A pid goes in with the identity of
+    /// its process (start time, owner uid) as read now; the same pid again, from another process, keeps the identity first recorded.
+    /// </summary>
     internal void SetState(string id, string state, string? reason, int? supervisorPid = null, bool keepPid = false)
     {
         using var connection = Open();
+        var identity = supervisorPid is { } pid ? ProcessIdentity.Of(pid) : null;
         Execute(connection, keepPid
                 ? "UPDATE workspaces SET state = $state, state_reason = $reason WHERE id = $id"
-                : "UPDATE workspaces SET state = $state, state_reason = $reason, supervisor_pid = $pid WHERE id = $id",
-            ("$id", id), ("$state", state), ("$reason", reason), ("$pid", supervisorPid));
+                : """
+                  UPDATE workspaces SET state = $state, state_reason = $reason,
+                      supervisor_start_ticks = CASE WHEN $self = 0 AND supervisor_pid IS $pid AND supervisor_start_ticks IS NOT NULL THEN supervisor_start_ticks ELSE $ticks END,
+                      supervisor_uid = CASE WHEN $self = 0 AND supervisor_pid IS $pid AND supervisor_uid IS NOT NULL THEN supervisor_uid ELSE $uid END,
+                      supervisor_pid = $pid
+                  WHERE id = $id
+                  """,
+            ("$id", id), ("$state", state), ("$reason", reason), ("$pid", supervisorPid), ("$ticks", identity?.StartTicks), ("$uid", identity?.Uid),
+            // A supervisor registering itself always records itself, even if an older one had its pid.
+            ("$self", supervisorPid == Environment.ProcessId ? 1 : 0));
     }
 
     internal void SetAccelerator(string id, string accelerator)
@@ -285,6 +333,7 @@ internal sealed class WorkspaceStore
     {
         string? Str(string column) => reader.IsDBNull(reader.GetOrdinal(column)) ? null : reader.GetString(reader.GetOrdinal(column));
         int? Int(string column) => reader.IsDBNull(reader.GetOrdinal(column)) ? null : reader.GetInt32(reader.GetOrdinal(column));
+        long? Long(string column) => reader.IsDBNull(reader.GetOrdinal(column)) ? null : reader.GetInt64(reader.GetOrdinal(column));
         return new WorkspaceRecord
         {
             Id = Str("id")!,
@@ -298,6 +347,8 @@ internal sealed class WorkspaceStore
             State = Str("state")!,
             StateReason = Str("state_reason"),
             SupervisorPid = Int("supervisor_pid"),
+            SupervisorStartTicks = Long("supervisor_start_ticks"),
+            SupervisorUid = Int("supervisor_uid"),
             ResetCount = Int("reset_count") ?? 0,
             Accelerator = Str("accelerator"),
             Labels = JsonSerializer.Deserialize(Str("labels") ?? "{}", InternalJsonContext.Default.IReadOnlyDictionaryStringString) ?? new Dictionary<string, string>(),
@@ -308,4 +359,42 @@ internal sealed class WorkspaceStore
     private static string Time(DateTimeOffset time) => time.UtcDateTime.ToString("O", CultureInfo.InvariantCulture);
 
     private static DateTimeOffset ParseTime(string text) => DateTimeOffset.Parse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal);
+}
+
+/// <summary>
+/// What tells one process from a later one with the same pid: its start time in clock ticks since
+/// boot (field 22 of /proc/PID/stat) and its owner's uid. Pids are reused; this pair is not.
+/// </summary>
+internal sealed record ProcessIdentity(long StartTicks, int Uid)
+{
+    /// <summary>The identity of a live, non-zombie process, or null when there is none (or it cannot be read).</summary>
+    internal static ProcessIdentity? Of(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            if (fields.Length < 20 || fields[0] is "Z" or "X" || !long.TryParse(fields[19], NumberStyles.None, CultureInfo.InvariantCulture, out var ticks))
+            {
+                return null;
+            }
+
+            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+            {
+                if (line.StartsWith("Uid:", StringComparison.Ordinal))
+                {
+                    // Real, effective, saved, fs: the owner is the real uid.
+                    var uid = line.Split((char[])['\t', ' '], StringSplitOptions.RemoveEmptyEntries)[1];
+                    return int.TryParse(uid, NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? new ProcessIdentity(ticks, value) : null;
+                }
+            }
+
+            return null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentOutOfRangeException)
+        {
+            return null;
+        }
+    }
 }

@@ -130,7 +130,13 @@ internal sealed class WorkspaceSupervisor
         return 0;
     }
 
-    private static void Log(string message) => Console.Error.WriteLine($"{DateTimeOffset.UtcNow:O} pyro-supervisor: {message}");
+    /// <summary>PYRO_CLIENT_STALL_SECONDS overrides how long a client may leave its output unread.</summary>
+    private static TimeSpan? StallTimeout()
+        => int.TryParse(Environment.GetEnvironmentVariable("PYRO_CLIENT_STALL_SECONDS"), System.Globalization.CultureInfo.InvariantCulture, out var seconds) && seconds > 0
+            ? TimeSpan.FromSeconds(seconds)
+            : null;
+
+    internal static void Log(string message) => Console.Error.WriteLine($"{DateTimeOffset.UtcNow:O} pyro-supervisor: {message}");
 
     private async Task AcceptLoopAsync(Socket listener, GuestAgentClient agent)
     {
@@ -146,113 +152,154 @@ internal sealed class WorkspaceSupervisor
                 return;
             }
 
-            var session = new ClientSession(new NetworkStream(socket, ownsSocket: true), agent, this);
+            var session = new ClientSession(new NetworkStream(socket, ownsSocket: true), agent, reason => _stop.TrySetResult(reason), StallTimeout());
             _clients[session] = 0;
-            session.Start();
+            session.Start(Forget);
         }
     }
 
     private void Forget(ClientSession session) => _clients.TryRemove(session, out _);
+}
 
-    /// <summary>One connected client: its requests are relayed to the agent under fresh stream ids.</summary>
-    private sealed class ClientSession : IAsyncDisposable
+/// <summary>
+/// One connected client of a supervisor: its requests are relayed to the agent under fresh
+/// stream ids. What the guest sends it waits in bounded buffers, never in the channel's reader;
+/// a client that stops reading for <see cref="StallTimeout"/> is cut off and its operations are
+/// cancelled in the guest, so it can delay nobody else.
+/// </summary>
+internal sealed class ClientSession : IAsyncDisposable
+{
+    /// <summary>How long a client may leave a frame unread before it is cut off.</summary>
+    internal static readonly TimeSpan DefaultStallTimeout = TimeSpan.FromSeconds(20);
+
+    private readonly FrameConnection _connection;
+    private readonly GuestAgentClient _agent;
+    private readonly Action<string> _stop;
+    private readonly ConcurrentDictionary<uint, Channel<Frame>> _streams = new();
+    private readonly CancellationTokenSource _gone = new();
+
+    internal ClientSession(Stream stream, GuestAgentClient agent, Action<string> stop, TimeSpan? stallTimeout = null)
     {
-        private readonly FrameConnection _connection;
-        private readonly GuestAgentClient _agent;
-        private readonly WorkspaceSupervisor _owner;
-        private readonly ConcurrentDictionary<uint, Channel<Frame>> _streams = new();
-        private readonly CancellationTokenSource _gone = new();
+        _agent = agent;
+        _stop = stop;
+        StallTimeout = stallTimeout ?? DefaultStallTimeout;
+        _connection = new FrameConnection(stream, OnFrameAsync);
+    }
 
-        internal ClientSession(Stream stream, GuestAgentClient agent, WorkspaceSupervisor owner)
+    internal TimeSpan StallTimeout { get; }
+
+    /// <summary>Completes with the reason the client connection ended (cut off included).</summary>
+    internal Task<Exception> Closed => _connection.Closed;
+
+    internal FrameConnection Connection => _connection;
+
+    internal void Start(Action<ClientSession>? onClosed = null)
+    {
+        _connection.Start();
+        _ = _connection.Closed.ContinueWith(_ =>
         {
-            _agent = agent;
-            _owner = owner;
-            _connection = new FrameConnection(stream, OnFrameAsync);
-        }
+            // A client that disconnects (or is cut off) cancels what it left running.
+            _gone.Cancel();
+            onClosed?.Invoke(this);
+        }, TaskScheduler.Default);
+    }
 
-        internal void Start()
+    private async ValueTask OnFrameAsync(Frame frame, CancellationToken cancellationToken)
+    {
+        switch (frame.Type)
         {
-            _connection.Start();
-            _ = _connection.Closed.ContinueWith(_ =>
-            {
-                // A client that disconnects cancels what it left running.
-                _gone.Cancel();
-                _owner.Forget(this);
-            }, TaskScheduler.Default);
-        }
-
-        private async ValueTask OnFrameAsync(Frame frame, CancellationToken cancellationToken)
-        {
-            switch (frame.Type)
-            {
-                case FrameType.Request:
-                    var request = ProtocolJsonContext.Decode<AgentRequest>(frame.Payload);
-                    if (request.Op is StopOp or PingOp)
+            case FrameType.Request:
+                var request = ProtocolJsonContext.Decode<AgentRequest>(frame.Payload);
+                if (request.Op is WorkspaceSupervisor.StopOp or WorkspaceSupervisor.PingOp)
+                {
+                    await _connection.SendAsync(new Frame(frame.StreamId, FrameType.Result, ProtocolJsonContext.Encode(new AgentResponse())), cancellationToken);
+                    if (request.Op == WorkspaceSupervisor.StopOp)
                     {
-                        await _connection.SendAsync(new Frame(frame.StreamId, FrameType.Result, ProtocolJsonContext.Encode(new AgentResponse())), cancellationToken);
-                        if (request.Op == StopOp)
-                        {
-                            _owner._stop.TrySetResult("stopped on request");
-                        }
-
-                        return;
-                    }
-
-                    var upstream = Channel.CreateBounded<Frame>(16);
-                    if (!_streams.TryAdd(frame.StreamId, upstream))
-                    {
-                        throw new ProtocolViolationException($"stream {frame.StreamId} is already open");
-                    }
-
-                    _ = RelayAsync(frame, upstream);
-                    return;
-                case FrameType.Stdin or FrameType.StdinEnd or FrameType.Cancel:
-                    if (_streams.TryGetValue(frame.StreamId, out var target))
-                    {
-                        try
-                        {
-                            await target.Writer.WriteAsync(frame, cancellationToken);
-                        }
-                        catch (ChannelClosedException)
-                        {
-                        }
+                        _stop("stopped on request");
                     }
 
                     return;
-                default:
-                    throw new ProtocolViolationException($"client sent a {frame.Type} frame");
-            }
-        }
+                }
 
-        private async Task RelayAsync(Frame request, Channel<Frame> upstream)
+                var upstream = Channel.CreateBounded<Frame>(16);
+                if (!_streams.TryAdd(frame.StreamId, upstream))
+                {
+                    throw new ProtocolViolationException($"stream {frame.StreamId} is already open");
+                }
+
+                _ = RelayAsync(frame, request, upstream);
+                return;
+            case FrameType.Stdin or FrameType.StdinEnd or FrameType.Cancel:
+                if (_streams.TryGetValue(frame.StreamId, out var target))
+                {
+                    try
+                    {
+                        await target.Writer.WriteAsync(frame, cancellationToken);
+                    }
+                    catch (ChannelClosedException)
+                    {
+                    }
+                }
+
+                return;
+            default:
+                throw new ProtocolViolationException($"client sent a {frame.Type} frame");
+        }
+    }
+
+    /// <summary>Hands one frame to the client's writer; a client that takes no frame for <see cref="StallTimeout"/> is cut off.</summary>
+    private async ValueTask ToClientAsync(Frame frame, CancellationToken cancellationToken)
+    {
+        using var stall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        stall.CancelAfter(StallTimeout);
+        try
         {
-            try
+            await _connection.SendAsync(frame, stall.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            var reason = new TimeoutException($"the client read nothing for {StallTimeout.TotalSeconds:0.#} s and was cut off; its operations were cancelled");
+            if (_connection.IsOpen)
             {
-                await _agent.RelayAsync(request.Payload, upstream.Reader,
-                    frame => _connection.SendAsync(frame with { StreamId = request.StreamId }), _gone.Token);
+                WorkspaceSupervisor.Log(reason.Message);
             }
-            catch (Exception ex) when (ex is PyroException or IOException or OperationCanceledException)
+
+            _connection.Abort(reason);
+            throw;
+        }
+    }
+
+    private async Task RelayAsync(Frame frame, AgentRequest request, Channel<Frame> upstream)
+    {
+        try
+        {
+            await _agent.RelayAsync(request, frame.Payload, upstream.Reader,
+                (reply, token) => ToClientAsync(reply with { StreamId = frame.StreamId }, token), _gone.Token);
+        }
+        catch (Exception ex) when (ex is PyroException or IOException or OperationCanceledException)
+        {
+            if (_connection.IsOpen)
             {
                 try
                 {
                     var error = new AgentError(ex is PyroException p ? p.Code : "relay_failed", ex.Message);
-                    await _connection.SendAsync(new Frame(request.StreamId, FrameType.Error, ProtocolJsonContext.Encode(error)));
+                    await ToClientAsync(new Frame(frame.StreamId, FrameType.Error, ProtocolJsonContext.Encode(error)), _gone.Token);
                 }
-                catch (IOException)
+                catch (Exception late) when (late is IOException or OperationCanceledException)
                 {
                 }
             }
-            finally
-            {
-                _streams.TryRemove(request.StreamId, out _);
-                upstream.Writer.TryComplete();
-            }
         }
-
-        public async ValueTask DisposeAsync()
+        finally
         {
-            _gone.Cancel();
-            await _connection.DisposeAsync();
+            _streams.TryRemove(frame.StreamId, out _);
+            upstream.Writer.TryComplete();
         }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _gone.Cancel();
+        await _connection.DisposeAsync();
     }
 }
