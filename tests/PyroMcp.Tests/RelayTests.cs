@@ -47,11 +47,11 @@ public sealed class RelayTests
             (frame, _) => { delivered.Add(frame); return ValueTask.CompletedTask; }, end.Token);
         var second = await guest.NextRequestAsync();
 
-        // 16 MiB for the client that reads nothing, then the other stream's answer behind it.
+        // Twice its buffer for the client that reads nothing, then the other stream's answer behind it.
         var send = Task.Run(async () =>
         {
             var chunk = new byte[64 * 1024];
-            for (var i = 0; i < 256; i++)
+            for (var i = 0; i < 2 * client.StreamBufferBytes / chunk.Length; i++)
             {
                 await guest.SendAsync(new Frame(first.StreamId, FrameType.Stdout, chunk));
             }
