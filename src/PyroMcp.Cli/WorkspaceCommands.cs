@@ -272,7 +272,7 @@ internal static class WorkspaceCommands
 
     private static Command Patch()
     {
-        var patchFile = new Option<string>("--patch-file") { Description = "Unified diff to apply (several files, creations and deletions).", Required = true };
+        var patchFile = new Option<string>("--patch-file") { Description = "Unified diff or git patch to apply, read as bytes (several files, creations, deletions, renames, mode changes, git binary patches).", Required = true };
         var apply = new Command("apply", "Apply a unified diff: every hunk applies, or nothing is written.") { Workspace, patchFile, Output.Json };
         apply.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
@@ -282,7 +282,7 @@ internal static class WorkspaceCommands
                 throw new ArgumentException($"--patch-file {file} does not exist");
             }
 
-            var result = await new Pyro().ApplyWorkspacePatchAsync(parse.GetValue(Workspace)!, await File.ReadAllTextAsync(file), CliApp.Interrupted);
+            var result = await new Pyro().ApplyWorkspacePatchAsync(parse.GetValue(Workspace)!, await File.ReadAllBytesAsync(file), CliApp.Interrupted);
             if (parse.GetValue(Output.Json))
             {
                 Output.WriteJson(result, PyroJsonContext.Default.PatchResult);
