@@ -26,7 +26,7 @@ public sealed class TreeNameTests
     public async Task LeadingDotsOfNamesAreKeptAndOnlyDotSlashIsDropped()
     {
         var tree = await ReadAsync(("./.github/ci.yml", "a"), (".envrc", "b"), ("envrc", "c"), ("././x", "d"), ("..hidden", "e"));
-        Assert.Equal([".envrc", ".github/ci.yml", "..hidden", "envrc", "x"], tree.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(["..hidden", ".envrc", ".github/ci.yml", "envrc", "x"], tree.Keys.Order(StringComparer.Ordinal));
         Assert.Equal("b"u8.ToArray(), tree[".envrc"].Content);
         Assert.Equal("c"u8.ToArray(), tree["envrc"].Content);
     }

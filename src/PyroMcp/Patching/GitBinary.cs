@@ -18,6 +18,9 @@ internal static class GitBinary
 
     private static readonly sbyte[] Values = BuildValues();
 
+    /// <summary>zlib's encoding of no bytes: header, an empty final block, the Adler-32 of nothing.</summary>
+    private static readonly byte[] EmptyZlib = [0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01];
+
     /// <summary>The blob id git gives these bytes (SHA-1 of "blob N\0" + bytes), as 40 hex digits.</summary>
     internal static string BlobId(ReadOnlySpan<byte> content)
     {
@@ -40,7 +43,8 @@ internal static class GitBinary
             zlib.Write(content);
         }
 
-        var data = compressed.GetBuffer().AsSpan(0, (int)compressed.Length);
+        // ZLibStream writes nothing at all for no input; git needs a real (empty) zlib stream.
+        var data = compressed.Length > 0 ? compressed.GetBuffer().AsSpan(0, (int)compressed.Length) : EmptyZlib;
         Span<char> digits = stackalloc char[5];
         for (var start = 0; start < data.Length; start += BytesPerLine)
         {

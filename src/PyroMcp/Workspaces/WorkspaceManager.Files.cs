@@ -4,6 +4,7 @@ using System.IO.Pipelines;
 using System.Text;
 using System.Text.RegularExpressions;
 using PyroMcp.Environments;
+using PyroMcp.Patching;
 using PyroMcp.Protocol;
 using PyroMcp.Vmm;
 
@@ -213,69 +214,32 @@ internal sealed partial class WorkspaceManager
         }
 
         await using var connection = await ConnectAsync(record, cancellationToken);
-        // Every file is planned in memory first, each patch on the result of the ones before it
-        // (a path may be touched twice, a rename empties its source): nothing is written unless everything applies.
-        var original = new Dictionary<string, PatchFileState?>(StringComparer.Ordinal);
-        var state = new Dictionary<string, PatchFileState?>(StringComparer.Ordinal);
-        var order = new List<string>();
-        long held = 0;
-        foreach (var patch in patches)
+        PatchPlan plan;
+        try
         {
-            if (patch.OldPath is not null)
-            {
-                await LoadAsync(patch.OldPath);
-            }
-
-            if (patch.NewPath is not null)
-            {
-                await LoadAsync(patch.NewPath);
-            }
-
-            var current = state[patch.OldPath ?? patch.NewPath!];
-            if (patch.Moves && state[patch.NewPath!] is not null)
-            {
-                throw new PyroInputException("patch_does_not_apply", $"the patch {(patch.IsCopy ? "copies" : "renames")} {patch.OldPath} to {patch.NewPath}, which already exists. Nothing was changed.");
-            }
-
-            PatchFileState? updated;
-            try
-            {
-                updated = PatchApplier.Apply(patch, current);
-            }
-            catch (PatchConflictException ex)
-            {
-                throw new PyroInputException("patch_does_not_apply", ex.Message + ". Nothing was changed.");
-            }
-
-            if (patch.Moves && !patch.IsCopy)
-            {
-                state[patch.OldPath!] = null;
-            }
-
-            state[patch.NewPath ?? patch.OldPath!] = updated;
-            held += updated?.Content.Length ?? 0;
-            CheckHeld();
+            plan = await PatchPlan.CreateAsync(patches, path => TryReadStateAsync(connection, path, cancellationToken), MaxPatchWorkingBytes);
+        }
+        catch (PatchConflictException ex)
+        {
+            throw new PyroInputException("patch_does_not_apply", ex.Message + ". Nothing was changed.");
         }
 
-        var changed = order.Where(p => !Same(original[p], state[p])).ToList();
         var done = new List<string>();
         try
         {
-            // Deletions first, as git apply does: a file may give way to a directory of the same name, or the reverse.
-            foreach (var path in changed.Where(p => original[p] is { } was && (state[p] is not { } now || now.IsSymlink != was.IsSymlink)))
+            // Removals first, as git apply does: a file may give way to a directory of the same name, or the reverse.
+            foreach (var path in plan.Removals.ToList())
             {
                 await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesDelete, Files = new FilesRequest { Path = GuestPath(path) } }, null, null, cancellationToken);
-                if (state[path] is null)
+                if (!plan.Writes.Any(w => w.Path == path))
                 {
                     done.Add(path);
                     await RemoveEmptyParentsAsync(path);
                 }
             }
 
-            foreach (var path in changed.Where(p => state[p] is not null))
+            foreach (var (path, now, was) in plan.Writes.ToList())
             {
-                var now = state[path]!;
-                var was = original[path];
                 if (now.IsSymlink)
                 {
                     await WriteSymlinkAsync(connection, path, Encoding.UTF8.GetString(now.Content), cancellationToken);
@@ -298,34 +262,7 @@ internal sealed partial class WorkspaceManager
                 $"The workspace now holds part of the patch: fix it by hand, or 'pyro workspace reset {record.Id}'.");
         }
 
-        return new PatchResult(record.Id, changed,
-            changed.Count(p => original[p] is null),
-            changed.Count(p => original[p] is not null && state[p] is not null),
-            changed.Count(p => state[p] is null));
-
-        async Task LoadAsync(string path)
-        {
-            if (state.ContainsKey(path))
-            {
-                return;
-            }
-
-            var found = await TryReadStateAsync(connection, path, cancellationToken);
-            original[path] = found;
-            state[path] = found;
-            order.Add(path);
-            held += found?.Content.Length ?? 0;
-            CheckHeld();
-        }
-
-        void CheckHeld()
-        {
-            if (held > MaxPatchWorkingBytes)
-            {
-                throw new PyroInputException("patch_too_large",
-                    $"the files this patch touches hold more than {MaxPatchWorkingBytes >> 20} MiB; nothing was changed. Split the patch into smaller ones");
-            }
-        }
+        return new PatchResult(record.Id, plan.Changed, plan.Created, plan.Modified, plan.Deleted);
 
         async Task RemoveEmptyParentsAsync(string path)
         {
@@ -342,9 +279,6 @@ internal sealed partial class WorkspaceManager
                 }
             }
         }
-
-        static bool Same(PatchFileState? a, PatchFileState? b) =>
-            a is null ? b is null : b is not null && a.Mode == b.Mode && a.Content.AsSpan().SequenceEqual(b.Content);
     }
 
     /// <summary>A file or symlink of the workspace as a patch sees it; null when nothing is there.</summary>
@@ -370,6 +304,13 @@ internal sealed partial class WorkspaceManager
             if (entry is { Type: "symlink", LinkTarget: { Length: > 0 } target })
             {
                 return new PatchFileState(Encoding.UTF8.GetBytes(target), PatchFileState.SymlinkMode);
+            }
+
+            if (entry is { Type: "directory" })
+            {
+                // No file there: a patch that turns a directory into a file deletes the files in it
+                // first, and the removals (which run before any write) leave it empty and remove it.
+                return null;
             }
 
             throw new PyroInputException("patch_does_not_apply", $"{guest} is a {GuestAgentClient.Sanitize(entry?.Type ?? "directory", 16)}, not a file or symlink; a patch changes only those. Nothing was changed.");
