@@ -126,6 +126,12 @@ internal static class GitBinary
     /// <summary>Inflates zlib data that must come to exactly <paramref name="expected"/> bytes; null if it does not.</summary>
     internal static byte[]? Inflate(byte[] compressed, long expected)
     {
+        // Deflate expands at most about 1032:1, so a size the data cannot reach is refused before it is allocated.
+        if (expected > (compressed.LongLength * 1032) + 64)
+        {
+            return null;
+        }
+
         try
         {
             using var zlib = new ZLibStream(new MemoryStream(compressed), CompressionMode.Decompress);

@@ -104,6 +104,9 @@ internal static class PatchParser
     /// <summary>Most one file of a patch may hold, inflated; the same cap the applier reads files with.</summary>
     internal const long MaxFileBytes = 256L * 1024 * 1024;
 
+    /// <summary>Most bytes all the binary patches of one patch may inflate to together.</summary>
+    internal const long MaxInflatedBytes = 512L * 1024 * 1024;
+
     internal static IReadOnlyList<FilePatch> Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -169,6 +172,7 @@ internal static class PatchParser
     private sealed class Reader(List<string> lines)
     {
         private readonly List<FilePatch> _files = [];
+        private long _inflated;
         private int _pos;
 
         internal List<FilePatch> ReadAll()
@@ -363,6 +367,11 @@ internal static class PatchParser
             }
             var inflated = GitBinary.Inflate(compressed.ToArray(), size)
                 ?? throw Error(sizeIndex, $"the binary patch data does not inflate to the {size} bytes '{Shown(line)}' promises");
+            _inflated += inflated.LongLength;
+            if (_inflated > MaxInflatedBytes)
+            {
+                throw Error(sizeIndex, $"the binary patches hold more than {MaxInflatedBytes >> 20} MiB in all; split the patch into smaller ones");
+            }
             return new BinaryHunk(delta, inflated);
         }
 
