@@ -275,8 +275,8 @@ internal static class WorkspaceCommands
 
     private static Command Patch()
     {
-        var patchFile = new Option<string>("--patch-file") { Description = "Unified diff to apply (several files, creations and deletions).", Required = true };
-        var apply = new Command("apply", "Apply a unified diff: every hunk applies, or nothing is written.") { Workspace, patchFile, Output.Json };
+        var patchFile = new Option<string>("--patch-file") { Description = "Unified diff or git patch to apply, read as bytes (several files, creations, deletions, renames, mode changes, git binary patches).", Required = true };
+        var apply = new Command("apply", "Apply a unified diff or git patch (git diff --binary -M works): every change applies, or nothing is written.") { Workspace, patchFile, Output.Json };
         apply.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var file = parse.GetValue(patchFile)!;
@@ -285,7 +285,7 @@ internal static class WorkspaceCommands
                 throw new ArgumentException($"--patch-file {file} does not exist");
             }
 
-            var result = await new Pyro().ApplyWorkspacePatchAsync(parse.GetValue(Workspace)!, await File.ReadAllTextAsync(file), CliApp.Interrupted);
+            var result = await new Pyro().ApplyWorkspacePatchAsync(parse.GetValue(Workspace)!, await File.ReadAllBytesAsync(file), CliApp.Interrupted);
             if (parse.GetValue(Output.Json))
             {
                 Output.WriteJson(result, PyroJsonContext.Default.PatchResult);
@@ -308,7 +308,7 @@ internal static class WorkspaceCommands
 
     private static Command Diff()
     {
-        var diff = new Command("diff", "Compare /workspace with its create-time baseline: counts, then a unified diff of the text changes.") { Workspace, Output.Json };
+        var diff = new Command("diff", "Compare /workspace with its create-time baseline: counts, then a git patch of the changes that git apply turns the baseline into /workspace with (non-UTF-8 bytes as git binary patches, mode changes, symlinks).") { Workspace, Output.Json };
         diff.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var d = await new Pyro().DiffWorkspaceAsync(parse.GetValue(Workspace)!, CliApp.Interrupted);

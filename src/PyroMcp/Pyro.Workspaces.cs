@@ -54,8 +54,21 @@ public sealed partial class Pyro
     public Task<FileEntry> WriteWorkspaceFileAsync(string workspace, string path, Stream content, CancellationToken cancellationToken = default)
         => Workspaces.WriteFileAsync(workspace, path, content, cancellationToken);
 
-    /// <summary>Applies a unified diff (several files, creations and deletions): every hunk applies or nothing is written.</summary>
+    /// <summary>
+    /// Applies a unified diff or git patch (several files, creations, deletions, renames, copies,
+    /// mode changes, symlinks, git binary literal and delta patches): every change applies or
+    /// nothing is written. The text is taken as UTF-8; for a patch of files that are not UTF-8
+    /// (Latin-1 and such) use the overload that takes bytes.
+    /// </summary>
     public Task<PatchResult> ApplyWorkspacePatchAsync(string workspace, string patch, CancellationToken cancellationToken = default)
+        => Workspaces.ApplyPatchAsync(workspace, patch, cancellationToken);
+
+    /// <summary>
+    /// Applies a patch given as its exact bytes (as <c>git diff</c> wrote it): hunk lines are
+    /// matched and written byte for byte, so CRLF, Latin-1 and other non-UTF-8 text survive.
+    /// Every change applies or nothing is written.
+    /// </summary>
+    public Task<PatchResult> ApplyWorkspacePatchAsync(string workspace, byte[] patch, CancellationToken cancellationToken = default)
         => Workspaces.ApplyPatchAsync(workspace, patch, cancellationToken);
 
     /// <summary>How <c>/workspace</c> differs from its create-time baseline.</summary>

@@ -187,7 +187,8 @@ public sealed class WorkspaceTests : GuestTest
         var unified = diff.GetProperty("patch").GetString()!;
         Assert.Contains("-    print('v1')\n+    print('v2')", unified);
         Assert.Contains("+++ b/docs/new.md", unified);
-        Assert.Contains("Binary files /dev/null and b/data/all-bytes.bin differ", unified);
+        Assert.Contains("diff --git a/data/all-bytes.bin b/data/all-bytes.bin\nnew file mode 100644\nindex 0000000000000000000000000000000000000000..", unified);
+        Assert.Contains("GIT binary patch\nliteral 256\n", unified);
         var human = await Ok("workspace", "diff", id);
         Assert.StartsWith("added=", human.Stdout);
 

@@ -315,7 +315,7 @@ public sealed class PatchTests
         Assert.Equal("fresh\nfile", PatchApplier.Apply(files[3], null));
         Assert.True(files[4].Hunks[0].OldEndsWithoutNewline);
         Assert.False(files[4].Hunks[0].NewEndsWithoutNewline);
-        Assert.Equal([" line one", "-line two", "-line three", "+line 2", "+line three"], files[4].Hunks[0].Lines);
+        Assert.Equal([" line one", "-line two", "-line three", "+line 2", "+line three"], files[4].Hunks[0].Lines.Select(Encoding.UTF8.GetString));
         Assert.Equal("line one\nline 2\nline three\n", PatchApplier.Apply(files[4], "line one\nline two\nline three"));
         // The marker is respected: the same text with a final newline is a different file.
         Assert.Throws<PatchConflictException>(() => PatchApplier.Apply(files[4], "line one\nline two\nline three\n"));
@@ -513,7 +513,7 @@ public sealed class PatchTests
         var crlf = lf.Replace("\n", "\r\n", StringComparison.Ordinal);
         var file = Assert.Single(PatchParser.Parse(crlf));
         Assert.Equal("w.txt", file.Path);
-        Assert.Equal([" one", "-two", "+2", " three"], file.Hunks[0].Lines);
+        Assert.Equal([" one", "-two", "+2", " three"], file.Hunks[0].Lines.Select(Encoding.UTF8.GetString));
         Assert.Equal("one\n2\nthree", PatchApplier.Apply(file, "one\ntwo\nthree"));
 
         // A git diff of a CRLF file is LF-separated with '\r' inside its lines; those stay content.
@@ -536,7 +536,7 @@ public sealed class PatchTests
     [InlineData("@@ -1 +1 @@\n-a\n+b\n", "line 1: hunk header '@@ -1 +1 @@' is not inside a file: expected '--- ' and '+++ ' lines before it")]
     [InlineData("+++ b/f\n--- a/f\n", "line 1: '+++ b/f' has no '--- ' line before it")]
     [InlineData("diff --git a/f b/f\n@@ -1 +1 @@\n-a\n+b\n", "line 2: hunk header '@@ -1 +1 @@' has no '--- ' and '+++ ' lines before it")]
-    [InlineData("diff --git a/f b/f\nindex 1..2 100644\nBinary files a/f and b/f differ\n", "line 3: binary patches are not supported")]
+    [InlineData("diff --git a/f b/f\nindex 1..2 100644\nBinary files a/f and b/f differ\n", "line 3: the patch says the files differ but carries no binary data: make it with 'git diff --binary' (or export the files instead)")]
     [InlineData("--- /dev/null\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n", "line 3: f is created (--- /dev/null) but hunk header '@@ -1 +1 @@' has old lines")]
     [InlineData("--- a/f\n+++ /dev/null\n@@ -1 +1 @@\n-a\n+b\n", "line 3: f is deleted (+++ /dev/null) but hunk header '@@ -1 +1 @@' has new lines")]
     [InlineData("--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n-a\n\\ No newline at end of file\n b\n+c\n", "line 6: a line follows '\\ No newline at end of file' on the same side")]
@@ -579,7 +579,7 @@ public sealed class PatchTests
     public void BlankContextLinesWithoutTheirSpaceAreAccepted()
     {
         var file = Assert.Single(PatchParser.Parse("--- a/f\n+++ b/f\n@@ -1,3 +1,3 @@\n a\n\n-c\n+C\n"));
-        Assert.Equal(" ", file.Hunks[0].Lines[1]);
+        Assert.Equal(" ", Encoding.UTF8.GetString(file.Hunks[0].Lines[1]));
         Assert.Equal("a\n\nC\n", PatchApplier.Apply(file, "a\n\nc\n"));
     }
 

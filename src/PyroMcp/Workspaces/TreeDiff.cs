@@ -2,15 +2,21 @@ using System.Text;
 
 namespace PyroMcp.Workspaces;
 
-/// <summary>Compares two /workspace trees (baseline and now) and renders the text changes as a unified diff.</summary>
+/// <summary>
+/// Compares two /workspace trees (baseline and now) and renders the changes to files and
+/// symlinks as one git patch that <c>git apply</c> turns the baseline into the current tree with,
+/// byte for byte and mode for mode.
+/// </summary>
 internal static class TreeDiff
 {
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+    /// <summary>Most bytes of patch a diff returns: beyond it the answer is an error, never a cut patch.</summary>
+    internal const long MaxPatchBytes = 64L * 1024 * 1024;
 
-    internal static WorkspaceDiff Compare(string workspaceId, IReadOnlyDictionary<string, WorkspaceManager.TreeEntry> before, IReadOnlyDictionary<string, WorkspaceManager.TreeEntry> after)
+    internal static WorkspaceDiff Compare(string workspaceId, IReadOnlyDictionary<string, WorkspaceManager.TreeEntry> before, IReadOnlyDictionary<string, WorkspaceManager.TreeEntry> after, long maxPatchBytes = MaxPatchBytes)
     {
         var changes = new List<DiffEntry>();
         var patch = new StringBuilder();
+        long patchBytes = 0;
         int added = 0, modified = 0, deleted = 0, typeChanged = 0, textPatched = 0, nonText = 0;
         foreach (var path in before.Keys.Union(after.Keys).Order(StringComparer.Ordinal))
         {
@@ -43,34 +49,41 @@ internal static class TreeDiff
             }
 
             var kind = (now ?? old)!.Kind;
+            var oldState = State(old);
+            var newState = State(now);
             var text = false;
-            var oldFile = old?.Kind == "file" ? old : null;
-            var newFile = now?.Kind == "file" ? now : null;
-            if (oldFile is not null || newFile is not null)
+            if (oldState is not null || newState is not null)
             {
-                var oldText = oldFile is null ? null : AsText(oldFile.Content!);
-                var newText = newFile is null ? null : AsText(newFile.Content!);
-                var oldIsText = oldFile is null || oldText is not null;
-                var newIsText = newFile is null || newText is not null;
-                if (oldIsText && newIsText)
+                // A file that becomes a symlink (or back) is a deletion and a creation in git.
+                var sides = oldState is not null && newState is not null && oldState.IsSymlink != newState.IsSymlink
+                    ? new[] { (oldState, (PatchFileState?)null), (null, newState) }
+                    : [(oldState, newState)];
+                foreach (var (from, to) in sides)
                 {
-                    var rendered = UnifiedDiff.Create(path, oldText, newText);
-                    if (rendered.Length > 0)
+                    var rendered = UnifiedDiff.Create(path, from, to, out var binary);
+                    if (rendered.Length == 0)
                     {
-                        patch.Append(rendered);
-                        if (!rendered.EndsWith('\n'))
-                        {
-                            patch.Append('\n');
-                        }
+                        continue;
+                    }
 
+                    patchBytes += Encoding.UTF8.GetByteCount(rendered);
+                    if (patchBytes > maxPatchBytes)
+                    {
+                        throw new GuestOperationException("diff_too_large",
+                            $"the patch of /workspace is larger than the {Limit(maxPatchBytes)} limit of workspace diff; " +
+                            "copy the files out with 'pyro workspace export' instead, or diff after removing large generated files");
+                    }
+
+                    patch.Append(rendered);
+                    if (binary)
+                    {
+                        nonText++;
+                    }
+                    else if (rendered.Contains("\n@@ ", StringComparison.Ordinal))
+                    {
                         text = true;
                         textPatched++;
                     }
-                }
-                else
-                {
-                    patch.Append($"Binary files {(oldFile is null ? "/dev/null" : "a/" + path)} and {(newFile is null ? "/dev/null" : "b/" + path)} differ\n");
-                    nonText++;
                 }
             }
 
@@ -91,23 +104,15 @@ internal static class TreeDiff
         };
     }
 
-    private static bool SameContent(byte[]? a, byte[]? b) => a is null ? b is null : b is not null && a.AsSpan().SequenceEqual(b);
-
-    /// <summary>The content as text, or null when it is not (a NUL byte, or not UTF-8).</summary>
-    internal static string? AsText(byte[] content)
+    /// <summary>A file or symlink as git sees it: content (a link's target) and git mode; null for anything else.</summary>
+    internal static PatchFileState? State(WorkspaceManager.TreeEntry? entry) => entry?.Kind switch
     {
-        if (content.AsSpan().Contains((byte)0))
-        {
-            return null;
-        }
+        "file" => new PatchFileState(entry.Content ?? [], PatchFileState.GitFileMode(entry.Mode)),
+        "symlink" when entry.LinkTarget is { Length: > 0 } target => new PatchFileState(Encoding.UTF8.GetBytes(target), PatchFileState.SymlinkMode),
+        _ => null,
+    };
 
-        try
-        {
-            return StrictUtf8.GetString(content);
-        }
-        catch (DecoderFallbackException)
-        {
-            return null;
-        }
-    }
+    private static string Limit(long bytes) => bytes >= 1 << 20 ? $"{bytes >> 20} MiB" : $"{bytes} bytes";
+
+    private static bool SameContent(byte[]? a, byte[]? b) => a is null ? b is null : b is not null && a.AsSpan().SequenceEqual(b);
 }

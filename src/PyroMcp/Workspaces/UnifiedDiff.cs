@@ -1,4 +1,5 @@
 using System.Text;
+using PyroMcp.Patching;
 
 namespace PyroMcp.Workspaces;
 
@@ -9,37 +10,80 @@ namespace PyroMcp.Workspaces;
 /// </summary>
 internal static class UnifiedDiff
 {
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     internal const string NoNewlineMarker = "\\ No newline at end of file";
 
     /// <summary>
     /// A diff of one file. <paramref name="oldText"/> null means the file is created,
     /// <paramref name="newText"/> null that it is deleted. Returns "" when nothing changed.
     /// </summary>
-    internal static string Create(string path, string? oldText, string? newText, int context = 3)
+    internal static string Create(string path, string? oldText, string? newText, int context = 3) =>
+        Create(path,
+            oldText is null ? null : new PatchFileState(Encoding.UTF8.GetBytes(oldText), PatchFileState.RegularMode),
+            newText is null ? null : new PatchFileState(Encoding.UTF8.GetBytes(newText), PatchFileState.RegularMode),
+            out _, context);
+
+    /// <summary>
+    /// A git diff of one path whose two sides are of the same type (a file and a symlink need a
+    /// deletion and a creation, as git writes them). Text that is UTF-8 without NUL bytes is
+    /// written as hunks; anything else as a git binary patch, because a string patch cannot
+    /// carry other bytes exactly. Mode changes are git's "old mode"/"new mode" lines. Returns ""
+    /// when nothing git records changed.
+    /// </summary>
+    internal static string Create(string path, PatchFileState? old, PatchFileState? @new, out bool binary, int context = 3)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentOutOfRangeException.ThrowIfNegative(context);
-        if (string.Equals(oldText, newText, StringComparison.Ordinal))
+        binary = false;
+        var sameContent = old is not null && @new is not null && old.Content.AsSpan().SequenceEqual(@new.Content);
+        if ((old is null && @new is null) || (sameContent && old!.Mode == @new!.Mode))
         {
             return "";
         }
 
-        var oldLines = SplitLines(oldText ?? "");
-        var newLines = SplitLines(newText ?? "");
         var oldName = QuotePath("a/" + path);
         var newName = QuotePath("b/" + path);
-
         var output = new StringBuilder();
         output.Append("diff --git ").Append(oldName).Append(' ').Append(newName).Append('\n');
-        if (oldText is null)
+        if (old is null)
         {
-            output.Append("new file mode 100644\n");
+            output.Append("new file mode ").Append(Octal(@new!.Mode)).Append('\n');
         }
-        else if (newText is null)
+        else if (@new is null)
         {
-            output.Append("deleted file mode 100644\n");
+            output.Append("deleted file mode ").Append(Octal(old.Mode)).Append('\n');
+        }
+        else if (old.Mode != @new.Mode)
+        {
+            output.Append("old mode ").Append(Octal(old.Mode)).Append('\n');
+            output.Append("new mode ").Append(Octal(@new.Mode)).Append('\n');
+        }
+        if (sameContent)
+        {
+            return output.ToString();
         }
 
+        var oldText = old is null ? "" : AsText(old.Content);
+        var newText = @new is null ? "" : AsText(@new.Content);
+        if (oldText is null || newText is null)
+        {
+            // git apply insists on full blob ids for a binary patch, and checks both against the files.
+            binary = true;
+            output.Append("index ").Append(old is null ? GitBinary.NullId : GitBinary.BlobId(old.Content))
+                  .Append("..").Append(@new is null ? GitBinary.NullId : GitBinary.BlobId(@new.Content));
+            if (old is not null && @new is not null)
+            {
+                output.Append(' ').Append(Octal(@new.Mode));
+            }
+            output.Append("\nGIT binary patch\n");
+            GitBinary.AppendLiteral(output, @new is null ? [] : @new.Content);
+            GitBinary.AppendLiteral(output, old is null ? [] : old.Content);
+            return output.ToString();
+        }
+
+        var oldLines = SplitLines(oldText);
+        var newLines = SplitLines(newText);
         // git describes creating or deleting an empty file with the extended header alone.
         if (oldLines.Count == 0 && newLines.Count == 0)
         {
@@ -48,12 +92,32 @@ internal static class UnifiedDiff
 
         // git ends a name containing a space with a tab so that readers know where it stops.
         var tab = path.Contains(' ', StringComparison.Ordinal) ? "\t" : "";
-        output.Append("--- ").Append(oldText is null ? "/dev/null" : oldName + tab).Append('\n');
-        output.Append("+++ ").Append(newText is null ? "/dev/null" : newName + tab).Append('\n');
+        output.Append("--- ").Append(old is null ? "/dev/null" : oldName + tab).Append('\n');
+        output.Append("+++ ").Append(@new is null ? "/dev/null" : newName + tab).Append('\n');
 
         var edits = LineDiff.Compute(oldLines, newLines);
         AppendHunks(output, edits, oldLines, newLines, context);
         return output.ToString();
+    }
+
+    private static string Octal(int mode) => Convert.ToString(mode, 8);
+
+    /// <summary>The content as text, or null when a string patch cannot carry it exactly (a NUL byte, or not UTF-8).</summary>
+    internal static string? AsText(byte[] content)
+    {
+        if (content.AsSpan().Contains((byte)0))
+        {
+            return null;
+        }
+
+        try
+        {
+            return StrictUtf8.GetString(content);
+        }
+        catch (DecoderFallbackException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Splits on '\n', keeping each terminator so that a last line without one differs from the same line with one.</summary>

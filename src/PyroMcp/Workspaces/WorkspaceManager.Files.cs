@@ -4,6 +4,7 @@ using System.IO.Pipelines;
 using System.Text;
 using System.Text.RegularExpressions;
 using PyroMcp.Environments;
+using PyroMcp.Patching;
 using PyroMcp.Protocol;
 using PyroMcp.Protocol.Files;
 using PyroMcp.Vmm;
@@ -216,80 +217,164 @@ internal sealed partial class WorkspaceManager
 
     // ---- patch -----------------------------------------------------------------------------
 
-    internal async Task<PatchResult> ApplyPatchAsync(string idOrName, string patchText, CancellationToken cancellationToken)
+    /// <summary>Most bytes the files one patch touches may hold together on the host while it is planned.</summary>
+    private const long MaxPatchWorkingBytes = 512L * 1024 * 1024;
+
+    internal Task<PatchResult> ApplyPatchAsync(string idOrName, string patchText, CancellationToken cancellationToken)
+        => ApplyPatchAsync(idOrName, Encoding.UTF8.GetBytes(patchText), cancellationToken);
+
+    internal async Task<PatchResult> ApplyPatchAsync(string idOrName, byte[] patchBytes, CancellationToken cancellationToken)
     {
         var record = Store.Get(idOrName);
         IReadOnlyList<FilePatch> patches;
         try
         {
-            patches = PatchParser.Parse(patchText);
+            patches = PatchParser.Parse(patchBytes);
         }
         catch (PatchFormatException ex)
         {
-            throw new PyroInputException("invalid_patch", $"the patch is not a unified diff: {ex.Message}");
+            throw new PyroInputException("invalid_patch", $"the patch is not a unified diff pyro can apply: {ex.Message}");
+        }
+
+        foreach (var patch in patches)
+        {
+            foreach (var name in new[] { patch.OldPath, patch.NewPath })
+            {
+                // One spelling per path, so that two patches of the same file are planned as one.
+                if (name is not null && (name.Length == 0 || Protocol.Files.ArchiveNames.Normalize(name, out _) != name))
+                {
+                    throw new PyroInputException("invalid_patch", $"the patch names '{GuestAgentClient.Sanitize(name, 300)}': paths in a patch must be relative to /workspace, without '.', '..' or empty segments");
+                }
+            }
         }
 
         await using var connection = await ConnectAsync(record, cancellationToken);
-        // All hunks of all files are applied in memory first: nothing is written unless everything applies.
-        var planned = new List<(string Path, string? Content, string Kind)>();
-        foreach (var patch in patches)
+        PatchPlan plan;
+        try
         {
-            var current = await TryReadTextAsync(connection, GuestPath(patch.Path), cancellationToken);
-            string? updated;
-            try
-            {
-                updated = PatchApplier.Apply(patch, current);
-            }
-            catch (PatchConflictException ex)
-            {
-                throw new PyroInputException("patch_does_not_apply", ex.Message + ". Nothing was changed.");
-            }
-
-            planned.Add((patch.Path, updated, patch.OldPath is null ? "created" : updated is null ? "deleted" : "modified"));
+            plan = await PatchPlan.CreateAsync(patches, path => TryReadStateAsync(connection, path, cancellationToken), MaxPatchWorkingBytes);
+        }
+        catch (PatchConflictException ex)
+        {
+            throw new PyroInputException("patch_does_not_apply", ex.Message + ". Nothing was changed.");
         }
 
         var done = new List<string>();
-        foreach (var (path, content, _) in planned)
+        try
         {
-            try
+            // Removals first, as git apply does: a file may give way to a directory of the same name, or the reverse.
+            foreach (var path in plan.Removals.ToList())
             {
-                if (content is null)
+                await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesDelete, Files = new FilesRequest { Path = GuestPath(path) } }, null, null, cancellationToken);
+                if (!plan.Writes.Any(w => w.Path == path))
                 {
-                    await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesDelete, Files = new FilesRequest { Path = GuestPath(path) } }, null, null, cancellationToken);
+                    done.Add(path);
+                    await RemoveEmptyParentsAsync(path);
+                }
+            }
+
+            foreach (var (path, now, was) in plan.Writes.ToList())
+            {
+                if (now.IsSymlink)
+                {
+                    await WriteSymlinkAsync(connection, path, Encoding.UTF8.GetString(now.Content), cancellationToken);
                 }
                 else
                 {
-                    using var stream = new MemoryStream(Encoding.UTF8.GetBytes(content));
-                    await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesWrite, Files = new FilesRequest { Path = GuestPath(path), CreateParents = true } }, null, stream, cancellationToken);
+                    // Permission bits are set only when git's mode changes, so a 0600 file that is patched stays 0600.
+                    int? mode = was is { IsSymlink: false } && was.Mode == now.Mode ? null : now.Mode & 0x1FF;
+                    using var stream = new MemoryStream(now.Content, writable: false);
+                    await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesWrite, Files = new FilesRequest { Path = GuestPath(path), CreateParents = true, Mode = mode } }, null, stream, cancellationToken);
                 }
-            }
-            catch (GuestOperationException ex)
-            {
-                throw new GuestOperationException("patch_partially_applied",
-                    $"the patch applied in memory but writing {path} failed: {ex.Message}. Already written: {(done.Count == 0 ? "nothing" : string.Join(", ", done))}. " +
-                    $"The workspace now holds part of the patch: fix it by hand, or 'pyro workspace reset {record.Id}'.");
-            }
 
-            done.Add(path);
+                done.Add(path);
+            }
+        }
+        catch (GuestOperationException ex)
+        {
+            throw new GuestOperationException("patch_partially_applied",
+                $"the patch applied in memory but changing the workspace failed: {ex.Message}. Already changed: {(done.Count == 0 ? "nothing" : string.Join(", ", done))}. " +
+                $"The workspace now holds part of the patch: fix it by hand, or 'pyro workspace reset {record.Id}'.");
         }
 
-        return new PatchResult(record.Id, done, planned.Count(p => p.Kind == "created"), planned.Count(p => p.Kind == "modified"), planned.Count(p => p.Kind == "deleted"));
+        return new PatchResult(record.Id, plan.Changed, plan.Created, plan.Modified, plan.Deleted);
+
+        async Task RemoveEmptyParentsAsync(string path)
+        {
+            // git apply removes directories a deletion leaves empty; a directory that is not empty stays, and ends the walk.
+            for (var slash = path.LastIndexOf('/'); slash > 0; slash = path.LastIndexOf('/', slash - 1))
+            {
+                try
+                {
+                    await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesDelete, Files = new FilesRequest { Path = GuestPath(path[..slash]) } }, null, null, cancellationToken);
+                }
+                catch (GuestOperationException)
+                {
+                    return;
+                }
+            }
+        }
     }
 
-    private static async Task<string?> TryReadTextAsync(Connection connection, string guest, CancellationToken cancellationToken)
+    /// <summary>A file or symlink of the workspace as a patch sees it; null when nothing is there.</summary>
+    private static async Task<PatchFileState?> TryReadStateAsync(Connection connection, string path, CancellationToken cancellationToken)
     {
-        var buffer = new CappedBuffer(MaxDiffBytes);
+        var guest = GuestPath(path);
+        var buffer = new CappedBuffer(PatchParser.MaxFileBytes);
+        AgentResponse response;
         try
         {
-            await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesRead, Files = new FilesRequest { Path = guest } },
+            response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesRead, Files = new FilesRequest { Path = guest, MaxBytes = PatchParser.MaxFileBytes } },
                 data => { buffer.Append(data.Span); return ValueTask.CompletedTask; }, null, cancellationToken);
         }
         catch (GuestOperationException ex) when (ex.Code == "not_found")
         {
             return null;
         }
+        catch (GuestOperationException ex) when (ex.Code == "not_a_file")
+        {
+            var parent = path.Contains('/', StringComparison.Ordinal) ? path[..path.LastIndexOf('/')] : ".";
+            var listing = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesList, Files = new FilesRequest { Path = GuestPath(parent) } }, null, null, cancellationToken);
+            var entry = listing.Listing?.Entries.FirstOrDefault(e => e.Path == path);
+            if (entry is { Type: "symlink", LinkTarget: { Length: > 0 } target })
+            {
+                return new PatchFileState(Encoding.UTF8.GetBytes(target), PatchFileState.SymlinkMode);
+            }
 
-        return buffer.Text;
+            if (entry is { Type: "directory" })
+            {
+                // No file there: a patch that turns a directory into a file deletes the files in it
+                // first, and the removals (which run before any write) leave it empty and remove it.
+                return null;
+            }
+
+            throw new PyroInputException("patch_does_not_apply", $"{guest} is a {GuestAgentClient.Sanitize(entry?.Type ?? "directory", 16)}, not a file or symlink; a patch changes only those. Nothing was changed.");
+        }
+
+        if (buffer.Overflowed || response.File?.Truncated == true)
+        {
+            throw new PyroInputException("patch_file_too_large",
+                $"{guest} is larger than the {PatchParser.MaxFileBytes >> 20} MiB a patched file may have; nothing was changed. Change it inside the workspace (workspace exec) instead");
+        }
+
+        return new PatchFileState(buffer.Bytes, PatchFileState.GitFileMode(response.File?.Mode ?? 0x1A4));
+    }
+
+    /// <summary>Makes <paramref name="path"/> a symlink: a one-entry tar through the agent's confined extractor, which replaces whatever file is there.</summary>
+    private static async Task WriteSymlinkAsync(Connection connection, string path, string target, CancellationToken cancellationToken)
+    {
+        using var tar = new MemoryStream();
+        await using (var writer = new TarWriter(tar, TarEntryFormat.Pax, leaveOpen: true))
+        {
+            await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.SymbolicLink, path) { LinkName = target, Mode = (UnixFileMode)0x1FF }, cancellationToken);
+        }
+
+        tar.Position = 0;
+        var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarIn, Tar = new TarRequest { Path = GuestRoot } }, null, tar, cancellationToken);
+        if (response.Tar?.Skipped is { Count: > 0 } skipped)
+        {
+            throw new GuestOperationException("symlink_refused", $"the guest refused to make {path} a symlink: {GuestAgentClient.Sanitize(skipped[0].Reason, 100)}");
+        }
     }
 
     // ---- baseline, diff --------------------------------------------------------------------
@@ -352,7 +437,7 @@ internal sealed partial class WorkspaceManager
         await using var reader = new TarReader(tar, leaveOpen: true);
         while (await reader.GetNextEntryAsync(copyData: false, cancellationToken) is { } entry)
         {
-            var name = entry.Name.Replace('\\', '/').TrimStart('.', '/').TrimEnd('/');
+            var name = Protocol.Files.ArchiveNames.Normalize(entry.Name, out _) ?? "";
             if (name.Length == 0 || name.Split('/').Contains(".."))
             {
                 continue;

@@ -105,13 +105,18 @@ public sealed record WorkspaceDiff
     public int Deleted { get; init; }
     /// <summary>Entries that changed kind (file, directory, symlink).</summary>
     public int TypeChanged { get; init; }
-    /// <summary>Text files with a unified diff below.</summary>
+    /// <summary>Files and symlinks whose change is written as text hunks in <see cref="Patch"/>.</summary>
     public int TextPatched { get; init; }
-    /// <summary>Changed files that are not text (shown as "Binary files ... differ").</summary>
+    /// <summary>Changed files whose bytes are not UTF-8 text without NUL: written as git binary patches (literal, base85) in <see cref="Patch"/>.</summary>
     public int NonText { get; init; }
     /// <summary>Each changed path with its kind of change.</summary>
     public IReadOnlyList<DiffEntry> Changes { get; init; } = [];
-    /// <summary>Unified diff of the text changes, git style.</summary>
+    /// <summary>
+    /// The change as one git patch: text hunks, git binary patches for other bytes, mode changes
+    /// (old mode/new mode), symlinks (mode 120000, the target as content). <c>git apply</c> turns
+    /// the baseline into the current tree with it, byte for byte. Larger than
+    /// 64 MiB it is not returned: the diff fails with <c>diff_too_large</c>.
+    /// </summary>
     public string Patch { get; init; } = "";
 }
 
