@@ -285,9 +285,10 @@ public sealed class PyroTools
     /// <summary>workspace_patch_apply.</summary>
     [McpServerTool(Name = "workspace_patch_apply", OpenWorld = false)]
     [Description("""
-        Applies a unified diff (as produced by diff -u or git diff; several files, creations and deletions) to the
-        workspace. Paths are relative to /workspace (a/ and b/ prefixes are fine). All or nothing: if any hunk does not
-        apply, nothing is written and the error says which. Returns the files created, modified and deleted.
+        Applies a unified diff (as produced by diff -u or git diff, including renames, mode changes, symlinks and
+        git binary patches; several files, creations and deletions) to the workspace, byte for byte. Paths are relative
+        to /workspace (a/ and b/ prefixes are fine). All or nothing: if any hunk does not apply, nothing is written and
+        the error says which. Returns the files created, modified and deleted.
         """)]
     public Task<CallToolResult> WorkspacePatchApply(
         [Description(WorkspaceId)] string workspace_id,
@@ -303,7 +304,8 @@ public sealed class PyroTools
     [McpServerTool(Name = "workspace_diff", ReadOnly = true, Idempotent = true, OpenWorld = false)]
     [Description("""
         Shows how /workspace differs from its baseline (the seed at create time): counts, each changed path with its kind
-        of change, and a git-style unified diff of the text changes in patch. Use it to review work before exporting it.
+        of change, and in patch a git patch that git apply turns the baseline into the workspace with (text as hunks,
+        non-UTF-8 content as git binary patches, mode changes, symlinks). Use it to review work before exporting it.
         """)]
     public Task<CallToolResult> WorkspaceDiff([Description(WorkspaceId)] string workspace_id, CancellationToken cancellationToken = default)
         => Guard(async () =>
