@@ -285,9 +285,10 @@ public sealed class WorkspaceTests : GuestTest
     [Fact]
     public async Task ExpiredWorkspacesAreReapedBySupervisorOrByReap()
     {
-        var bySupervisor = await CreateAsync("--ttl-seconds", "10");
-        // The orphan's TTL must outlast its own create on a slow CI machine: if it ran out before
-        // the kill below, its live supervisor would delete it (seen once in CI).
+        // Each TTL must outlast its own create on a slow CI machine: a TTL that runs out while the
+        // VM boots deletes the workspace under its create (seen in CI with 10 s), and an orphan's
+        // TTL that ran out before the kill below would be enforced by its live supervisor.
+        var bySupervisor = await CreateAsync("--ttl-seconds", "30");
         var orphan = await CreateAsync("--ttl-seconds", "45");
         var orphanPid = (await Ok("workspace", "status", orphan, "--json")).Json.GetProperty("supervisor_pid").GetInt32();
         Assert.Equal(0, Kill(orphanPid, 9));

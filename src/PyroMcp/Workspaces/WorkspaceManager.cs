@@ -89,7 +89,16 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
         catch
         {
             // Create is all or nothing: a half-made workspace is removed, not left to puzzle over.
-            await DeleteAsync(id, CancellationToken.None);
+            // Its supervisor may have removed it already (TTL); the first failure is the one to report.
+            if (Store.Find(id) is not null)
+            {
+                await DeleteAsync(id, CancellationToken.None);
+            }
+            else if (Directory.Exists(directory))
+            {
+                Directory.Delete(directory, recursive: true);
+            }
+
             throw;
         }
     }
@@ -283,7 +292,10 @@ internal sealed partial class WorkspaceManager(PyroOptions options, EnvironmentS
         while (true)
         {
             await Task.Delay(100, cancellationToken);
-            var record = Store.Get(id);
+            // The only one who deletes a starting workspace is its own supervisor, when its TTL
+            // ran out before the VM was up (a short TTL on a slow host): say that, not "not found".
+            var record = Store.Find(id) ?? throw new WorkspaceStateException("workspace_expired_during_start",
+                $"workspace {id} reached the end of its TTL before its VM finished starting, and was deleted; create it again with a longer TTL");
             if (record.State is WorkspaceStates.Running or WorkspaceStates.Resetting && record.SupervisorPid is not null && File.Exists(Path.Combine(directory, WorkspaceSupervisor.SocketName)))
             {
                 return;
