@@ -1,3 +1,4 @@
+using PyroMcp.Trees;
 using System.Diagnostics;
 using System.Formats.Tar;
 using PyroMcp.Host;

@@ -1,3 +1,4 @@
+using PyroMcp.Trees;
 using PyroMcp.TestKit;
 using PyroMcp.Workspaces;
 
@@ -96,7 +97,7 @@ public sealed class HostileTarCorpusTests : IDisposable
             string? code = null;
             try
             {
-                await WorkspaceManager.ReadTreeAsync(new MemoryStream(archive.Bytes), CancellationToken.None);
+                await TreeReader.ReadAsync(new MemoryStream(archive.Bytes), CancellationToken.None);
             }
             catch (GuestOperationException ex)
             {

@@ -1,3 +1,4 @@
+using PyroMcp.Trees;
 using System.Diagnostics;
 using System.Text;
 using PyroMcp.Patching;
@@ -72,19 +73,19 @@ internal static class PatchCorpus
     }
 
     /// <summary>The tree as the workspace's tar reader hands it to <see cref="TreeDiff"/>.</summary>
-    internal static Dictionary<string, WorkspaceManager.TreeEntry> Entries(IReadOnlyDictionary<string, PatchFileState> tree)
+    internal static Dictionary<string, TreeEntry> Entries(IReadOnlyDictionary<string, PatchFileState> tree)
     {
-        var entries = new Dictionary<string, WorkspaceManager.TreeEntry>(StringComparer.Ordinal);
+        var entries = new Dictionary<string, TreeEntry>(StringComparer.Ordinal);
         foreach (var (path, node) in tree)
         {
             for (var slash = path.IndexOf('/', StringComparison.Ordinal); slash > 0; slash = path.IndexOf('/', slash + 1))
             {
-                entries[path[..slash]] = new WorkspaceManager.TreeEntry("directory", 0x1ED, null, null);
+                entries[path[..slash]] = new TreeEntry("directory", 0x1ED, null, null);
             }
 
             entries[path] = node.IsSymlink
-                ? new WorkspaceManager.TreeEntry("symlink", 0x1FF, null, Encoding.UTF8.GetString(node.Content))
-                : new WorkspaceManager.TreeEntry("file", node.Mode == PatchFileState.ExecutableMode ? 0x1ED : 0x1A4, node.Content, null);
+                ? new TreeEntry("symlink", 0x1FF, null, Encoding.UTF8.GetString(node.Content))
+                : new TreeEntry("file", node.Mode == PatchFileState.ExecutableMode ? 0x1ED : 0x1A4, node.Content, null);
         }
 
         return entries;

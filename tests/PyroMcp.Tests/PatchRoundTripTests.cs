@@ -1,3 +1,4 @@
+using PyroMcp.Patching;
 using System.Text;
 using PyroMcp.TestKit;
 using PyroMcp.Workspaces;

@@ -1,3 +1,4 @@
+using PyroMcp.Patching;
 using System.Diagnostics;
 using System.Text;
 using PyroMcp.Workspaces;

@@ -1,3 +1,4 @@
+using PyroMcp.Trees;
 using System.Formats.Tar;
 using System.IO.Compression;
 using System.Text;

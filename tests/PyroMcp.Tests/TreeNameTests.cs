@@ -1,3 +1,5 @@
+using PyroMcp.Patching;
+using PyroMcp.Trees;
 using System.Formats.Tar;
 using PyroMcp.Workspaces;
 
@@ -6,7 +8,7 @@ namespace PyroMcp.Tests;
 /// <summary>How names in a guest's tar become the paths <c>workspace diff</c> reports and patches.</summary>
 public sealed class TreeNameTests
 {
-    private static async Task<Dictionary<string, WorkspaceManager.TreeEntry>> ReadAsync(params (string Name, string Content)[] files)
+    private static async Task<Dictionary<string, TreeEntry>> ReadAsync(params (string Name, string Content)[] files)
     {
         using var tar = new MemoryStream();
         await using (var writer = new TarWriter(tar, TarEntryFormat.Pax, leaveOpen: true))
@@ -19,7 +21,7 @@ public sealed class TreeNameTests
         }
 
         tar.Position = 0;
-        return await WorkspaceManager.ReadTreeAsync(tar, CancellationToken.None);
+        return await TreeReader.ReadAsync(tar, CancellationToken.None);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using PyroMcp.Trees;
 using System.Diagnostics;
 using System.Formats.Tar;
 using System.IO.Pipelines;
@@ -15,7 +16,6 @@ internal sealed partial class WorkspaceManager
 {
     /// <summary>Most a tree (baseline, snapshot, diff side) may hold on the host: a guest cannot fill the host's disk or memory through us.</summary>
     private const long MaxTreeBytes = 2L * 1024 * 1024 * 1024;
-    private const long MaxDiffBytes = 256L * 1024 * 1024;
     private const long MaxExportEntries = 1_000_000;
 
     // ---- sync and files --------------------------------------------------------------------
@@ -388,9 +388,9 @@ internal sealed partial class WorkspaceManager
         await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarOut, Tar = new TarRequest { Path = GuestRoot } },
             async data =>
             {
-                if (current.Length + data.Length > MaxDiffBytes)
+                if (current.Length + data.Length > TreeReader.MaxBytes)
                 {
-                    throw new GuestOperationException("diff_too_large", $"/workspace holds more than {MaxDiffBytes >> 20} MiB; diff a smaller tree with export instead");
+                    throw new GuestOperationException("diff_too_large", $"/workspace holds more than {TreeReader.MaxBytes >> 20} MiB; diff a smaller tree with export instead");
                 }
 
                 await current.WriteAsync(data, cancellationToken);
@@ -399,104 +399,11 @@ internal sealed partial class WorkspaceManager
         Dictionary<string, TreeEntry> before;
         await using (var baseline = File.OpenRead(baselinePath))
         {
-            before = await ReadTreeAsync(baseline, cancellationToken);
+            before = await TreeReader.ReadAsync(baseline, cancellationToken);
         }
 
-        var after = await ReadTreeAsync(current, cancellationToken);
+        var after = await TreeReader.ReadAsync(current, cancellationToken);
         return TreeDiff.Compare(record.Id, before, after);
-    }
-
-    /// <summary>One entry of a tree as tar carries it; content kept for regular files.</summary>
-    internal sealed record TreeEntry(string Kind, int Mode, byte[]? Content, string? LinkTarget);
-
-    /// <summary>
-    /// Reads a tar (from the guest: untrusted) into a path map, bounded in size: every byte of it
-    /// (headers too) counts, and no header makes the reader allocate more than a small record.
-    /// </summary>
-    /// <exception cref="GuestOperationException"><c>diff_too_large</c> over the limit; <c>bad_archive</c> when corrupt.</exception>
-    internal static async Task<Dictionary<string, TreeEntry>> ReadTreeAsync(Stream tar, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await ReadGuardedTreeAsync(new TarGuardStream(tar, MaxDiffBytes), cancellationToken);
-        }
-        catch (TarLimitException ex)
-        {
-            throw new GuestOperationException("diff_too_large", $"{ex.Message}; diff a smaller tree with export instead");
-        }
-        catch (Exception ex) when (ex is InvalidDataException or FormatException or EndOfStreamException or InvalidOperationException or NotSupportedException or ArgumentException or OverflowException)
-        {
-            throw new GuestOperationException("bad_archive", $"the tree's tar is corrupt: {ex.Message}");
-        }
-    }
-
-    private static async Task<Dictionary<string, TreeEntry>> ReadGuardedTreeAsync(Stream tar, CancellationToken cancellationToken)
-    {
-        var entries = new Dictionary<string, TreeEntry>(StringComparer.Ordinal);
-        long total = 0;
-        await using var reader = new TarReader(tar, leaveOpen: true);
-        while (await reader.GetNextEntryAsync(copyData: false, cancellationToken) is { } entry)
-        {
-            var name = Protocol.Files.ArchiveNames.Normalize(entry.Name, out _) ?? "";
-            if (name.Length == 0 || name.Split('/').Contains(".."))
-            {
-                continue;
-            }
-
-            var mode = (int)entry.Mode & 0xfff;
-            switch (entry.EntryType)
-            {
-                case TarEntryType.Directory:
-                    entries[name] = new TreeEntry("directory", mode, null, null);
-                    break;
-                case TarEntryType.SymbolicLink:
-                    entries[name] = new TreeEntry("symlink", mode, null, entry.LinkName);
-                    break;
-                case TarEntryType.RegularFile or TarEntryType.V7RegularFile:
-                    total += entry.Length;
-                    if (total > MaxDiffBytes)
-                    {
-                        throw new GuestOperationException("diff_too_large", $"the tree holds more than {MaxDiffBytes >> 20} MiB of files");
-                    }
-
-                    using (var content = new MemoryStream())
-                    {
-                        if (entry.DataStream is not null)
-                        {
-                            // Bounded by what is copied, not by the header: a sparse entry reads back longer than it is stored.
-                            await CopyBoundedAsync(entry.DataStream, content, MaxDiffBytes - total + entry.Length, cancellationToken);
-                        }
-
-                        entries[name] = new TreeEntry("file", mode, content.ToArray(), null);
-                    }
-
-                    break;
-            }
-        }
-
-        return entries;
-    }
-
-    private static async Task CopyBoundedAsync(Stream from, MemoryStream to, long max, CancellationToken cancellationToken)
-    {
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(64 * 1024);
-        try
-        {
-            int read;
-            while ((read = await from.ReadAsync(buffer, cancellationToken)) > 0)
-            {
-                if (to.Length + read > max)
-                {
-                    throw new TarLimitException($"the tree holds more than {MaxDiffBytes >> 20} MiB of files");
-                }
-
-                await to.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-            }
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-        }
     }
 
     // ---- snapshots and reset ---------------------------------------------------------------

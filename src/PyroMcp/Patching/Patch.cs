@@ -1,8 +1,7 @@
 using System.Globalization;
 using System.Text;
-using PyroMcp.Patching;
 
-namespace PyroMcp.Workspaces;
+namespace PyroMcp.Patching;
 
 /// <summary>
 /// One hunk. <see cref="Lines"/> are the raw bytes of each line without its '\n', keeping the

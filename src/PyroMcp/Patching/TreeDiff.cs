@@ -1,6 +1,7 @@
+using PyroMcp.Trees;
 using System.Text;
 
-namespace PyroMcp.Workspaces;
+namespace PyroMcp.Patching;
 
 /// <summary>
 /// Compares two /workspace trees (baseline and now) and renders the changes to files and
@@ -12,7 +13,7 @@ internal static class TreeDiff
     /// <summary>Most bytes of patch a diff returns: beyond it the answer is an error, never a cut patch.</summary>
     internal const long MaxPatchBytes = 64L * 1024 * 1024;
 
-    internal static WorkspaceDiff Compare(string workspaceId, IReadOnlyDictionary<string, WorkspaceManager.TreeEntry> before, IReadOnlyDictionary<string, WorkspaceManager.TreeEntry> after, long maxPatchBytes = MaxPatchBytes)
+    internal static WorkspaceDiff Compare(string workspaceId, IReadOnlyDictionary<string, TreeEntry> before, IReadOnlyDictionary<string, TreeEntry> after, long maxPatchBytes = MaxPatchBytes)
     {
         var changes = new List<DiffEntry>();
         var patch = new StringBuilder();
@@ -105,7 +106,7 @@ internal static class TreeDiff
     }
 
     /// <summary>A file or symlink as git sees it: content (a link's target) and git mode; null for anything else.</summary>
-    internal static PatchFileState? State(WorkspaceManager.TreeEntry? entry) => entry?.Kind switch
+    internal static PatchFileState? State(TreeEntry? entry) => entry?.Kind switch
     {
         "file" => new PatchFileState(entry.Content ?? [], PatchFileState.GitFileMode(entry.Mode)),
         "symlink" when entry.LinkTarget is { Length: > 0 } target => new PatchFileState(Encoding.UTF8.GetBytes(target), PatchFileState.SymlinkMode),

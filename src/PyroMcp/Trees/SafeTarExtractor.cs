@@ -3,7 +3,7 @@ using System.Formats.Tar;
 using PyroMcp.Protocol;
 using PyroMcp.Host;
 
-namespace PyroMcp.Workspaces;
+namespace PyroMcp.Trees;
 
 /// <summary>What an extraction wrote, and the entries it refused.</summary>
 internal sealed record ExtractSummary(long Files, long Directories, long Symlinks, long Bytes, IReadOnlyList<SkippedEntry> Skipped);

@@ -1,7 +1,6 @@
 using System.Text;
-using PyroMcp.Patching;
 
-namespace PyroMcp.Workspaces;
+namespace PyroMcp.Patching;
 
 /// <summary>
 /// Writes git-style unified diffs. Output is meant to be read by agents and by

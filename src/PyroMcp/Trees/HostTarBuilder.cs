@@ -3,7 +3,7 @@ using PyroMcp.Protocol.Files;
 using System.Formats.Tar;
 using System.IO.Compression;
 
-namespace PyroMcp.Workspaces;
+namespace PyroMcp.Trees;
 
 /// <summary>Packs a host directory as a tar for a guest, and opens seed archives the user names.</summary>
 internal static class HostTarBuilder
