@@ -91,7 +91,7 @@ internal static class WorkspaceCommands
 
             foreach (var w in all)
             {
-                Console.WriteLine($"{w.WorkspaceId}  {w.Name ?? "-",-16} {w.Environment,-16} {w.State,-9} commands={w.CommandCount} expires={w.ExpiresAt.ToString("u", CultureInfo.InvariantCulture)}");
+                Console.WriteLine($"{w.WorkspaceId}  {w.Name ?? "-",-16} {w.Environment,-16} {w.State.ToName(),-9} commands={w.CommandCount} expires={w.ExpiresAt.ToString("u", CultureInfo.InvariantCulture)}");
             }
 
             return 0;
@@ -488,7 +488,7 @@ internal static class WorkspaceCommands
         }
 
         Console.WriteLine($"Environment: {info.Environment}");
-        Console.WriteLine($"State: {info.State}");
+        Console.WriteLine($"State: {info.State.ToName()}");
         if (info.StateReason is not null)
         {
             Console.WriteLine($"Reason: {info.StateReason}");

@@ -38,6 +38,13 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
             }
         }
 
+        if (counts.Entries == 0)
+        {
+            // TarWriter writes no end-of-archive blocks when it wrote no entry; an empty tree is
+            // still an archive (two zero blocks), or restoring an empty baseline would fail.
+            await output.WriteAsync(new byte[1024], cancellationToken);
+        }
+
         await output.FlushAsync(cancellationToken);
         return new TarSummary { Entries = counts.Entries, Bytes = counts.Bytes };
     }

@@ -141,7 +141,7 @@ public sealed class PyroTools
                 MemMib = mem_mib,
                 Progress = progress,
             }, cancellationToken);
-            return Ok(Json(info, PyroJsonContext.Default.WorkspaceInfo), $"workspace {info.WorkspaceId} is {info.State} ({info.Environment}); expires {info.ExpiresAt:u}");
+            return Ok(Json(info, PyroJsonContext.Default.WorkspaceInfo), $"workspace {info.WorkspaceId} is {info.State.ToName()} ({info.Environment}); expires {info.ExpiresAt:u}");
         });
 
     /// <summary>workspace_list.</summary>
@@ -154,7 +154,7 @@ public sealed class PyroTools
         {
             var all = await _pyro.ListWorkspacesAsync(labels, cancellationToken);
             return Ok(new JsonObject { ["workspaces"] = Json(all, PyroJsonContext.Default.IReadOnlyListWorkspaceInfo), ["count"] = all.Count, ["total"] = all.TotalCount, ["truncated"] = all.Truncated },
-                all.Count == 0 ? "no workspaces" : string.Join("; ", all.Select(w => $"{w.WorkspaceId}{(w.Name is null ? "" : " " + w.Name)} {w.State}")));
+                all.Count == 0 ? "no workspaces" : string.Join("; ", all.Select(w => $"{w.WorkspaceId}{(w.Name is null ? "" : " " + w.Name)} {w.State.ToName()}")));
         });
 
     /// <summary>workspace_status.</summary>
@@ -434,7 +434,7 @@ public sealed class PyroTools
                 MemMib = mem_mib,
                 Progress = progress,
             }, cancellationToken);
-            return Vm(info, $"vm {info.WorkspaceId} is {info.State}");
+            return Vm(info, $"vm {info.WorkspaceId} is {info.State.ToName()}");
         });
 
     /// <summary>vm_start.</summary>
@@ -444,7 +444,7 @@ public sealed class PyroTools
         => Guard(async () =>
         {
             var info = await RequireVmAsync(vm_id, cancellationToken);
-            return info.State == WorkspaceStates.Running
+            return info.State == WorkspaceState.Running
                 ? Vm(info, $"vm {info.WorkspaceId} was already running")
                 : Vm(await _pyro.StartWorkspaceAsync(vm_id, cancellationToken));
         });
@@ -528,13 +528,13 @@ public sealed class PyroTools
     }
 
     private static CallToolResult Workspace(WorkspaceInfo info, string? what = null)
-        => Ok(Json(info, PyroJsonContext.Default.WorkspaceInfo), $"workspace {info.WorkspaceId} is {info.State}{(info.StateReason is null ? "" : $" ({info.StateReason})")}{(what is null ? "" : "; " + what)}");
+        => Ok(Json(info, PyroJsonContext.Default.WorkspaceInfo), $"workspace {info.WorkspaceId} is {info.State.ToName()}{(info.StateReason is null ? "" : $" ({info.StateReason})")}{(what is null ? "" : "; " + what)}");
 
     private static CallToolResult Vm(WorkspaceInfo info, string? summary = null)
     {
         var json = Json(info, PyroJsonContext.Default.WorkspaceInfo);
         json["vm_id"] = info.WorkspaceId;
-        return Ok(json, summary ?? $"vm {info.WorkspaceId} is {info.State}{(info.StateReason is null ? "" : $" ({info.StateReason})")}");
+        return Ok(json, summary ?? $"vm {info.WorkspaceId} is {info.State.ToName()}{(info.StateReason is null ? "" : $" ({info.StateReason})")}");
     }
 
     private static string Exited(string tool, int exitCode, bool timedOut, int timeoutSeconds)

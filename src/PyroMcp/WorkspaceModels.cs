@@ -1,22 +1,5 @@
 namespace PyroMcp;
 
-/// <summary>Lifecycle states of a workspace, as stored. <c>crashed</c> is derived at read time from a dead supervisor.</summary>
-public static class WorkspaceStates
-{
-    /// <summary>Being created; the supervisor is booting the VM.</summary>
-    public const string Creating = "creating";
-    /// <summary>The VM is up and its supervisor serves clients.</summary>
-    public const string Running = "running";
-    /// <summary>The VM is down, its disk kept: <c>workspace start</c> boots it again.</summary>
-    public const string Stopped = "stopped";
-    /// <summary>The supervisor or QEMU died unexpectedly; the disk is kept: start or delete it.</summary>
-    public const string Crashed = "crashed";
-    /// <summary>Create, reset or start failed; the reason says what state the disk is in.</summary>
-    public const string Failed = "failed";
-    /// <summary>Being reset to its baseline or a snapshot.</summary>
-    public const string Resetting = "resetting";
-}
-
 /// <summary>A persistent workspace: one VM that outlives the calls that use it.</summary>
 public sealed record WorkspaceInfo
 {
@@ -26,8 +9,8 @@ public sealed record WorkspaceInfo
     public string? Name { get; init; }
     /// <summary>Environment the workspace was created from.</summary>
     public required string Environment { get; init; }
-    /// <summary>One of <see cref="WorkspaceStates"/>.</summary>
-    public required string State { get; init; }
+    /// <summary>Where the workspace is in its life.</summary>
+    public required WorkspaceState State { get; init; }
     /// <summary>Why the workspace is in its state, when that needs saying.</summary>
     public string? StateReason { get; init; }
     /// <summary>Virtual CPUs.</summary>

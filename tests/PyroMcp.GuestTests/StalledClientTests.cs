@@ -93,7 +93,7 @@ public sealed class StalledClientTests : GuestTest
         }, deadline.Token);
         Assert.Equal(0, check.ExitCode);
         Assert.Equal("0", check.Stdout.Trim());
-        Assert.Equal("running", (await pyro.GetWorkspaceAsync(id, deadline.Token)).State);
+        Assert.Equal(WorkspaceState.Running, (await pyro.GetWorkspaceAsync(id, deadline.Token)).State);
     }
 
     private static async Task<List<double>> RoundTripsAsync(Pyro pyro, string id, CancellationToken cancellationToken)

@@ -17,7 +17,7 @@ public sealed class LimitsTests : IDisposable
 
     private static WorkspaceManager Manager(PyroOptions options) => new(options, new EnvironmentStore(options));
 
-    private static WorkspaceRecord Record(string id, string state = WorkspaceStates.Stopped) => new()
+    private static WorkspaceRecord Record(string id, WorkspaceState state = WorkspaceState.Stopped) => new()
     {
         Id = id,
         Environment = "debian:12",
@@ -83,8 +83,8 @@ public sealed class LimitsTests : IDisposable
     {
         var options = Options(maxWorkspaces: 2);
         var manager = Manager(options);
-        manager.Store.Insert(Record("aaaaaaaaaaa1"));
-        manager.Store.Insert(Record("aaaaaaaaaaa2"));
+        StoreSeed.Insert(manager.Store, Record("aaaaaaaaaaa1"));
+        StoreSeed.Insert(manager.Store, Record("aaaaaaaaaaa2"));
 
         var ex = await Assert.ThrowsAsync<PyroInputException>(() => manager.CreateAsync(new WorkspaceCreateRequest { Environment = "debian:12" }, CancellationToken.None));
         Assert.Equal("workspace_limit_reached", ex.Code);
@@ -107,7 +107,7 @@ public sealed class LimitsTests : IDisposable
         {
             try
             {
-                await Manager(options).InsertWithinLimitAsync(Record($"b{i:x11}", WorkspaceStates.Creating), CancellationToken.None);
+                await Manager(options).InsertWithinLimitAsync(Record($"b{i:x11}", WorkspaceState.Creating), CancellationToken.None);
                 return true;
             }
             catch (PyroInputException ex) when (ex.Code == "workspace_limit_reached")
@@ -137,7 +137,7 @@ public sealed class LimitsTests : IDisposable
     public async Task SnapshotCreateRefusesPastTheCountLimitBeforeDoingWork()
     {
         var manager = Manager(Options(maxSnapshots: 2));
-        manager.Store.Insert(Record("cccccccccccc", WorkspaceStates.Running));
+        StoreSeed.Insert(manager.Store, Record("cccccccccccc", WorkspaceState.Running));
         manager.Store.AddSnapshot("cccccccccccc", new SnapshotInfo("one", DateTimeOffset.UtcNow, 1, 1));
         manager.Store.AddSnapshot("cccccccccccc", new SnapshotInfo("two", DateTimeOffset.UtcNow, 1, 1));
 
@@ -151,7 +151,7 @@ public sealed class LimitsTests : IDisposable
     public async Task SnapshotCreateRefusesWhenTheByteBudgetIsSpent()
     {
         var manager = Manager(Options(maxSnapshotBytes: 4096));
-        manager.Store.Insert(Record("dddddddddddd", WorkspaceStates.Running));
+        StoreSeed.Insert(manager.Store, Record("dddddddddddd", WorkspaceState.Running));
         var snapshots = Path.Combine(manager.Store.WorkspaceDir("dddddddddddd"), "snapshots");
         Directory.CreateDirectory(snapshots);
         await File.WriteAllBytesAsync(Path.Combine(snapshots, "big.tar"), new byte[4096]);
@@ -171,7 +171,7 @@ public sealed class LimitsTests : IDisposable
         var manager = Manager(Options(maxList: 3));
         for (var i = 0; i < 5; i++)
         {
-            manager.Store.Insert(Record($"e{i:x11}"));
+            StoreSeed.Insert(manager.Store, Record($"e{i:x11}"));
         }
 
         var list = await manager.ListAsync(null, CancellationToken.None);
@@ -188,7 +188,7 @@ public sealed class LimitsTests : IDisposable
     public async Task CommandHistoryKeepsTheLatestAndSaysHowManyThereAre()
     {
         var manager = Manager(Options(maxList: 3));
-        manager.Store.Insert(Record("ffffffffffff"));
+        StoreSeed.Insert(manager.Store, Record("ffffffffffff"));
         for (var i = 0; i < 7; i++)
         {
             manager.Store.AppendCommand("ffffffffffff", $"echo {i}", "/workspace", 0, 1, DateTimeOffset.UtcNow);

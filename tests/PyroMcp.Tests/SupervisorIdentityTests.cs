@@ -6,8 +6,9 @@ using PyroMcp.Workspaces;
 namespace PyroMcp.Tests;
 
 /// <summary>
-/// A supervisor is believed, and signalled, only when pid, start time, owner and command line
-/// all match what it recorded when it registered: a stranger's process is never killed.
+/// A supervisor lives while it holds its workspace's supervisor lock, and is signalled only when
+/// pid, start time, owner and command line all match what it recorded when it registered: a
+/// stranger's process is never killed.
 /// </summary>
 public sealed class SupervisorIdentityTests : IDisposable
 {
@@ -45,15 +46,34 @@ public sealed class SupervisorIdentityTests : IDisposable
         return process;
     }
 
+    /// <summary>
+    /// A process that holds the workspace's supervisor lock, as a supervisor does, with a command
+    /// line naming the workspace: flock --no-fork execs tail, which keeps the locked descriptor.
+    /// </summary>
+    private Process LockHolder(string workspaceId)
+    {
+        var lockPath = WorkspaceLocks.SupervisorPath(_state, workspaceId);
+        Directory.CreateDirectory(Path.GetDirectoryName(lockPath)!);
+        var start = new ProcessStartInfo("flock") { UseShellExecute = false };
+        foreach (var arg in new[] { "--no-fork", "--exclusive", lockPath, "tail", "-qf", "--", "/dev/null", "pyro-supervisor", "--state-dir", _state, "--workspace", workspaceId })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        var process = Process.Start(start)!;
+        _started.Add(process);
+        return process;
+    }
+
     private (WorkspaceManager Manager, string Id) Workspace()
     {
         var options = new PyroOptions { StateDir = _state };
         var manager = new WorkspaceManager(options, new EnvironmentStore(options));
         var id = "0123456789ab";
         var now = DateTimeOffset.UtcNow;
-        manager.Store.Insert(new WorkspaceRecord
+        StoreSeed.Insert(manager.Store, new WorkspaceRecord
         {
-            Id = id, Environment = "debian:12", VcpuCount = 1, MemMib = 512, TtlSeconds = 600, CreatedAt = now, ExpiresAt = now.AddMinutes(10), State = WorkspaceStates.Running,
+            Id = id, Environment = "debian:12", VcpuCount = 1, MemMib = 512, TtlSeconds = 600, CreatedAt = now, ExpiresAt = now.AddMinutes(10), State = WorkspaceState.Running,
         });
         Directory.CreateDirectory(manager.Store.WorkspaceDir(id));
         return (manager, id);
@@ -77,7 +97,8 @@ public sealed class SupervisorIdentityTests : IDisposable
         // sh may not have exec'd into its final command line the instant Process.Start returns.
         for (var i = 0; i < 100; i++)
         {
-            if (ProcessIdentity.Of(process.Id) is { } identity && File.ReadAllText($"/proc/{process.Id}/cmdline").Contains("pyro-supervisor", StringComparison.Ordinal))
+            if (ProcessIdentity.Of(process.Id) is { } identity && File.ReadAllText($"/proc/{process.Id}/cmdline").Contains("pyro-supervisor", StringComparison.Ordinal)
+                && (!process.StartInfo.FileName.Equals("flock", StringComparison.Ordinal) || File.ReadAllText($"/proc/{process.Id}/cmdline").StartsWith("tail", StringComparison.Ordinal)))
             {
                 return identity;
             }
@@ -112,59 +133,78 @@ public sealed class SupervisorIdentityTests : IDisposable
         }
 
         var record = manager.Store.Get(id);
-        Assert.False(WorkspaceManager.IsSupervisorAlive(record));
+        Assert.False(SupervisorLauncher.IsProven(record));
+        Assert.False(manager.Supervisors.IsAlive(id));
         var status = await manager.StatusAsync(id, CancellationToken.None);
-        Assert.Equal(WorkspaceStates.Crashed, status.State);
+        Assert.Equal(WorkspaceState.Crashed, status.State);
         Assert.Null(status.SupervisorPid);
 
         var stopped = await manager.StopAsync(id, CancellationToken.None);
-        Assert.Equal(WorkspaceStates.Stopped, stopped.State);
+        Assert.Equal(WorkspaceState.Stopped, stopped.State);
         Assert.True(await manager.DeleteAsync(id, CancellationToken.None));
         Assert.False(impostor.HasExited, "pyro signalled a process that is not its supervisor");
         Assert.Equal(real, ProcessIdentity.Of(impostor.Id));
     }
 
     [Fact]
-    public async Task AProcessWithTheRecordedIdentityIsBelievedAndStoppedThroughItsPidfd()
+    public async Task ALockHolderWithTheRecordedIdentityIsBelievedAndStoppedThroughItsPidfd()
     {
         var (manager, id) = Workspace();
-        var supervisor = Impostor(id);
+        var supervisor = LockHolder(id);
         var identity = await IdentityAsync(supervisor);
         Point(id, supervisor.Id, identity.StartTicks, identity.Uid);
 
-        Assert.True(WorkspaceManager.IsSupervisorAlive(manager.Store.Get(id)));
+        Assert.True(SupervisorLauncher.IsProven(manager.Store.Get(id)));
+        Assert.True(manager.Supervisors.IsAlive(id));
         Assert.Equal(supervisor.Id, (await manager.StatusAsync(id, CancellationToken.None)).SupervisorPid);
 
-        // It answers no stop request (no socket): pyro waits, then kills it.
-        await manager.StopAsync(id, CancellationToken.None);
+        // It answers no stop request (no socket): pyro waits its grace, then kills it. Kill is the short path.
+        await manager.Supervisors.KillAsync(id, CancellationToken.None);
         Assert.True(supervisor.WaitForExit(TimeSpan.FromSeconds(30)), "the proven supervisor was not stopped");
-        Assert.False(WorkspaceManager.IsSupervisorAlive(manager.Store.Get(id)));
+        Assert.False(manager.Supervisors.IsAlive(id));
+        Assert.Equal(WorkspaceState.Crashed, (await manager.StatusAsync(id, CancellationToken.None)).State);
     }
 
     [Fact]
-    public async Task TheSupervisorRegistersItsOwnIdentityAndLaterUpdatesKeepIt()
+    public async Task ALockHolderThatIsNotTheRegisteredProcessIsAliveButNeverSignalled()
     {
         var (manager, id) = Workspace();
-        manager.Store.SetState(id, WorkspaceStates.Running, null, Environment.ProcessId);
-        var record = manager.Store.Get(id);
+        var holder = LockHolder(id);
+        var identity = await IdentityAsync(holder);
+        // The row names another start time: the lock says a supervisor lives, but this one cannot be proven to be it.
+        Point(id, holder.Id, identity.StartTicks - 1, identity.Uid);
+        Assert.True(manager.Supervisors.IsAlive(id));
+        var kill = manager.Supervisors.KillAsync(id, CancellationToken.None);
+        await Task.Delay(500);
+        Assert.False(holder.HasExited, "pyro signalled a process it could not prove to be the supervisor");
+        holder.Kill();
+        await kill;
+        Assert.False(manager.Supervisors.IsAlive(id));
+    }
+
+    [Fact]
+    public void ASupervisorRegistersItsOwnIdentityOnlyWhileTheWorkspaceWaitsForOne()
+    {
+        var options = new PyroOptions { StateDir = _state };
+        var store = new WorkspaceStore(_state);
+        var now = DateTimeOffset.UtcNow;
+        store.Insert(new WorkspaceRecord
+        {
+            Id = "0123456789ab", Environment = "debian:12", VcpuCount = 1, MemMib = 512, TtlSeconds = 600, CreatedAt = now, ExpiresAt = now.AddMinutes(10), State = WorkspaceState.Creating,
+        });
+        Assert.True(store.RegisterSupervisor("0123456789ab", Environment.ProcessId));
+        var record = store.Get("0123456789ab");
         var self = ProcessIdentity.Of(Environment.ProcessId)!;
         Assert.Equal(self.StartTicks, record.SupervisorStartTicks);
         Assert.Equal(self.Uid, record.SupervisorUid);
         // This test process is no supervisor: its command line does not name the workspace.
-        Assert.False(WorkspaceManager.IsSupervisorAlive(record));
+        Assert.False(SupervisorLauncher.IsProven(record));
+        Assert.False(new SupervisorLauncher(options, store).IsAlive("0123456789ab"));
 
-        // Another process naming the same pid again (a reset, from a client) keeps the identity first recorded.
-        var other = Impostor(id);
-        await IdentityAsync(other);
-        manager.Store.SetState(id, WorkspaceStates.Running, null, other.Id);
-        Point(id, other.Id, 42, self.Uid);
-        manager.Store.SetState(id, WorkspaceStates.Resetting, null, other.Id);
-        Assert.Equal(42, manager.Store.Get(id).SupervisorStartTicks);
-        Assert.False(WorkspaceManager.IsSupervisorAlive(manager.Store.Get(id)));
-
-        manager.Store.SetState(id, WorkspaceStates.Stopped, "test", null);
-        Assert.Null(manager.Store.Get(id).SupervisorStartTicks);
-        Assert.Null(manager.Store.Get(id).SupervisorPid);
+        // Once running, no second supervisor can register.
+        Assert.True(store.TryMove("0123456789ab", WorkspaceTransition.CreateCompleted, WorkspaceState.Creating, null));
+        Assert.False(store.RegisterSupervisor("0123456789ab", 1));
+        Assert.Equal(Environment.ProcessId, store.Get("0123456789ab").SupervisorPid);
     }
 
     [Fact]
@@ -193,12 +233,12 @@ public sealed class SupervisorIdentityTests : IDisposable
         Assert.Equal(1, old.SupervisorPid);
         Assert.Null(old.SupervisorStartTicks);
         // pid 1 is init, named nothing like a supervisor, and without a recorded identity it is not believed anyway.
-        Assert.False(WorkspaceManager.IsSupervisorAlive(old));
+        Assert.False(SupervisorLauncher.IsProven(old));
 
         // A second store on the same (now migrated) database opens cleanly.
         store = new WorkspaceStore(_state);
-        store.SetState("00000000000a", WorkspaceStates.Stopped, "test", null);
-        Assert.Equal(WorkspaceStates.Stopped, store.Get("00000000000a").State);
+        Assert.True(store.TryMove("00000000000a", WorkspaceTransition.Crash, WorkspaceState.Running, "test"));
+        Assert.Equal(WorkspaceState.Crashed, store.Get("00000000000a").State);
         SqliteConnection.ClearAllPools();
     }
 }

@@ -1,6 +1,6 @@
 namespace PyroMcp.Host;
 
-/// <summary>An exclusive advisory lock on a file, held until disposed: two pulls of one environment take turns.</summary>
+/// <summary>An exclusive advisory lock (flock) on a file, held until disposed or until the process dies.</summary>
 internal sealed class FileLock : IDisposable
 {
     private readonly FileStream _stream;
@@ -13,21 +13,60 @@ internal sealed class FileLock : IDisposable
         var waited = false;
         while (true)
         {
-            try
+            if (TryAcquire(path) is { } held)
             {
-                // On Unix, .NET takes FileShare.None as flock(LOCK_EX).
-                return new FileLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+                return held;
             }
-            catch (IOException)
-            {
-                if (!waited)
-                {
-                    onWait?.Invoke();
-                    waited = true;
-                }
 
-                await Task.Delay(200, cancellationToken);
+            if (!waited)
+            {
+                onWait?.Invoke();
+                waited = true;
             }
+
+            await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The lock if it is free now, else null.</summary>
+    internal static FileLock? TryAcquire(string path)
+    {
+        try
+        {
+            // On Unix, .NET takes FileShare.None as flock(LOCK_EX | LOCK_NB). Private: 0600.
+            return new FileLock(new FileStream(path, new FileStreamOptions
+            {
+                Mode = FileMode.OpenOrCreate,
+                Access = FileAccess.ReadWrite,
+                Share = FileShare.None,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            }));
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Whether some process holds the lock on an existing file now; a missing file is not held.</summary>
+    internal static bool IsHeld(string path)
+    {
+        try
+        {
+            using var probe = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+            return false;
+        }
+        catch (FileNotFoundException)
+        {
+            return false;
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return false;
+        }
+        catch (IOException)
+        {
+            return true;
         }
     }
 

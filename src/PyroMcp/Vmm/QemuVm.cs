@@ -315,6 +315,33 @@ internal sealed class QemuVm : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A power-off that loses no write: the guest flushes its file systems through the agent, then
+    /// powers off, and QEMU is waited for, all within <paramref name="deadline"/> (size it for TCG,
+    /// where a sync of a busy disk takes seconds). Returns whether QEMU exited on its own; the
+    /// caller's dispose kills it otherwise.
+    /// </summary>
+    internal async Task<bool> PowerOffAsync(TimeSpan deadline)
+    {
+        if (_qemu is not { HasExited: false } || Agent is null || Guest is null)
+        {
+            return _qemu?.HasExited ?? true;
+        }
+
+        using var limit = new CancellationTokenSource(deadline);
+        try
+        {
+            await Agent.CallAsync(new AgentRequest { Op = AgentOps.Sync }, null, null, limit.Token).ConfigureAwait(false);
+            await Agent.ShutdownAsync(limit.Token).ConfigureAwait(false);
+            await _qemu.WaitForExitAsync(limit.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or PyroException or IOException)
+        {
+            return _qemu.HasExited;
+        }
+    }
+
     /// <summary>Asks the guest to power off, then makes sure QEMU is gone and removes every file of this VM.</summary>
     public async ValueTask DisposeAsync()
     {

@@ -5,6 +5,7 @@ using System.IO.Pipelines;
 using System.Text;
 using System.Text.RegularExpressions;
 using PyroMcp.Environments;
+using PyroMcp.Host;
 using PyroMcp.Patching;
 using PyroMcp.Protocol;
 using PyroMcp.Protocol.Files;
@@ -15,14 +16,14 @@ namespace PyroMcp.Workspaces;
 internal sealed partial class WorkspaceManager
 {
     /// <summary>Most a tree (baseline, snapshot, diff side) may hold on the host: a guest cannot fill the host's disk or memory through us.</summary>
-    private const long MaxTreeBytes = 2L * 1024 * 1024 * 1024;
+    internal const long MaxTreeBytes = 2L * 1024 * 1024 * 1024;
     private const long MaxExportEntries = 1_000_000;
 
     // ---- sync and files --------------------------------------------------------------------
 
     internal async Task<TransferResult> PushAsync(string idOrName, string source, string? destination, CancellationToken cancellationToken)
     {
-        var record = Store.Get(idOrName);
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
         if (!Directory.Exists(source) && !File.Exists(source))
         {
             throw new PyroInputException("source_not_found", $"{source} does not exist: give a directory or a .tar, .tar.gz or .tgz archive");
@@ -59,7 +60,7 @@ internal sealed partial class WorkspaceManager
 
     internal async Task<CappedList<FileEntry>> ListFilesAsync(string idOrName, string path, bool recursive, CancellationToken cancellationToken)
     {
-        await using var connection = await ConnectAsync(Store.Get(idOrName), cancellationToken);
+        await using var connection = await ConnectAsync(await GetAsync(idOrName, cancellationToken).ConfigureAwait(false), cancellationToken);
         var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesList, Files = new FilesRequest { Path = GuestPath(path), Recursive = recursive } }, null, null, cancellationToken);
         // Only the entries kept are sanitized (copied); the guest's count of the rest is reported, not returned.
         return CappedList<FileEntry>.Take((response.Listing?.Entries ?? []).Select(SanitizeEntry), options.MaxListEntries);
@@ -67,7 +68,7 @@ internal sealed partial class WorkspaceManager
 
     internal async Task<FileContent> ReadFileAsync(string idOrName, string path, long maxBytes, CancellationToken cancellationToken)
     {
-        var record = Store.Get(idOrName);
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
         await using var connection = await ConnectAsync(record, cancellationToken);
         var limit = maxBytes > 0 ? maxBytes : options.MaxOutputBytes;
         var content = new CappedBuffer(limit);
@@ -79,7 +80,7 @@ internal sealed partial class WorkspaceManager
 
     internal async Task<FileEntry> WriteFileAsync(string idOrName, string path, Stream content, CancellationToken cancellationToken)
     {
-        await using var connection = await ConnectAsync(Store.Get(idOrName), cancellationToken);
+        await using var connection = await ConnectAsync(await GetAsync(idOrName, cancellationToken).ConfigureAwait(false), cancellationToken);
         var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesWrite, Files = new FilesRequest { Path = GuestPath(path), CreateParents = true } },
             null, content, cancellationToken);
         return SanitizeEntry(response.File ?? new FileEntry { Path = path, Type = "file" });
@@ -89,7 +90,7 @@ internal sealed partial class WorkspaceManager
 
     internal async Task<TransferResult> ExportAsync(string idOrName, string path, string output, CancellationToken cancellationToken)
     {
-        var record = Store.Get(idOrName);
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
         var fullOutput = Path.GetFullPath(output);
         if (File.Exists(fullOutput) || Directory.Exists(fullOutput))
         {
@@ -225,7 +226,7 @@ internal sealed partial class WorkspaceManager
 
     internal async Task<PatchResult> ApplyPatchAsync(string idOrName, byte[] patchBytes, CancellationToken cancellationToken)
     {
-        var record = Store.Get(idOrName);
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
         IReadOnlyList<FilePatch> patches;
         try
         {
@@ -381,7 +382,7 @@ internal sealed partial class WorkspaceManager
 
     internal async Task<WorkspaceDiff> DiffAsync(string idOrName, CancellationToken cancellationToken)
     {
-        var record = Store.Get(idOrName);
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
         var baselinePath = Path.Combine(Store.WorkspaceDir(record.Id), BaselineFile);
         await using var connection = await ConnectAsync(record, cancellationToken);
         using var current = new MemoryStream();
@@ -410,8 +411,12 @@ internal sealed partial class WorkspaceManager
 
     internal async Task<SnapshotInfo> CreateSnapshotAsync(string idOrName, string name, CancellationToken cancellationToken)
     {
-        var record = Store.Get(idOrName);
         ValidateSnapshotName(name);
+        var id = (await GetAsync(idOrName, cancellationToken).ConfigureAwait(false)).Id;
+        // A snapshot holds the workspace's operation lock: no stop or reset can pull the VM away
+        // mid-tree, and an interrupted one leaves only a .partial file that the repair removes.
+        using var operation = await WorkspaceLocks.OperationAsync(Store.StateDir, id, cancellationToken).ConfigureAwait(false);
+        var record = await GetAsync(id, cancellationToken).ConfigureAwait(false);
         var existing = Store.Snapshots(record.Id);
         if (existing.Any(s => s.Name == name))
         {
@@ -447,6 +452,7 @@ internal sealed partial class WorkspaceManager
             throw SnapshotBytesExceeded(record.Id, used);
         }
 
+        FaultPoint.Hit("snapshot.after-file");
         var snapshot = new SnapshotInfo(name, DateTimeOffset.UtcNow, summary.Entries, summary.Bytes);
         Store.AddSnapshot(record.Id, snapshot);
         return snapshot;
@@ -462,69 +468,18 @@ internal sealed partial class WorkspaceManager
     private static long SnapshotBytesOnDisk(string snapshotsDir)
         => Directory.Exists(snapshotsDir) ? new DirectoryInfo(snapshotsDir).EnumerateFiles("*.tar").Sum(f => f.Length) : 0;
 
-    internal Task<IReadOnlyList<SnapshotInfo>> ListSnapshotsAsync(string idOrName, CancellationToken cancellationToken)
-        => Task.FromResult(Store.Snapshots(Store.Get(idOrName).Id));
+    internal async Task<IReadOnlyList<SnapshotInfo>> ListSnapshotsAsync(string idOrName, CancellationToken cancellationToken)
+        => Store.Snapshots((await GetAsync(idOrName, cancellationToken).ConfigureAwait(false)).Id);
 
-    internal Task DeleteSnapshotAsync(string idOrName, string name, CancellationToken cancellationToken)
+    internal async Task DeleteSnapshotAsync(string idOrName, string name, CancellationToken cancellationToken)
     {
-        var record = Store.Get(idOrName);
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
         if (!Store.DeleteSnapshot(record.Id, name))
         {
             throw new PyroInputException("snapshot_not_found", $"workspace {record.Id} has no snapshot '{name}'. See 'pyro workspace snapshot list {record.Id}'.");
         }
 
         File.Delete(Path.Combine(Store.WorkspaceDir(record.Id), SnapshotsDir, name + ".tar"));
-        return Task.CompletedTask;
-    }
-
-    /// <summary>
-    /// A fresh sandbox: a new disk from the environment, then /workspace from the baseline or a
-    /// snapshot. Same id, same baseline; history cleared; reset count up by one.
-    /// </summary>
-    internal async Task<WorkspaceInfo> ResetAsync(string idOrName, string? snapshot, CancellationToken cancellationToken)
-    {
-        var record = Store.Get(idOrName);
-        var directory = Store.WorkspaceDir(record.Id);
-        var source = snapshot is null or "baseline"
-            ? Path.Combine(directory, BaselineFile)
-            : Store.Snapshots(record.Id).Any(s => s.Name == snapshot)
-                ? Path.Combine(directory, SnapshotsDir, snapshot + ".tar")
-                : throw new PyroInputException("snapshot_not_found", $"workspace {record.Id} has no snapshot '{snapshot}'. See 'pyro workspace snapshot list {record.Id}'.");
-        if (!File.Exists(source))
-        {
-            throw new WorkspaceStateException("reset_source_missing", $"{source} is missing; the workspace cannot be reset from it. Delete the workspace and create it again.");
-        }
-
-        var step = "stopping the VM";
-        try
-        {
-            await StopSupervisorAsync(record, cancellationToken);
-            Store.SetState(record.Id, WorkspaceStates.Resetting, $"resetting from {snapshot ?? "baseline"}");
-            step = "making a fresh disk";
-            var spec = EnvironmentCatalog.Resolve(record.Environment);
-            var environment = await environments.PullAsync(spec, null, cancellationToken);
-            File.Delete(Path.Combine(directory, "disk.qcow2"));
-            await QemuVm.CreateOverlayAsync(environment.RootfsImage, Path.Combine(directory, "disk.qcow2"), cancellationToken);
-            step = "booting the VM";
-            await StartSupervisorAsync(record.Id, cancellationToken);
-            step = $"restoring /workspace from {snapshot ?? "baseline"}";
-            await using (var connection = await ConnectRawAsync(Store.Get(record.Id), cancellationToken))
-            {
-                await using var tar = File.OpenRead(source);
-                await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarIn, Tar = new TarRequest { Path = GuestRoot, Clean = true } }, null, tar, cancellationToken);
-                await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.Sync }, null, null, cancellationToken);
-            }
-
-            Store.RecordReset(record.Id);
-            Store.SetState(record.Id, WorkspaceStates.Running, null, Store.Get(record.Id).SupervisorPid);
-            return ToInfo(Store.Get(record.Id));
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            var reason = $"reset failed while {step}: {ex.Message}. The workspace is not usable as it is: run 'pyro workspace reset {record.Id}' again, or delete it";
-            Store.SetState(record.Id, WorkspaceStates.Failed, reason, Store.Get(record.Id).SupervisorPid);
-            throw new WorkspaceStateException("reset_failed", reason);
-        }
     }
 
     private static void ValidateSnapshotName(string name)
@@ -537,7 +492,7 @@ internal sealed partial class WorkspaceManager
 
     // ---- trees -----------------------------------------------------------------------------
 
-    private static async Task<TarSummary> PushTreeAsync(Connection connection, string source, string guestDestination, bool clean, CancellationToken cancellationToken)
+    internal static async Task<TarSummary> PushTreeAsync(Connection connection, string source, string guestDestination, bool clean, CancellationToken cancellationToken)
     {
         Stream tar;
         Task writer = Task.CompletedTask;
@@ -579,7 +534,7 @@ internal sealed partial class WorkspaceManager
     }
 
     /// <summary>Saves the guest's /workspace as a tar on the host (baseline, snapshot): written aside, then moved into place.</summary>
-    private static async Task<TarSummary> SaveTreeAsync(Connection connection, string file, long maxBytes, CancellationToken cancellationToken)
+    internal static async Task<TarSummary> SaveTreeAsync(Connection connection, string file, long maxBytes, CancellationToken cancellationToken)
     {
         var temp = file + ".partial";
         long written = 0;
@@ -604,6 +559,7 @@ internal sealed partial class WorkspaceManager
                 summary = response.Tar ?? new TarSummary();
             }
 
+            FaultPoint.Hit("tree.after-partial");
             File.Move(temp, file, overwrite: true);
             return summary;
         }

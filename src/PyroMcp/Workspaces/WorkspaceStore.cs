@@ -16,7 +16,8 @@ internal sealed record WorkspaceRecord
     public required int TtlSeconds { get; init; }
     public required DateTimeOffset CreatedAt { get; init; }
     public required DateTimeOffset ExpiresAt { get; init; }
-    public required string State { get; init; }
+    public required WorkspaceState State { get; init; }
+    /// <summary>Why it is in its state; for a state in progress, the step it is at.</summary>
     public string? StateReason { get; init; }
     public int? SupervisorPid { get; init; }
     /// <summary>Start time of the supervisor process (field 22 of /proc/PID/stat, clock ticks since boot): a reused pid has another.</summary>
@@ -26,6 +27,10 @@ internal sealed record WorkspaceRecord
     public string? Accelerator { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public string? SeedSource { get; init; }
+    /// <summary>The registered supervisor has its VM up and listens on its socket.</summary>
+    public bool Booted { get; init; }
+    /// <summary>Why the registered supervisor could not boot its VM, when it could not.</summary>
+    public string? SupervisorError { get; init; }
 }
 
 /// <summary>
@@ -77,7 +82,10 @@ internal sealed class WorkspaceStore
             }
         }
 
-        foreach (var (column, type) in new[] { ("supervisor_start_ticks", "INTEGER"), ("supervisor_uid", "INTEGER") })
+        foreach (var (column, type) in new[]
+                 {
+                     ("supervisor_start_ticks", "INTEGER"), ("supervisor_uid", "INTEGER"), ("booted", "INTEGER NOT NULL DEFAULT 0"), ("supervisor_error", "TEXT"),
+                 })
         {
             if (columns.Contains(column))
             {
@@ -163,8 +171,14 @@ internal sealed class WorkspaceStore
         return command;
     }
 
+    /// <summary>A new workspace; it always begins as <see cref="WorkspaceState.Creating"/>, and only transitions move it on.</summary>
     internal void Insert(WorkspaceRecord record)
     {
+        if (record.State != WorkspaceState.Creating)
+        {
+            throw new ArgumentException($"a new workspace begins as creating, not {record.State.ToName()}", nameof(record));
+        }
+
         using var connection = Open();
         try
         {
@@ -174,13 +188,13 @@ internal sealed class WorkspaceStore
                 VALUES ($id, $name, $env, $vcpu, $mem, $ttl, $created, $expires, $state, $reason, $pid, 0, $accel, $labels, $seed)
                 """,
                 ("$id", record.Id), ("$name", record.Name), ("$env", record.Environment), ("$vcpu", record.VcpuCount), ("$mem", record.MemMib),
-                ("$ttl", record.TtlSeconds), ("$created", Time(record.CreatedAt)), ("$expires", Time(record.ExpiresAt)), ("$state", record.State),
+                ("$ttl", record.TtlSeconds), ("$created", Time(record.CreatedAt)), ("$expires", Time(record.ExpiresAt)), ("$state", record.State.ToName()),
                 ("$reason", record.StateReason), ("$pid", record.SupervisorPid), ("$accel", record.Accelerator),
                 ("$labels", JsonSerializer.Serialize(record.Labels, InternalJsonContext.Default.IReadOnlyDictionaryStringString)), ("$seed", record.SeedSource));
         }
         catch (SqliteException ex) when (ex.SqliteErrorCode == 19)
         {
-            throw new PyroInputException("name_taken", $"a workspace named '{record.Name}' already exists: pick another --name or delete that one");
+            throw new PyroInputException("name_taken", $"a workspace named '{record.Name}' already exists: pick another name or delete that workspace");
         }
     }
 
@@ -194,7 +208,7 @@ internal sealed class WorkspaceStore
     }
 
     internal WorkspaceRecord Get(string idOrName)
-        => Find(idOrName) ?? throw new PyroInputException("workspace_not_found", $"no workspace '{idOrName}'. See 'pyro workspace list'.");
+        => Find(idOrName) ?? throw new PyroInputException("workspace_not_found", $"no workspace '{idOrName}': list the workspaces to see which exist");
 
     internal IReadOnlyList<WorkspaceRecord> List()
     {
@@ -211,25 +225,70 @@ internal sealed class WorkspaceStore
     }
 
     /// <summary>
-    /// Sets the state and the supervisor pid (null clears it). A pid goes in with the identity of
-    /// its process (start time, owner uid) as read now; the same pid again, from another process, keeps the identity first recorded.
+    /// Moves the workspace along one transition of the table, if and only if it is still in
+    /// <paramref name="from"/>: a compare-and-set, so of two callers that read the same state only
+    /// one moves it. Returns false when the state had changed (or the workspace is gone).
     /// </summary>
-    internal void SetState(string id, string state, string? reason, int? supervisorPid = null, bool keepPid = false)
+    internal bool TryMove(string id, WorkspaceTransition transition, WorkspaceState from, string? reason)
+    {
+        if (!transition.From.Contains(from))
+        {
+            // The table is the only source of transitions; asking one to start elsewhere is a bug in the caller.
+            throw new InvalidOperationException($"transition '{transition.Name}' does not start from {from.ToName()}");
+        }
+
+        using var connection = Open();
+        using var command = Command(connection, "UPDATE workspaces SET state = $to, state_reason = $reason WHERE id = $id AND state = $from",
+            ("$id", id), ("$to", transition.To.ToName()), ("$from", from.ToName()), ("$reason", reason));
+        return command.ExecuteNonQuery() == 1;
+    }
+
+    /// <summary>Records the step an operation in progress is at, while the workspace is still in <paramref name="state"/>.</summary>
+    internal bool SetStep(string id, WorkspaceState state, string step)
     {
         using var connection = Open();
-        var identity = supervisorPid is { } pid ? ProcessIdentity.Of(pid) : null;
-        Execute(connection, keepPid
-                ? "UPDATE workspaces SET state = $state, state_reason = $reason WHERE id = $id"
-                : """
-                  UPDATE workspaces SET state = $state, state_reason = $reason,
-                      supervisor_start_ticks = CASE WHEN $self = 0 AND supervisor_pid IS $pid AND supervisor_start_ticks IS NOT NULL THEN supervisor_start_ticks ELSE $ticks END,
-                      supervisor_uid = CASE WHEN $self = 0 AND supervisor_pid IS $pid AND supervisor_uid IS NOT NULL THEN supervisor_uid ELSE $uid END,
-                      supervisor_pid = $pid
-                  WHERE id = $id
-                  """,
-            ("$id", id), ("$state", state), ("$reason", reason), ("$pid", supervisorPid), ("$ticks", identity?.StartTicks), ("$uid", identity?.Uid),
-            // A supervisor registering itself always records itself, even if an older one had its pid.
-            ("$self", supervisorPid == Environment.ProcessId ? 1 : 0));
+        using var command = Command(connection, "UPDATE workspaces SET state_reason = $reason WHERE id = $id AND state = $state",
+            ("$id", id), ("$state", state.ToName()), ("$reason", step));
+        return command.ExecuteNonQuery() == 1;
+    }
+
+    /// <summary>
+    /// A supervisor (holding the workspace's supervisor lock) records itself: its pid, start time and
+    /// owner. Only while the workspace is in a state that launches one; false otherwise, and then the
+    /// supervisor must go away.
+    /// </summary>
+    internal bool RegisterSupervisor(string id, int pid)
+    {
+        var identity = ProcessIdentity.Of(pid);
+        using var connection = Open();
+        using var command = Command(connection, """
+            UPDATE workspaces SET supervisor_pid = $pid, supervisor_start_ticks = $ticks, supervisor_uid = $uid, booted = 0, supervisor_error = NULL
+            WHERE id = $id AND state IN ('creating', 'starting', 'resetting')
+            """, ("$id", id), ("$pid", pid), ("$ticks", identity?.StartTicks), ("$uid", identity?.Uid));
+        return command.ExecuteNonQuery() == 1;
+    }
+
+    /// <summary>Forgets the last supervisor (dead by now) before another is launched, so nothing of it is mistaken for the new one.</summary>
+    internal void ClearSupervisor(string id)
+    {
+        using var connection = Open();
+        Execute(connection, "UPDATE workspaces SET supervisor_pid = NULL, supervisor_start_ticks = NULL, supervisor_uid = NULL, booted = 0, supervisor_error = NULL WHERE id = $id",
+            ("$id", id));
+    }
+
+    /// <summary>The registered supervisor's VM is up and its socket listens.</summary>
+    internal bool MarkBooted(string id, int pid)
+    {
+        using var connection = Open();
+        using var command = Command(connection, "UPDATE workspaces SET booted = 1 WHERE id = $id AND supervisor_pid = $pid", ("$id", id), ("$pid", pid));
+        return command.ExecuteNonQuery() == 1;
+    }
+
+    /// <summary>The registered supervisor could not boot its VM; whoever launched it reads why.</summary>
+    internal void SetSupervisorError(string id, int pid, string error)
+    {
+        using var connection = Open();
+        Execute(connection, "UPDATE workspaces SET supervisor_error = $error WHERE id = $id AND supervisor_pid = $pid", ("$id", id), ("$pid", pid), ("$error", error));
     }
 
     internal void SetAccelerator(string id, string accelerator)
@@ -344,7 +403,7 @@ internal sealed class WorkspaceStore
             TtlSeconds = Int("ttl_seconds")!.Value,
             CreatedAt = ParseTime(Str("created_at")!),
             ExpiresAt = ParseTime(Str("expires_at")!),
-            State = Str("state")!,
+            State = WorkspaceStateNames.Parse(Str("state")!),
             StateReason = Str("state_reason"),
             SupervisorPid = Int("supervisor_pid"),
             SupervisorStartTicks = Long("supervisor_start_ticks"),
@@ -353,6 +412,8 @@ internal sealed class WorkspaceStore
             Accelerator = Str("accelerator"),
             Labels = JsonSerializer.Deserialize(Str("labels") ?? "{}", InternalJsonContext.Default.IReadOnlyDictionaryStringString) ?? new Dictionary<string, string>(),
             SeedSource = Str("seed_source"),
+            Booted = (Int("booted") ?? 0) != 0,
+            SupervisorError = Str("supervisor_error"),
         };
     }
 

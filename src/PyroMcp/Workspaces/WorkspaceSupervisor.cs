@@ -36,29 +36,57 @@ internal sealed class WorkspaceSupervisor
         _options = options;
     }
 
-    /// <summary>The supervisor program's whole life. Returns its exit code.</summary>
+    /// <summary>The supervisor program's whole life. Returns its exit code: 0 after a clean end, 1 when the VM did not boot, 3 when the workspace is not this supervisor's to run.</summary>
     internal static async Task<int> RunAsync(string stateDir, string workspaceId)
     {
         var options = new PyroOptions { StateDir = stateDir };
         var store = new WorkspaceStore(stateDir);
-        var record = store.Find(workspaceId);
-        if (record is null)
+        if (store.Find(workspaceId) is null)
         {
-            await Console.Error.WriteLineAsync($"pyro-supervisor: no workspace {workspaceId}");
+            await Console.Error.WriteLineAsync($"pyro-supervisor: no workspace {workspaceId}").ConfigureAwait(false);
             return 2;
         }
 
-        return await new WorkspaceSupervisor(store, record, options).ServeAsync();
+        // One supervisor per workspace: the lock is held for this process's whole life. Another
+        // process may hold it for a moment to see whether a supervisor lives, hence the retries.
+        PrivateDirectory.Ensure(WorkspaceLocks.Directory(stateDir));
+        FileLock? held = null;
+        for (var i = 0; i < 50 && held is null; i++)
+        {
+            held = FileLock.TryAcquire(WorkspaceLocks.SupervisorPath(stateDir, workspaceId));
+            if (held is null)
+            {
+                await Task.Delay(100).ConfigureAwait(false);
+            }
+        }
+
+        if (held is null)
+        {
+            Log($"another supervisor owns workspace {workspaceId}; leaving it alone");
+            return 3;
+        }
+
+        using (held)
+        {
+            if (!store.RegisterSupervisor(workspaceId, Environment.ProcessId))
+            {
+                Log($"workspace {workspaceId} is not waiting for a supervisor (its state moved on); leaving");
+                return 3;
+            }
+
+            FaultPoint.Hit("supervisor.after-register");
+            return await new WorkspaceSupervisor(store, store.Get(workspaceId), options).ServeAsync().ConfigureAwait(false);
+        }
     }
 
     private async Task<int> ServeAsync()
     {
         var id = _record.Id;
         var directory = _store.WorkspaceDir(id);
-        var startingState = _record.State;
-        _store.SetState(id, startingState, null, Environment.ProcessId);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; _stop.TrySetResult("stopped by SIGTERM"); });
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; _stop.TrySetResult("stopped by SIGINT"); });
+        var socketPath = Path.Combine(directory, SocketName);
+        File.Delete(socketPath);
 
         QemuVm vm;
         try
@@ -67,68 +95,105 @@ internal sealed class WorkspaceSupervisor
             var environment = new EnvironmentStore(_options).Inspect(spec);
             if (!environment.Installed)
             {
-                throw new EnvironmentException("environment_unavailable", $"environment {spec.Name} is {environment.State.Replace('_', ' ')} in the cache; run 'pyro env pull {spec.Name}'");
+                throw new EnvironmentException("environment_unavailable", $"environment {spec.Name} is {environment.State.Replace('_', ' ')} in the cache; pull it again");
             }
 
-            var bundle = await RuntimeBundle.EnsureAsync(_options, null, CancellationToken.None);
+            var bundle = await RuntimeBundle.EnsureAsync(_options, null, CancellationToken.None).ConfigureAwait(false);
             var accelerator = KvmProbe.Detect().Choose(_options.Accelerator).Chosen;
             _store.SetAccelerator(id, accelerator.ToString().ToLowerInvariant());
             vm = await QemuVm.StartAsync(id, new VmSpec(_record.VcpuCount, _record.MemMib, accelerator), environment.RootfsImage, bundle, _options,
-                CancellationToken.None, directory);
+                CancellationToken.None, directory).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
-            _store.SetState(id, WorkspaceStates.Failed, $"the VM did not start: {ex.Message}");
-            await Console.Error.WriteLineAsync("pyro-supervisor: " + ex);
+            // Whoever launched us reads this and moves the state; a supervisor never decides how a start ends.
+            _store.SetSupervisorError(id, Environment.ProcessId, $"the VM did not start: {ex.Message}");
+            await Console.Error.WriteLineAsync("pyro-supervisor: " + ex).ConfigureAwait(false);
             return 1;
         }
 
-        var socketPath = Path.Combine(directory, SocketName);
-        File.Delete(socketPath);
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(socketPath));
         File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         listener.Listen(64);
-        _store.SetState(id, startingState == WorkspaceStates.Resetting ? WorkspaceStates.Resetting : WorkspaceStates.Running, null, Environment.ProcessId);
         _ = AcceptLoopAsync(listener, vm.Agent);
+        _store.MarkBooted(id, Environment.ProcessId);
+        FaultPoint.Hit("supervisor.after-boot");
 
         var ttl = _record.ExpiresAt - DateTimeOffset.UtcNow;
         var expired = Task.Delay(ttl > TimeSpan.Zero ? ttl : TimeSpan.Zero);
         var exited = vm.Exited;
         Log($"running: qemu pid {vm.QemuPid}, accelerator {vm.Accelerator}, expires {_record.ExpiresAt:O}");
-        var ended = await Task.WhenAny(_stop.Task, exited, expired);
+        var ended = await Task.WhenAny(_stop.Task, exited, expired).ConfigureAwait(false);
+        FileLock? operation = null;
+        if (ended == expired)
+        {
+            // The TTL deletes the workspace, which is an operation like any other: it waits for the
+            // one under way (a create finishing, a snapshot), unless a stop comes first.
+            var locked = WorkspaceLocks.OperationAsync(_store.StateDir, id, CancellationToken.None);
+            if (await Task.WhenAny(locked, _stop.Task, exited).ConfigureAwait(false) == locked)
+            {
+                operation = await locked.ConfigureAwait(false);
+            }
+            else
+            {
+                ended = exited.IsCompleted ? exited : _stop.Task;
+                _ = locked.ContinueWith(t => t.Result.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+            }
+        }
+
         Log(ended == exited ? $"QEMU exited (code {vm.ExitCode})" : ended == expired ? "TTL ran out" : _stop.Task.Result);
         listener.Close();
         foreach (var client in _clients.Keys)
         {
-            await client.DisposeAsync();
+            await client.DisposeAsync().ConfigureAwait(false);
         }
 
         if (ended == exited)
         {
-            // QEMU went away under us (killed, crashed): the disk stays; the user decides.
-            var reason = $"QEMU exited unexpectedly (exit code {vm.ExitCode}); the disk is kept: 'pyro workspace start {id}' boots it again, 'pyro workspace delete {id}' removes it";
-            _store.SetState(id, WorkspaceStates.Crashed, reason);
-            await vm.DisposeAsync();
+            // QEMU went away under us (killed, crashed): the disk stays; the user decides. An
+            // operation under way (create, reset, stop) sees its VM gone and ends as it must.
+            _store.TryMove(id, WorkspaceTransition.Crash, WorkspaceState.Running,
+                $"QEMU exited unexpectedly (exit code {vm.ExitCode}); the disk is kept: start it to boot it again, or delete it");
+            await vm.DisposeAsync().ConfigureAwait(false);
+        }
+        else if (ended == expired)
+        {
+            using (operation)
+            {
+                if (_store.Find(id) is { } record && (record.State == WorkspaceState.Deleting
+                        || _store.TryMove(id, WorkspaceTransition.DeleteBegins, record.State, "its TTL ran out")))
+                {
+                    FaultPoint.Hit("ttl.after-begin");
+                    vm.DiscardOnDispose = true;
+                    await vm.DisposeAsync().ConfigureAwait(false);
+                    Directory.Delete(directory, recursive: true);
+                    _store.Delete(id);
+                    WorkspaceLocks.Remove(_store.StateDir, id);
+                    return 0;
+                }
+            }
+
+            await vm.DisposeAsync().ConfigureAwait(false);
         }
         else
         {
-            // A clean power-off flushes the guest's file systems to the disk we keep.
-            await vm.DisposeAsync();
-            if (ended == expired)
+            // A clean power-off that loses no write: flush, power off, and only then kill.
+            var clean = await vm.PowerOffAsync(SupervisorLauncher.StopGrace - TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+            Log(clean ? "the guest flushed its file systems and powered off" : "the guest did not power off in time; QEMU is killed");
+            await vm.DisposeAsync().ConfigureAwait(false);
+            if (_stop.Task.Result != StoppedOnRequest)
             {
-                Directory.Delete(directory, recursive: true);
-                _store.Delete(id);
-            }
-            else
-            {
-                _store.SetState(id, WorkspaceStates.Stopped, _stop.Task.Result);
+                // A signal (host shutdown), not a stop call: nobody else will record the stop.
+                _store.TryMove(id, WorkspaceTransition.SupervisorStopped, WorkspaceState.Running, _stop.Task.Result);
             }
         }
 
         File.Delete(socketPath);
         return 0;
     }
+
+    internal const string StoppedOnRequest = "stopped on request";
 
     /// <summary>PYRO_CLIENT_STALL_SECONDS overrides how long a client may leave its output unread.</summary>
     private static TimeSpan? StallTimeout()
@@ -215,7 +280,7 @@ internal sealed class ClientSession : IAsyncDisposable
                     await _connection.SendAsync(new Frame(frame.StreamId, FrameType.Result, ProtocolJsonContext.Encode(new AgentResponse())), cancellationToken);
                     if (request.Op == WorkspaceSupervisor.StopOp)
                     {
-                        _stop("stopped on request");
+                        _stop(WorkspaceSupervisor.StoppedOnRequest);
                     }
 
                     return;
