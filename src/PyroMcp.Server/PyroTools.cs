@@ -21,8 +21,8 @@ namespace PyroMcp.Server;
 [McpServerToolType]
 public sealed class PyroTools
 {
-    /// <summary>Label that marks a workspace created by <c>vm_create</c>.</summary>
-    public const string KindLabel = "pyro.kind";
+    /// <summary>Label that marks a workspace created by <c>vm_create</c> (<see cref="VmLabels.Kind"/>).</summary>
+    public const string KindLabel = VmLabels.Kind;
 
     private const string Environment = "Environment to boot, e.g. debian:12 (git, ca-certificates), debian:12-base or debian:12-build (build-essential, python3). See vm_list_environments.";
     private const string WorkspaceId = "Workspace id (12 hex digits) or unique name, as returned by workspace_create or workspace_list.";
@@ -425,10 +425,9 @@ public sealed class PyroTools
         => Guard(context, async progress =>
         {
             CheckHostCompat(allow_host_compat);
-            var info = await _pyro.CreateWorkspaceAsync(new WorkspaceCreateRequest
+            var info = await _pyro.CreateVmAsync(new VmCreateRequest
             {
                 Environment = environment,
-                Labels = new Dictionary<string, string> { [KindLabel] = "vm" },
                 TtlSeconds = ttl_seconds,
                 VcpuCount = vcpu_count,
                 MemMib = mem_mib,
@@ -443,10 +442,9 @@ public sealed class PyroTools
     public Task<CallToolResult> VmStart([Description(VmId)] string vm_id, CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var info = await RequireVmAsync(vm_id, cancellationToken);
-            return info.State == WorkspaceState.Running
-                ? Vm(info, $"vm {info.WorkspaceId} was already running")
-                : Vm(await _pyro.StartWorkspaceAsync(vm_id, cancellationToken));
+            var before = await _pyro.GetVmAsync(vm_id, cancellationToken);
+            var info = await _pyro.StartVmAsync(vm_id, cancellationToken);
+            return before.State == WorkspaceState.Running ? Vm(info, $"vm {info.WorkspaceId} was already running") : Vm(info);
         });
 
     /// <summary>vm_exec.</summary>
@@ -463,32 +461,15 @@ public sealed class PyroTools
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var info = await RequireVmAsync(vm_id, cancellationToken);
-            WorkspaceExecResult result;
-            try
-            {
-                result = await _pyro.ExecWorkspaceAsync(info.WorkspaceId, new WorkspaceExecRequest { Command = [command], TimeoutSeconds = timeout_seconds }, cancellationToken);
-            }
-            finally
-            {
-                await _pyro.DeleteWorkspaceAsync(info.WorkspaceId, CancellationToken.None);
-            }
-
-            var json = Json(result, PyroJsonContext.Default.WorkspaceExecResult);
-            json["vm_id"] = info.WorkspaceId;
-            json["auto_deleted"] = true;
-            return Ok(json, Exited("vm_exec", result.ExitCode, result.TimedOut, timeout_seconds) + $"; vm {info.WorkspaceId} was deleted");
+            var result = await _pyro.ExecVmAsync(vm_id, [command], timeout_seconds, cancellationToken);
+            return Ok(Json(result, PyroJsonContext.Default.VmExecResult), Exited("vm_exec", result.ExitCode, result.TimedOut, timeout_seconds) + $"; vm {result.VmId} was deleted");
         });
 
     /// <summary>vm_stop.</summary>
     [McpServerTool(Name = "vm_stop", Idempotent = true, OpenWorld = false)]
     [Description("Powers a VM off cleanly; its disk is kept for vm_start. Returns its status.")]
     public Task<CallToolResult> VmStop([Description(VmId)] string vm_id, CancellationToken cancellationToken = default)
-        => Guard(async () =>
-        {
-            await RequireVmAsync(vm_id, cancellationToken);
-            return Vm(await _pyro.StopWorkspaceAsync(vm_id, cancellationToken));
-        });
+        => Guard(async () => Vm(await _pyro.StopVmAsync(vm_id, cancellationToken)));
 
     /// <summary>vm_delete.</summary>
     [McpServerTool(Name = "vm_delete", Destructive = true, Idempotent = true, OpenWorld = false)]
@@ -496,8 +477,8 @@ public sealed class PyroTools
     public Task<CallToolResult> VmDelete([Description(VmId)] string vm_id, CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var info = await RequireVmAsync(vm_id, cancellationToken);
-            var deleted = await _pyro.DeleteWorkspaceAsync(info.WorkspaceId, cancellationToken);
+            var info = await _pyro.GetVmAsync(vm_id, cancellationToken);
+            var deleted = await _pyro.DeleteVmAsync(info.WorkspaceId, cancellationToken);
             return Ok(new JsonObject { ["vm_id"] = info.WorkspaceId, ["deleted"] = deleted }, $"vm {info.WorkspaceId} deleted");
         });
 
@@ -505,7 +486,7 @@ public sealed class PyroTools
     [McpServerTool(Name = "vm_status", ReadOnly = true, Idempotent = true, OpenWorld = false)]
     [Description("Shows a VM made by vm_create: state (running, stopped, crashed, failed), resources and expiry.")]
     public Task<CallToolResult> VmStatus([Description(VmId)] string vm_id, CancellationToken cancellationToken = default)
-        => Guard(async () => Vm(await RequireVmAsync(vm_id, cancellationToken)));
+        => Guard(async () => Vm(await _pyro.GetVmAsync(vm_id, cancellationToken)));
 
     /// <summary>vm_reap_expired.</summary>
     [McpServerTool(Name = "vm_reap_expired", Destructive = true, Idempotent = true, OpenWorld = false)]
@@ -517,15 +498,6 @@ public sealed class PyroTools
             return Ok(new JsonObject { ["reaped"] = Json(reaped, PyroJsonContext.Default.IReadOnlyListString), ["count"] = reaped.Count },
                 reaped.Count == 0 ? "nothing had expired" : $"deleted {string.Join(", ", reaped)}");
         });
-
-    private async Task<WorkspaceInfo> RequireVmAsync(string vmId, CancellationToken cancellationToken)
-    {
-        var info = await _pyro.GetWorkspaceAsync(vmId, cancellationToken);
-        // vm_exec deletes what it ran in, so the vm_* tools never act on a user's workspace.
-        return info.Labels.TryGetValue(KindLabel, out var kind) && kind == "vm"
-            ? info
-            : throw new ToolError("not_a_vm", $"'{vmId}' is a workspace, not a VM made by vm_create; use the workspace_* tools for it");
-    }
 
     private static CallToolResult Workspace(WorkspaceInfo info, string? what = null)
         => Ok(Json(info, PyroJsonContext.Default.WorkspaceInfo), $"workspace {info.WorkspaceId} is {info.State.ToName()}{(info.StateReason is null ? "" : $" ({info.StateReason})")}{(what is null ? "" : "; " + what)}");

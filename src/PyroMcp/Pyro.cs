@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using System.Text;
 using PyroMcp.Environments;
+using PyroMcp.Execution;
 using PyroMcp.Host;
 using PyroMcp.Protocol;
 using PyroMcp.Runtime;
@@ -157,7 +157,7 @@ public sealed partial class Pyro
     /// <exception cref="VmBootException">The guest did not boot; carries QEMU and console evidence.</exception>
     public async Task<RunResult> RunAsync(RunRequest request, CancellationToken cancellationToken = default)
     {
-        request.Validate();
+        var plan = ExecPipeline.Plan(request, HostCapacity.Current);
         var spec = EnvironmentCatalog.Resolve(request.Environment);
         var clock = Stopwatch.StartNew();
         var progress = request.Progress;
@@ -177,29 +177,18 @@ public sealed partial class Pyro
         await using var vm = await QemuVm.StartAsync(vmId, new VmSpec(request.VcpuCount, request.MemMib, accelerator), environment.RootfsImage, bundle, Options, cancellationToken);
         vm.DiscardOnDispose = true;
         progress?.Report(new PyroProgress("run", "execute", [new("vm_id", vmId)]));
-        var stdout = new CappedBuffer(Options.MaxOutputBytes);
-        var stderr = new CappedBuffer(Options.MaxOutputBytes);
-        var exit = await vm.Agent.ExecAsync(request.ToExecRequest(request.Cwd),
-            stdout.Tee(request.OnStdout), stderr.Tee(request.OnStderr), Options.MaxOutputBytes, cancellationToken);
+        var output = await ExecPipeline.ExecuteAsync(vm.Agent, plan, request.Cwd, Options.MaxOutputBytes, cancellationToken);
         var kernel = GuestAgentClient.Sanitize(vm.Guest.KernelRelease, 200);
         await vm.DisposeAsync();
-        return new RunResult
+        return output.Complete(new RunResult
         {
             Environment = spec.Name,
             ExecutionMode = ExecutionModes.Guest,
             VmId = vmId,
-            Command = request.CommandText,
-            ExitCode = exit.ExitCode,
-            Signal = exit.Signal,
-            TimedOut = exit.TimedOut,
-            Stdout = stdout.Text,
-            Stderr = stderr.Text,
-            StdoutTruncated = exit.StdoutTruncated,
-            StderrTruncated = exit.StderrTruncated,
-            DurationMs = clock.ElapsedMilliseconds,
+            Command = plan.CommandText,
             GuestKernel = kernel,
             Cleanup = new CleanupInfo(true, "post_exec_cleanup", vmId),
-        };
+        }, clock.ElapsedMilliseconds);
     }
 
     /// <summary>
@@ -240,35 +229,4 @@ public sealed partial class Pyro
             tool.Require();
         }
     }
-}
-
-/// <summary>Collects output up to a cap.</summary>
-internal sealed class CappedBuffer(long cap)
-{
-    private readonly MemoryStream _data = new();
-
-    internal void Append(ReadOnlySpan<byte> data)
-    {
-        var room = (int)Math.Max(0, Math.Min(data.Length, cap - _data.Length));
-        Overflowed |= room < data.Length;
-        _data.Write(data[..room]);
-    }
-
-    /// <summary>More arrived than the cap allowed.</summary>
-    internal bool Overflowed { get; private set; }
-
-    internal string Text => Encoding.UTF8.GetString(_data.GetBuffer(), 0, (int)_data.Length);
-
-    internal byte[] Bytes => _data.ToArray();
-
-    /// <summary>A sink that keeps what it gets here (up to the cap) and passes everything on to <paramref name="sink"/>.</summary>
-    internal Func<ReadOnlyMemory<byte>, ValueTask> Tee(Func<ReadOnlyMemory<byte>, ValueTask>? sink)
-        => async data =>
-        {
-            Append(data.Span);
-            if (sink is not null)
-            {
-                await sink(data);
-            }
-        };
 }

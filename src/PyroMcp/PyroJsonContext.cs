@@ -18,6 +18,7 @@ namespace PyroMcp;
 [JsonSerializable(typeof(WorkspaceInfo))]
 [JsonSerializable(typeof(IReadOnlyList<WorkspaceInfo>))]
 [JsonSerializable(typeof(WorkspaceExecResult))]
+[JsonSerializable(typeof(VmExecResult))]
 [JsonSerializable(typeof(TransferResult))]
 [JsonSerializable(typeof(WorkspaceDiff))]
 [JsonSerializable(typeof(PatchResult))]

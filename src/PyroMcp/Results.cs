@@ -12,42 +12,29 @@ public static class ExecutionModes
 }
 
 /// <summary>
-/// The outcome of one command. A non-zero exit code is a result, not an exception; call
-/// <see cref="ThrowOnFailure"/> when it should be one.
+/// The outcome of a one-shot run (<see cref="Pyro.RunAsync"/>): the shared <see cref="ExecResult"/>
+/// fields, plus the environment, the VM and what became of it.
 /// </summary>
-public sealed record RunResult
+public sealed record RunResult : ExecResult
 {
     /// <summary>Environment the command ran in, e.g. <c>debian:12</c>.</summary>
+    [JsonPropertyOrder(-4)]
     public required string Environment { get; init; }
-    /// <summary>One of <see cref="ExecutionModes"/>.</summary>
-    public required string ExecutionMode { get; init; }
+    /// <summary>One of <see cref="ExecutionModes"/>: in a guest, or on the host when host compatibility was allowed and needed.</summary>
+    [JsonPropertyOrder(-3)]
+    public required override string ExecutionMode { get; init; }
     /// <summary>The VM that ran it (already deleted when a one-shot run returns).</summary>
+    [JsonPropertyOrder(-2)]
     public string? VmId { get; init; }
     /// <summary>The command as given.</summary>
-    public required string Command { get; init; }
-    /// <summary>Exit status: 124 on timeout, 127 when the program does not exist, 128+N after signal N.</summary>
-    public int ExitCode { get; init; }
-    /// <summary>Signal that ended the command, when one did.</summary>
-    public string? Signal { get; init; }
-    /// <summary>The timeout ran out and the command's whole process group was killed.</summary>
-    public bool TimedOut { get; init; }
-    /// <summary>Captured stdout (UTF-8, invalid bytes replaced), up to the output cap.</summary>
-    public string Stdout { get; init; } = "";
-    /// <summary>Captured stderr, up to the output cap.</summary>
-    public string Stderr { get; init; } = "";
-    /// <summary>stdout was longer than the cap and was cut.</summary>
-    public bool StdoutTruncated { get; init; }
-    /// <summary>stderr was longer than the cap and was cut.</summary>
-    public bool StderrTruncated { get; init; }
-    /// <summary>Wall time from the start of the call to its end, VM boot and teardown included.</summary>
-    public long DurationMs { get; init; }
+    [JsonPropertyOrder(-1)]
+    public required override string Command { get; init; }
     /// <summary>Guest kernel release (<c>uname -r</c>), when a guest ran the command.</summary>
+    [JsonPropertyOrder(1)]
     public string? GuestKernel { get; init; }
     /// <summary>What became of the VM afterwards.</summary>
+    [JsonPropertyOrder(2)]
     public CleanupInfo? Cleanup { get; init; }
-
-    /// <summary>Throws <see cref="CommandFailedException"/> when the command did not exit 0.</summary>
-    public RunResult ThrowOnFailure() => ExitCode == 0 ? this : throw new CommandFailedException(this);
 }
 
 /// <summary>What happened to a VM after its command.</summary>
@@ -56,17 +43,17 @@ public sealed record RunResult
 /// <param name="VmId">The VM.</param>
 public sealed record CleanupInfo(bool Deleted, string Reason, string VmId);
 
-/// <summary>Thrown by <see cref="RunResult.ThrowOnFailure"/>.</summary>
+/// <summary>Thrown by <see cref="ExecResultExtensions.ThrowOnFailure{T}"/>.</summary>
 public sealed class CommandFailedException : Exception
 {
-    internal CommandFailedException(RunResult result)
+    internal CommandFailedException(ExecResult result)
         : base($"command '{result.Command}' exited with {result.ExitCode}{(result.TimedOut ? " (timed out)" : "")}")
     {
         Result = result;
     }
 
-    /// <summary>The full result, output included.</summary>
-    public RunResult Result { get; }
+    /// <summary>The full result, output included (a <see cref="RunResult"/>, <see cref="WorkspaceExecResult"/> or <see cref="VmExecResult"/>).</summary>
+    public ExecResult Result { get; }
 }
 
 /// <summary>A step of a long operation, for progress displays.</summary>

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace PyroMcp;
 
 /// <summary>What a new workspace is made from.</summary>
@@ -38,35 +40,24 @@ public sealed record WorkspaceExecRequest
     public Func<ReadOnlyMemory<byte>, ValueTask>? OnStderr { get; init; }
 }
 
-/// <summary>The outcome of a command in a workspace.</summary>
-public sealed record WorkspaceExecResult
+/// <summary>The outcome of a command in a workspace: the shared <see cref="ExecResult"/> fields, plus where it ran and its place in the history.</summary>
+public sealed record WorkspaceExecResult : ExecResult
 {
     /// <summary>The workspace.</summary>
+    [JsonPropertyOrder(-5)]
     public required string WorkspaceId { get; init; }
     /// <summary>Its place in the workspace's history.</summary>
+    [JsonPropertyOrder(-4)]
     public int Sequence { get; init; }
     /// <summary>The command as given.</summary>
-    public required string Command { get; init; }
+    [JsonPropertyOrder(-3)]
+    public required override string Command { get; init; }
     /// <summary>Working directory it ran in.</summary>
+    [JsonPropertyOrder(-2)]
     public required string Cwd { get; init; }
     /// <summary>How it ran: <see cref="ExecutionModes.Guest"/>.</summary>
-    public string ExecutionMode { get; init; } = ExecutionModes.Guest;
-    /// <summary>Exit status (124 timeout, 127 not found, 128+N signal N).</summary>
-    public int ExitCode { get; init; }
-    /// <summary>Signal that ended it, if any.</summary>
-    public string? Signal { get; init; }
-    /// <summary>The timeout ran out.</summary>
-    public bool TimedOut { get; init; }
-    /// <summary>Captured stdout (up to the cap).</summary>
-    public string Stdout { get; init; } = "";
-    /// <summary>Captured stderr (up to the cap).</summary>
-    public string Stderr { get; init; } = "";
-    /// <summary>stdout was cut at the cap.</summary>
-    public bool StdoutTruncated { get; init; }
-    /// <summary>stderr was cut at the cap.</summary>
-    public bool StderrTruncated { get; init; }
-    /// <summary>Wall time of the call.</summary>
-    public long DurationMs { get; init; }
+    [JsonPropertyOrder(-1)]
+    public override string ExecutionMode { get; init; } = ExecutionModes.Guest;
 }
 
 /// <summary>What a transfer into or out of a workspace moved.</summary>

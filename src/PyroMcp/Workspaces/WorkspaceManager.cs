@@ -114,41 +114,24 @@ internal sealed partial class WorkspaceManager
     internal async Task<WorkspaceExecResult> ExecAsync(string idOrName, WorkspaceExecRequest request, CancellationToken cancellationToken)
     {
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
-        var run = new RunRequest { Environment = record.Environment, Command = request.Command, TimeoutSeconds = request.TimeoutSeconds, Env = request.Env };
         // The command runs in the workspace's VM: sizes were checked when it was created.
-        run.Validate(host: null);
+        var plan = Execution.ExecPipeline.Plan(new RunRequest
+        {
+            Environment = record.Environment,
+            Command = request.Command,
+            TimeoutSeconds = request.TimeoutSeconds,
+            Env = request.Env,
+            OnStdout = request.OnStdout,
+            OnStderr = request.OnStderr,
+        }, host: null);
         var cwd = GuestPath(request.Cwd ?? GuestRoot);
         var started = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
-        await using var connection = await ConnectAsync(record, cancellationToken);
-        var stdout = new CappedBuffer(options.MaxOutputBytes);
-        var stderr = new CappedBuffer(options.MaxOutputBytes);
-        ExecExit exit;
-        try
-        {
-            exit = await connection.Agent.ExecAsync(run.ToExecRequest(cwd), stdout.Tee(request.OnStdout), stderr.Tee(request.OnStderr), options.MaxOutputBytes, cancellationToken);
-        }
-        catch (GuestOperationException ex) when (ex.Code == "cwd_not_found")
-        {
-            throw new PyroInputException("cwd_not_found", ex.Message + "; create it first or pick another --cwd");
-        }
-
-        var sequence = Store.AppendCommand(record.Id, run.CommandText, cwd, exit.ExitCode, clock.ElapsedMilliseconds, started);
-        return new WorkspaceExecResult
-        {
-            WorkspaceId = record.Id,
-            Sequence = sequence,
-            Command = run.CommandText,
-            Cwd = cwd,
-            ExitCode = exit.ExitCode,
-            Signal = exit.Signal,
-            TimedOut = exit.TimedOut,
-            Stdout = stdout.Text,
-            Stderr = stderr.Text,
-            StdoutTruncated = exit.StdoutTruncated,
-            StderrTruncated = exit.StderrTruncated,
-            DurationMs = clock.ElapsedMilliseconds,
-        };
+        await using var connection = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
+        var output = await Execution.ExecPipeline.ExecuteAsync(connection.Agent, plan, cwd, options.MaxOutputBytes, cancellationToken).ConfigureAwait(false);
+        var durationMs = clock.ElapsedMilliseconds;
+        var sequence = Store.AppendCommand(record.Id, plan.CommandText, cwd, output.Exit.ExitCode, durationMs, started);
+        return output.Complete(new WorkspaceExecResult { WorkspaceId = record.Id, Sequence = sequence, Command = plan.CommandText, Cwd = cwd }, durationMs);
     }
 
     internal async Task<CappedList<CommandRecord>> LogsAsync(string idOrName, CancellationToken cancellationToken)
