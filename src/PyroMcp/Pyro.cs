@@ -186,7 +186,7 @@ public sealed partial class Pyro
         return new RunResult
         {
             Environment = spec.Name,
-            ExecutionMode = ExecutionModes.Guest,
+            ExecutionMode = ExecutionMode.Guest,
             VmId = vmId,
             Command = request.CommandText,
             ExitCode = exit.ExitCode,
