@@ -418,6 +418,7 @@ public sealed class WorkspaceTests : GuestTest
         var unknown = await Cli.RunAsync("workspace", "exec", "nope", "--", "true");
         Assert.Equal(2, unknown.ExitCode);
         Assert.Contains("no workspace 'nope'", unknown.Stderr);
+        Assert.Contains("pyro: hint: see 'pyro workspace list'", unknown.Stderr);
 
         var seed = await Cli.RunAsync("workspace", "create", "debian:12", "--seed-path", "/nonexistent/repo");
         Assert.Equal(2, seed.ExitCode);
