@@ -56,6 +56,9 @@ internal static class CliApp
     /// <summary>Cancelled by the first SIGINT or SIGTERM; every action passes it to the SDK.</summary>
     internal static CancellationToken Interrupted => Interrupt.Token;
 
+    /// <summary>The command line being run, once parsed: error hints name the workspace and environment from it.</summary>
+    internal static ParseResult? Parsed { get; private set; }
+
     internal static async Task<int> RunAsync(string[] args)
     {
         // pyro handles termination itself: the first signal cancels the work so the VM is torn
@@ -74,6 +77,7 @@ internal static class CliApp
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => OnSignal(c, 130));
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => OnSignal(c, 143));
         var parse = Build().Parse(args);
+        Parsed = parse;
         var config = new InvocationConfiguration { ProcessTerminationTimeout = null };
         var code = await parse.InvokeAsync(config);
         return parse.Errors.Count > 0 ? ExitUsage : code;

@@ -28,7 +28,7 @@ internal static class DemoCommand
                 },
                 ["command"] = result.Command,
                 ["environment"] = result.Environment,
-                ["execution_mode"] = result.ExecutionMode,
+                ["execution_mode"] = Output.Word(result.ExecutionMode),
                 ["exit_code"] = result.ExitCode,
                 ["guest_kernel"] = result.GuestKernel,
                 ["duration_ms"] = result.DurationMs,

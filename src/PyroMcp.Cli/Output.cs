@@ -14,10 +14,18 @@ internal static class Output
 
     internal static void WriteJson<T>(T value, JsonTypeInfo<T> typeInfo) => Console.Out.WriteLine(JsonSerializer.Serialize(value, typeInfo));
 
+    /// <summary>The word an enum value is in JSON (<c>guest_virtio_serial</c>, <c>added</c>), so text output says what --json says.</summary>
+    internal static string Word<T>(T value) where T : struct, Enum
+        => JsonSerializer.SerializeToElement(value, (JsonTypeInfo<T>)PyroJsonContext.Default.GetTypeInfo(typeof(T))!).GetString()!;
+
     internal static void WriteJson(JsonNode node) => Console.Out.WriteLine(node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
 
-    /// <summary>Runs an action and turns pyro's errors into a message and an exit code.</summary>
-    internal static async Task<int> GuardAsync(bool json, Func<Task<int>> action)
+    /// <summary>
+    /// Runs an action and turns pyro's errors into a message, a hint that names the flag or command
+    /// to use next (<see cref="ErrorHints"/>), and an exit code. <paramref name="hint"/> lets a
+    /// command give its own hint first, for what only it knows.
+    /// </summary>
+    internal static async Task<int> GuardAsync(bool json, Func<Task<int>> action, Func<PyroException, string?>? hint = null)
     {
         try
         {
@@ -25,7 +33,9 @@ internal static class Output
         }
         catch (PyroException ex)
         {
-            return Fail(json, ex.Code, ex.Message, ex is PyroInputException ? CliApp.ExitUsage : CliApp.ExitFailure);
+            var field = (ex as PyroInputException)?.Field;
+            return Fail(json, ex.Code, ex.Message, ex is PyroInputException ? CliApp.ExitUsage : CliApp.ExitFailure,
+                hint?.Invoke(ex) ?? ErrorHints.For(ex.Code, field, CliApp.Parsed));
         }
         catch (ArgumentException ex)
         {
@@ -39,13 +49,25 @@ internal static class Output
         }
     }
 
-    internal static int Fail(bool json, string code, string message, int exitCode)
+    /// <summary>Reports an error on stderr (and as <c>{"error": {code, message, hint}}</c> on stdout with --json); returns <paramref name="exitCode"/>.</summary>
+    internal static int Fail(bool json, string code, string message, int exitCode, string? hint = null)
     {
         Console.Error.WriteLine($"pyro: error: {message}");
+        if (hint is not null)
+        {
+            Console.Error.WriteLine($"pyro: hint: {hint}");
+        }
+
         Console.Error.WriteLine($"pyro: error code: {code}");
         if (json)
         {
-            WriteJson(new JsonObject { ["error"] = new JsonObject { ["code"] = code, ["message"] = message } });
+            var error = new JsonObject { ["code"] = code, ["message"] = message };
+            if (hint is not null)
+            {
+                error["hint"] = hint;
+            }
+
+            WriteJson(new JsonObject { ["error"] = error });
         }
 
         return exitCode;

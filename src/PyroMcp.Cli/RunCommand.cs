@@ -67,7 +67,7 @@ internal static class RunCommand
                     Console.Error.WriteLine($"[run] timeout: the command ran past {request.TimeoutSeconds}s and its process group was killed");
                 }
 
-                Console.Error.WriteLine($"[run] environment={result.Environment} execution_mode={result.ExecutionMode} exit_code={result.ExitCode} duration_ms={result.DurationMs}");
+                Console.Error.WriteLine($"[run] environment={result.Environment} execution_mode={Output.Word(result.ExecutionMode)} exit_code={result.ExitCode} duration_ms={result.DurationMs}");
                 return result.ExitCode;
             });
         });

@@ -160,7 +160,7 @@ internal static class WorkspaceCommands
                     Output.WriteJson(result, PyroJsonContext.Default.WorkspaceExecResult);
                 }
 
-                Console.Error.WriteLine($"[workspace-exec] workspace_id={result.WorkspaceId} sequence={result.Sequence} cwd={result.Cwd} execution_mode={result.ExecutionMode} exit_code={result.ExitCode} duration_ms={result.DurationMs}");
+                Console.Error.WriteLine($"[workspace-exec] workspace_id={result.WorkspaceId} sequence={result.Sequence} cwd={result.Cwd} execution_mode={Output.Word(result.ExecutionMode)} exit_code={result.ExitCode} duration_ms={result.DurationMs}");
                 return result.ExitCode;
             });
         });
@@ -177,7 +177,7 @@ internal static class WorkspaceCommands
             var result = await new Pyro().PushWorkspaceSyncAsync(parse.GetValue(Workspace)!, parse.GetValue(source)!, parse.GetValue(dest), CliApp.Interrupted);
             PrintTransfer(parse, "workspace-sync", result);
             return 0;
-        }));
+        }, ex => ex is GuestOperationException ? $"'pyro workspace reset {parse.GetValue(Workspace)}' returns it to the baseline" : null));
         var sync = new Command("sync", "Move trees from the host into the workspace.");
         sync.Subcommands.Add(push);
         return sync;
@@ -201,7 +201,7 @@ internal static class WorkspaceCommands
 
             foreach (var e in entries)
             {
-                Console.WriteLine($"{e.Type,-9} {Convert.ToString(e.Mode, 8),4} {e.Size,10} {e.Path}{(e.LinkTarget is null ? "" : " -> " + e.LinkTarget)}");
+                Console.WriteLine($"{Output.Word(e.Type),-9} {Convert.ToString(e.Mode, 8),4} {e.Size,10} {e.Path}{(e.LinkTarget is null ? "" : " -> " + e.LinkTarget)}");
             }
 
             return 0;
@@ -321,7 +321,7 @@ internal static class WorkspaceCommands
             Console.WriteLine($"added={d.Added} modified={d.Modified} deleted={d.Deleted} type_changed={d.TypeChanged} text_patched={d.TextPatched} non_text={d.NonText}");
             foreach (var c in d.Changes)
             {
-                Console.WriteLine($"  {c.Change,-12} {c.Kind,-9} {c.Path}");
+                Console.WriteLine($"  {Output.Word(c.Change),-12} {Output.Word(c.Kind),-9} {c.Path}");
             }
 
             if (d.Patch.Length > 0)
@@ -495,7 +495,7 @@ internal static class WorkspaceCommands
         }
 
         Console.WriteLine($"Workspace path: {info.WorkspacePath}");
-        Console.WriteLine($"Resources: {info.VcpuCount} vCPU, {info.MemMib} MiB{(info.Accelerator is null ? "" : $", {info.Accelerator}")}");
+        Console.WriteLine($"Resources: {info.VcpuCount} vCPU, {info.MemMib} MiB{(info.Accelerator is { } accelerator ? $", {Output.Word(accelerator)}" : "")}");
         Console.WriteLine($"Commands: {info.CommandCount}  Resets: {info.ResetCount}");
         Console.WriteLine($"Created: {info.CreatedAt.ToString("u", CultureInfo.InvariantCulture)}  Expires: {info.ExpiresAt.ToString("u", CultureInfo.InvariantCulture)}");
         if (info.Labels.Count > 0)

@@ -89,7 +89,7 @@ public sealed class PyroTools
                 AllowHostCompat = allow_host_compat,
                 Progress = progress,
             }, cancellationToken);
-            return Ok(Json(result, PyroJsonContext.Default.RunResult), Exited("vm_run", result.ExitCode, result.TimedOut, timeout_seconds) + $"; execution_mode={result.ExecutionMode}; the VM was deleted");
+            return Ok(Json(result, PyroJsonContext.Default.RunResult), Exited("vm_run", result.ExitCode, result.TimedOut, timeout_seconds) + $"; execution_mode={Word(result.ExecutionMode)}; the VM was deleted");
         });
 
     /// <summary>vm_list_environments.</summary>
@@ -228,7 +228,7 @@ public sealed class PyroTools
         {
             var entries = await _pyro.ListWorkspaceFilesAsync(workspace_id, path, recursive, cancellationToken);
             return Ok(new JsonObject { ["workspace_id"] = workspace_id, ["path"] = path, ["entries"] = Json(entries, PyroJsonContext.Default.IReadOnlyListFileEntry), ["total"] = entries.TotalCount, ["truncated"] = entries.Truncated },
-                $"{entries.Count} entries" + (entries.Truncated ? $" (the first of {entries.TotalCount})" : "") + string.Concat(entries.Select(e => $"\n{e.Type} {e.Path}")));
+                $"{entries.Count} entries" + (entries.Truncated ? $" (the first of {entries.TotalCount})" : "") + string.Concat(entries.Select(e => $"\n{Word(e.Type)} {e.Path}")));
         });
 
     /// <summary>workspace_file_read.</summary>
@@ -512,6 +512,10 @@ public sealed class PyroTools
     private static string Exited(string tool, int exitCode, bool timedOut, int timeoutSeconds)
         => timedOut ? $"{tool}: timed out after {timeoutSeconds}s; the command's process group was killed (exit_code {exitCode})" : $"{tool}: exit_code={exitCode}";
 
+    /// <summary>The word an enum value is in JSON, so a summary says what the structured content says.</summary>
+    private static string Word<T>(T value) where T : struct, Enum
+        => JsonSerializer.SerializeToElement(value, (JsonTypeInfo<T>)PyroJsonContext.Default.GetTypeInfo(typeof(T))!).GetString()!;
+
     private static JsonObject Json<T>(T value, JsonTypeInfo<T> type) => JsonSerializer.SerializeToNode(value, type)!.AsObject();
 
     private static JsonArray Json<T>(IReadOnlyList<T> value, JsonTypeInfo<IReadOnlyList<T>> type) => JsonSerializer.SerializeToNode(value, type)!.AsArray();
@@ -528,13 +532,32 @@ public sealed class PyroTools
             Content = [new TextContentBlock { Text = summary + "\n" + structured.ToJsonString() + (detail is null ? "" : "\n" + detail) }],
         };
 
-    private static CallToolResult Error(string code, string message)
-        => new()
+    /// <summary>
+    /// A failed call: the code and message, and when pyro knows them, the tool parameter the error is
+    /// about and a hint in the model's terms (<see cref="ToolErrorHints"/>).
+    /// </summary>
+    private static CallToolResult Error(string code, string message, string? field = null)
+    {
+        var error = new JsonObject { ["code"] = code, ["message"] = message };
+        var text = $"error {code}: {message}";
+        if (field is not null)
+        {
+            error["parameter"] = ToolErrorHints.Parameter(field);
+        }
+
+        if (ToolErrorHints.For(code, field) is { } hint)
+        {
+            error["hint"] = hint;
+            text += $"\nhint: {hint}";
+        }
+
+        return new()
         {
             IsError = true,
-            StructuredContent = JsonSerializer.SerializeToElement(new JsonObject { ["error"] = new JsonObject { ["code"] = code, ["message"] = message } }, JsonContext.Default.JsonObject),
-            Content = [new TextContentBlock { Text = $"error {code}: {message}" }],
+            StructuredContent = JsonSerializer.SerializeToElement(new JsonObject { ["error"] = error }, JsonContext.Default.JsonObject),
+            Content = [new TextContentBlock { Text = text }],
         };
+    }
 
     private static async Task<CallToolResult> Guard(Func<Task<CallToolResult>> action)
     {
@@ -544,7 +567,7 @@ public sealed class PyroTools
         }
         catch (PyroException ex)
         {
-            return Error(ex.Code, ex.Message);
+            return Error(ex.Code, ex.Message, (ex as PyroInputException)?.Field);
         }
         catch (ToolError ex)
         {

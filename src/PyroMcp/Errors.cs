@@ -17,9 +17,22 @@ public abstract class PyroException : Exception
 }
 
 /// <summary>The request itself was wrong (unknown environment, bad size, empty command). Nothing was changed; fix the input and retry.</summary>
+/// <remarks>
+/// The message speaks in the SDK's terms (the request and its properties), never in a front
+/// end's: <see cref="Field"/> lets the CLI name its flag and the MCP server its tool parameter.
+/// </remarks>
 public sealed class PyroInputException : PyroException
 {
-    internal PyroInputException(string code, string message) : base(code, message) { }
+    internal PyroInputException(string code, string message, string? field = null) : base(code, message)
+    {
+        Field = field;
+    }
+
+    /// <summary>
+    /// The request property the error is about, by its C# name, e.g.
+    /// <c>nameof(WorkspaceCreateRequest.VcpuCount)</c>; null when the error is not about one property.
+    /// </summary>
+    public string? Field { get; }
 }
 
 /// <summary>The host lacks something pyro needs (a package, a device, a runtime part). Nothing was started; the message names the fix.</summary>

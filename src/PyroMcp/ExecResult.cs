@@ -20,8 +20,8 @@ public abstract record ExecResult
     /// <summary>The command as given (argv joined with shell quoting, or the one shell string).</summary>
     public abstract string Command { get; init; }
 
-    /// <summary>How it ran: one of <see cref="ExecutionModes"/>.</summary>
-    public abstract string ExecutionMode { get; init; }
+    /// <summary>How it ran: in a guest, or on the host under host compatibility.</summary>
+    public abstract ExecutionMode ExecutionMode { get; init; }
 
     /// <summary>Exit status: 124 on timeout, 127 when the program does not exist, 128+N after signal N.</summary>
     public int ExitCode { get; init; }

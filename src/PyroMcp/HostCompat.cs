@@ -38,7 +38,7 @@ internal static class HostCompat
                 return new RunResult
                 {
                     Environment = environment,
-                    ExecutionMode = ExecutionModes.HostCompat,
+                    ExecutionMode = ExecutionMode.HostCompat,
                     Command = request.CommandText,
                     ExitCode = 127,
                     Stderr = $"pyro: {request.Command[0]}: command not found\n",
@@ -71,7 +71,7 @@ internal static class HostCompat
                 return new RunResult
                 {
                     Environment = environment,
-                    ExecutionMode = ExecutionModes.HostCompat,
+                    ExecutionMode = ExecutionMode.HostCompat,
                     Command = request.CommandText,
                     ExitCode = timedOut ? 124 : process.ExitCode,
                     TimedOut = timedOut,

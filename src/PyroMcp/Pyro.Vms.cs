@@ -51,7 +51,7 @@ public sealed partial class Pyro
     public async Task<WorkspaceInfo> StartVmAsync(string vmId, CancellationToken cancellationToken = default)
     {
         var info = await GetVmAsync(vmId, cancellationToken);
-        return info.State == WorkspaceStates.Running ? info : await StartWorkspaceAsync(info.WorkspaceId, cancellationToken);
+        return info.State == WorkspaceState.Running ? info : await StartWorkspaceAsync(info.WorkspaceId, cancellationToken);
     }
 
     /// <summary>

@@ -183,7 +183,7 @@ public sealed partial class Pyro
         return output.Complete(new RunResult
         {
             Environment = spec.Name,
-            ExecutionMode = ExecutionModes.Guest,
+            ExecutionMode = ExecutionMode.Guest,
             VmId = vmId,
             Command = plan.CommandText,
             GuestKernel = kernel,

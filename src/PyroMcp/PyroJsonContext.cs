@@ -25,8 +25,8 @@ namespace PyroMcp;
 [JsonSerializable(typeof(SnapshotInfo))]
 [JsonSerializable(typeof(IReadOnlyList<SnapshotInfo>))]
 [JsonSerializable(typeof(IReadOnlyList<CommandRecord>))]
-[JsonSerializable(typeof(Protocol.FileEntry))]
-[JsonSerializable(typeof(IReadOnlyList<Protocol.FileEntry>))]
+[JsonSerializable(typeof(FileEntry))]
+[JsonSerializable(typeof(IReadOnlyList<FileEntry>))]
 [JsonSerializable(typeof(IReadOnlyList<string>))]
 public sealed partial class PyroJsonContext : JsonSerializerContext;
 

@@ -2,13 +2,16 @@ using System.Text.Json.Serialization;
 
 namespace PyroMcp;
 
-/// <summary>How a command was executed.</summary>
-public static class ExecutionModes
+/// <summary>How a command was executed. Serialized as <c>guest_virtio_serial</c> or <c>host_compat</c>.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<ExecutionMode>))]
+public enum ExecutionMode
 {
     /// <summary>In a guest VM, through the guest agent over virtio-serial.</summary>
-    public const string Guest = "guest_virtio_serial";
+    [JsonStringEnumMemberName("guest_virtio_serial")]
+    Guest,
     /// <summary>On the host itself, without isolation. Only with an explicit opt-in.</summary>
-    public const string HostCompat = "host_compat";
+    [JsonStringEnumMemberName("host_compat")]
+    HostCompat,
 }
 
 /// <summary>
@@ -20,9 +23,9 @@ public sealed record RunResult : ExecResult
     /// <summary>Environment the command ran in, e.g. <c>debian:12</c>.</summary>
     [JsonPropertyOrder(-4)]
     public required string Environment { get; init; }
-    /// <summary>One of <see cref="ExecutionModes"/>: in a guest, or on the host when host compatibility was allowed and needed.</summary>
+    /// <summary>In a guest, or on the host when host compatibility was allowed and needed.</summary>
     [JsonPropertyOrder(-3)]
-    public required override string ExecutionMode { get; init; }
+    public required override ExecutionMode ExecutionMode { get; init; }
     /// <summary>The VM that ran it (already deleted when a one-shot run returns).</summary>
     [JsonPropertyOrder(-2)]
     public string? VmId { get; init; }
@@ -110,15 +113,18 @@ public sealed record EnvironmentInfo
 /// <param name="FreedBytes">Bytes they held.</param>
 public sealed record PruneResult(IReadOnlyList<string> Removed, long FreedBytes);
 
-/// <summary>Which virtualization engine runs guests.</summary>
+/// <summary>Which virtualization engine runs guests. Serialized as <c>auto</c>, <c>kvm</c> or <c>tcg</c>, the words <c>PYRO_ACCEL</c> takes.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<Accelerator>))]
 public enum Accelerator
 {
     /// <summary>KVM where the host really supports it, TCG otherwise.</summary>
+    [JsonStringEnumMemberName("auto")]
     Auto,
     /// <summary>Hardware virtualization through /dev/kvm.</summary>
+    [JsonStringEnumMemberName("kvm")]
     Kvm,
     /// <summary>QEMU's software emulation: slower, and not a security boundary.</summary>
+    [JsonStringEnumMemberName("tcg")]
     Tcg,
 }
 

@@ -66,24 +66,24 @@ public sealed record RunRequest
     {
         if (Command.Count == 0 || string.IsNullOrWhiteSpace(Command[0]))
         {
-            throw new PyroInputException("missing_command", "no command given: put it after --, e.g. pyro run debian:12 -- git --version");
+            throw new PyroInputException("missing_command", "no command given: the request's command is empty", nameof(Command));
         }
 
         if (VcpuCount is < 1 or > 32)
         {
-            throw new PyroInputException("invalid_vcpu_count", $"--vcpu-count must be between 1 and 32 (got {VcpuCount})");
+            throw new PyroInputException("invalid_vcpu_count", $"the vCPU count must be between 1 and 32 (got {VcpuCount})", nameof(VcpuCount));
         }
 
         if (MemMib is < 128 or > 65536)
         {
-            throw new PyroInputException("invalid_mem_mib", $"--mem-mib must be between 128 and 65536 MiB (got {MemMib})");
+            throw new PyroInputException("invalid_mem_mib", $"guest memory must be between 128 and 65536 MiB (got {MemMib})", nameof(MemMib));
         }
 
         host?.Check(VcpuCount, MemMib);
 
         if (TimeoutSeconds is < 1 or > 86400)
         {
-            throw new PyroInputException("invalid_timeout", $"--timeout-seconds must be between 1 and 86400 (got {TimeoutSeconds})");
+            throw new PyroInputException("invalid_timeout", $"the timeout must be between 1 and 86400 seconds (got {TimeoutSeconds})", nameof(TimeoutSeconds));
         }
     }
 }

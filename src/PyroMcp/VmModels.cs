@@ -70,9 +70,9 @@ public sealed record VmExecResult : ExecResult
     /// <summary>Working directory it ran in (<c>/workspace</c>).</summary>
     [JsonPropertyOrder(-2)]
     public required string Cwd { get; init; }
-    /// <summary>How it ran: <see cref="ExecutionModes.Guest"/>.</summary>
+    /// <summary>How it ran: always <see cref="ExecutionMode.Guest"/>.</summary>
     [JsonPropertyOrder(-1)]
-    public override string ExecutionMode { get; init; } = ExecutionModes.Guest;
+    public override ExecutionMode ExecutionMode { get; init; } = ExecutionMode.Guest;
     /// <summary>The VM that ran it.</summary>
     [JsonPropertyOrder(1)]
     public required string VmId { get; init; }

@@ -36,7 +36,7 @@ public sealed record WorkspaceInfo
     /// <summary>Process id of the supervisor, while one runs.</summary>
     public int? SupervisorPid { get; init; }
     /// <summary>Accelerator the VM runs under.</summary>
-    public string? Accelerator { get; init; }
+    public Accelerator? Accelerator { get; init; }
 }
 
 /// <summary>One command of a workspace's history.</summary>

@@ -55,9 +55,9 @@ public sealed record WorkspaceExecResult : ExecResult
     /// <summary>Working directory it ran in.</summary>
     [JsonPropertyOrder(-2)]
     public required string Cwd { get; init; }
-    /// <summary>How it ran: <see cref="ExecutionModes.Guest"/>.</summary>
+    /// <summary>How it ran: always <see cref="ExecutionMode.Guest"/>.</summary>
     [JsonPropertyOrder(-1)]
-    public override string ExecutionMode { get; init; } = ExecutionModes.Guest;
+    public override ExecutionMode ExecutionMode { get; init; } = ExecutionMode.Guest;
 }
 
 /// <summary>What a transfer into or out of a workspace moved.</summary>
@@ -74,7 +74,7 @@ public sealed record TransferResult
     /// <summary>Bytes of file content moved.</summary>
     public long Bytes { get; init; }
     /// <summary>Entries refused (path escapes, links out, device nodes...), with the reason; at most <see cref="PyroOptions.MaxSkippedEntries"/> of them.</summary>
-    public IReadOnlyList<Protocol.SkippedEntry> Skipped { get; init; } = [];
+    public IReadOnlyList<SkippedEntry> Skipped { get; init; } = [];
     /// <summary>How many entries were refused in all; more than <see cref="Skipped"/> holds when the list was cut.</summary>
     public long SkippedTotal { get; init; }
     /// <summary>Whether <see cref="Skipped"/> was cut at <see cref="PyroOptions.MaxSkippedEntries"/>.</summary>
@@ -113,10 +113,68 @@ public sealed record WorkspaceDiff
 
 /// <summary>One changed path.</summary>
 /// <param name="Path">Path under <c>/workspace</c>.</param>
-/// <param name="Change"><c>added</c>, <c>modified</c>, <c>deleted</c> or <c>type_changed</c>.</param>
-/// <param name="Kind"><c>file</c>, <c>directory</c> or <c>symlink</c> (the new kind when it changed).</param>
+/// <param name="Change">Added, modified, deleted, or changed from one kind to another.</param>
+/// <param name="Kind">What the path is (the new kind when it changed; the old one when it was deleted).</param>
 /// <param name="Text">Whether the change is in the text patch.</param>
-public sealed record DiffEntry(string Path, string Change, string Kind, bool Text);
+public sealed record DiffEntry(string Path, ChangeKind Change, EntryKind Kind, bool Text);
+
+/// <summary>A file, directory or symlink in a workspace.</summary>
+public sealed record FileEntry
+{
+    /// <summary>Path relative to the workspace root, with <c>/</c> separators.</summary>
+    public required string Path { get; init; }
+    /// <summary>What the entry is.</summary>
+    public required EntryKind Type { get; init; }
+    /// <summary>Size in bytes (files), or the bytes written.</summary>
+    public long Size { get; init; }
+    /// <summary>Permission bits.</summary>
+    public int Mode { get; init; }
+    /// <summary>Target of a symlink, as stored (never followed).</summary>
+    public string? LinkTarget { get; init; }
+    /// <summary>Only the start of the file was read.</summary>
+    public bool Truncated { get; init; }
+}
+
+/// <summary>An entry a transfer left out, and why.</summary>
+/// <param name="Name">The entry's name in the tree (sanitized for display).</param>
+/// <param name="Reason">Why it was skipped, e.g. <c>symlink_outside</c>, <c>special_file</c> or <c>not_listed</c>.</param>
+public sealed record SkippedEntry(string Name, string Reason);
+
+/// <summary>How a path changed from the baseline. Serialized as <c>added</c>, <c>modified</c>, <c>deleted</c> or <c>type_changed</c>.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<ChangeKind>))]
+public enum ChangeKind
+{
+    /// <summary>The path is new.</summary>
+    [JsonStringEnumMemberName("added")]
+    Added,
+    /// <summary>Its content, mode or link target changed.</summary>
+    [JsonStringEnumMemberName("modified")]
+    Modified,
+    /// <summary>The path is gone.</summary>
+    [JsonStringEnumMemberName("deleted")]
+    Deleted,
+    /// <summary>It is another kind of entry now (a file became a symlink, say).</summary>
+    [JsonStringEnumMemberName("type_changed")]
+    TypeChanged,
+}
+
+/// <summary>What a path in a workspace is. Serialized as <c>file</c>, <c>directory</c>, <c>symlink</c> or <c>other</c>.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<EntryKind>))]
+public enum EntryKind
+{
+    /// <summary>A regular file.</summary>
+    [JsonStringEnumMemberName("file")]
+    File,
+    /// <summary>A directory.</summary>
+    [JsonStringEnumMemberName("directory")]
+    Directory,
+    /// <summary>A symbolic link (never followed).</summary>
+    [JsonStringEnumMemberName("symlink")]
+    Symlink,
+    /// <summary>Anything else (device, socket, FIFO); pyro lists it but does not copy it.</summary>
+    [JsonStringEnumMemberName("other")]
+    Other,
+}
 
 /// <summary>What a patch did.</summary>
 /// <param name="WorkspaceId">The workspace.</param>

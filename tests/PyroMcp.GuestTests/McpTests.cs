@@ -215,7 +215,17 @@ public sealed class McpTests : GuestTest
         await mcp.ErrorAsync("workspace_exec", "workspace_not_found", new() { ["workspace_id"] = "nope", ["command"] = "true" });
         await mcp.ErrorAsync("vm_status", "workspace_not_found", new() { ["vm_id"] = "nope" });
         Assert.Contains("unknown environment", await mcp.ErrorAsync("vm_run", "unknown_environment", new() { ["environment"] = "plan9:4", ["command"] = "true" }), StringComparison.OrdinalIgnoreCase);
-        Assert.Contains("--vcpu-count", await mcp.ErrorAsync("vm_run", "invalid_vcpu_count", new() { ["environment"] = "debian:12", ["command"] = "true", ["vcpu_count"] = 99 }));
+        Assert.Contains("vCPU count must be between 1 and 32", await mcp.ErrorAsync("vm_run", "invalid_vcpu_count", new() { ["environment"] = "debian:12", ["command"] = "true", ["vcpu_count"] = 99 }));
+
+        // The SDK's message is in its own terms; the server names its parameter and the tool to call next, never a CLI flag.
+        var vcpu = await mcp.CallAsync("vm_run", new() { ["environment"] = "debian:12", ["command"] = "true", ["vcpu_count"] = 99 });
+        var vcpuError = vcpu.StructuredContent!.Value.GetProperty("error");
+        Assert.Equal("vcpu_count", vcpuError.GetProperty("parameter").GetString());
+        Assert.Equal("vcpu_count must be between 1 and 32", vcpuError.GetProperty("hint").GetString());
+        Assert.Contains("\nhint: vcpu_count must be between 1 and 32", InProcessMcp.Text(vcpu));
+        Assert.DoesNotContain("--", InProcessMcp.Text(vcpu));
+        var missing = await mcp.CallAsync("workspace_status", new() { ["workspace_id"] = "000000000000" });
+        Assert.Contains("workspace_list", missing.StructuredContent!.Value.GetProperty("error").GetProperty("hint").GetString());
 
         // The server survives all of that.
         Assert.Equal(0, (await mcp.OkAsync("workspace_list")).GetProperty("count").GetInt32());
@@ -424,7 +434,7 @@ public sealed class McpTests : GuestTest
         var run = await mcp.OkAsync("vm_run", new() { ["environment"] = "debian:12", ["command"] = "echo \"hi $((6*7))\" | tr a-z A-Z; uname -s" }, progress);
         Assert.Equal(0, run.GetProperty("exit_code").GetInt32());
         Assert.Equal("HI 42\nLinux\n", run.GetProperty("stdout").GetString());
-        Assert.Equal(ExecutionModes.Guest, run.GetProperty("execution_mode").GetString());
+        Assert.Equal("guest_virtio_serial", run.GetProperty("execution_mode").GetString());
         Assert.True(run.GetProperty("cleanup").GetProperty("deleted").GetBoolean());
         for (var i = 0; i < 50 && !progress.Values.Any(v => v.Message!.StartsWith("[run] phase=execute")); i++)
         {

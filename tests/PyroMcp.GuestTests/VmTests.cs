@@ -14,15 +14,15 @@ public sealed class VmTests : GuestTest
         try
         {
             Assert.Equal(VmLabels.Vm, vm.Labels[VmLabels.Kind]);
-            Assert.Equal(WorkspaceStates.Running, vm.State);
+            Assert.Equal(WorkspaceState.Running, vm.State);
             Assert.Equal(300, vm.TtlSeconds);
             Assert.Contains("start", phases);
 
             var status = await pyro.GetVmAsync(id);
-            Assert.Equal(WorkspaceStates.Running, status.State);
+            Assert.Equal(WorkspaceState.Running, status.State);
             // Starting a running VM returns it as it is: same supervisor, no second boot.
             var started = await pyro.StartVmAsync(id);
-            Assert.Equal(WorkspaceStates.Running, started.State);
+            Assert.Equal(WorkspaceState.Running, started.State);
             Assert.Equal(status.SupervisorPid, started.SupervisorPid);
 
             // Guest-only facts: the command runs in /workspace of a Debian guest whose kernel pyro booted.
@@ -36,7 +36,7 @@ public sealed class VmTests : GuestTest
             Assert.Equal(id, result.WorkspaceId);
             Assert.Equal(1, result.Sequence);
             Assert.Equal("/workspace", result.Cwd);
-            Assert.Equal(ExecutionModes.Guest, result.ExecutionMode);
+            Assert.Equal(ExecutionMode.Guest, result.ExecutionMode);
             Assert.True(result.AutoDeleted);
             Assert.Equal(3, Assert.Throws<CommandFailedException>(() => result.ThrowOnFailure()).Result.ExitCode);
 

@@ -376,7 +376,8 @@ public sealed class WorkspaceTests : GuestTest
         var sync = await Cli.RunAsync("workspace", "sync", "push", id, corrupt);
         Assert.Equal(1, sync.ExitCode);
         Assert.Contains("may hold part of the tree", sync.Stderr);
-        Assert.Contains($"pyro workspace reset {id}", sync.Stderr);
+        Assert.Contains("reset the workspace to return to the baseline", sync.Stderr);
+        Assert.Contains($"pyro: hint: 'pyro workspace reset {id}' returns it to the baseline", sync.Stderr);
         Assert.Equal("running", (await Ok("workspace", "status", id, "--json")).Json.GetProperty("state").GetString());
 
         // A reset whose boot cannot succeed: the workspace is marked failed with the step, not left half-way unannounced.
@@ -385,7 +386,7 @@ public sealed class WorkspaceTests : GuestTest
         Assert.Contains("reset failed while booting the VM", reset.Stderr);
         var failed = (await Ok("workspace", "status", id, "--json")).Json;
         Assert.Equal("failed", failed.GetProperty("state").GetString());
-        Assert.Contains("run 'pyro workspace reset", failed.GetProperty("state_reason").GetString());
+        Assert.Contains("reset it again, or delete it", failed.GetProperty("state_reason").GetString());
         var refused = await Cli.RunAsync("workspace", "exec", id, "--", "true");
         Assert.Contains("workspace_not_running", refused.Stderr);
 
@@ -417,6 +418,7 @@ public sealed class WorkspaceTests : GuestTest
         var unknown = await Cli.RunAsync("workspace", "exec", "nope", "--", "true");
         Assert.Equal(2, unknown.ExitCode);
         Assert.Contains("no workspace 'nope'", unknown.Stderr);
+        Assert.Contains("pyro: hint: see 'pyro workspace list'", unknown.Stderr);
 
         var seed = await Cli.RunAsync("workspace", "create", "debian:12", "--seed-path", "/nonexistent/repo");
         Assert.Equal(2, seed.ExitCode);

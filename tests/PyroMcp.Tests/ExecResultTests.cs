@@ -19,7 +19,7 @@ public sealed class ExecResultTests
     private static RunResult Run() => new()
     {
         Environment = "debian:12",
-        ExecutionMode = ExecutionModes.Guest,
+        ExecutionMode = ExecutionMode.Guest,
         VmId = "0123456789ab",
         Command = "sh -c 'exit 3'",
         ExitCode = 3,
@@ -119,10 +119,10 @@ public sealed class VmKindTests : IDisposable
     {
         var store = new WorkspaceStore(_state);
         var now = DateTimeOffset.UtcNow;
-        store.Insert(new WorkspaceRecord
+        StoreSeed.Insert(store, new WorkspaceRecord
         {
             Id = id, Environment = "debian:12", VcpuCount = 1, MemMib = 512, TtlSeconds = 600, CreatedAt = now, ExpiresAt = now.AddMinutes(10),
-            State = WorkspaceStates.Stopped, Labels = labels ?? new Dictionary<string, string>(),
+            State = WorkspaceState.Stopped, Labels = labels ?? new Dictionary<string, string>(),
         });
         Directory.CreateDirectory(store.WorkspaceDir(id));
         return id;
@@ -155,7 +155,7 @@ public sealed class VmKindTests : IDisposable
 
         // Refused means untouched: the workspace is still there, as it was.
         var after = await pyro.GetWorkspaceAsync(id);
-        Assert.Equal(WorkspaceStates.Stopped, after.State);
+        Assert.Equal(WorkspaceState.Stopped, after.State);
         Assert.Equal("mine", after.Labels["task"]);
 
         Assert.Equal("workspace_not_found", (await Assert.ThrowsAsync<PyroInputException>(() => pyro.GetVmAsync("bbbbbbbbbbbb"))).Code);
@@ -168,7 +168,7 @@ public sealed class VmKindTests : IDisposable
         var id = Insert("cccccccccccc", new Dictionary<string, string> { [VmLabels.Kind] = VmLabels.Vm });
         var vm = await pyro.GetVmAsync(id);
         Assert.Equal(id, vm.WorkspaceId);
-        Assert.Equal(WorkspaceStates.Stopped, vm.State);
+        Assert.Equal(WorkspaceState.Stopped, vm.State);
         Assert.Equal(VmLabels.Kind, PyroTools.KindLabel);
         Assert.True(await pyro.DeleteVmAsync(id));
         Assert.Equal("workspace_not_found", (await Assert.ThrowsAsync<PyroInputException>(() => pyro.GetVmAsync(id))).Code);

@@ -92,7 +92,8 @@ public sealed class HostTests
         var broken = new KvmProbe(true, true, true, false, "nested PVM");
         var ex = Assert.Throws<HostRequirementException>(() => broken.Choose(Accelerator.Kvm));
         Assert.Equal("kvm_unavailable", ex.Code);
-        Assert.Contains("--accel tcg", ex.Message);
+        Assert.Contains("PYRO_ACCEL=tcg", ex.Message);
+        Assert.DoesNotContain("--accel", ex.Message);
         Assert.Equal(Accelerator.Tcg, broken.Choose(Accelerator.Auto).Chosen);
         Assert.Equal(Accelerator.Kvm, new KvmProbe(true, true, true, true, "ok").Choose(Accelerator.Auto).Chosen);
         Assert.Equal(Accelerator.Tcg, new KvmProbe(true, true, true, true, "ok").Choose(Accelerator.Tcg).Chosen);

@@ -140,7 +140,7 @@ public sealed class PatchExactnessTests : IDisposable
         var e = Assert.Throws<GuestOperationException>(() => TreeDiff.Compare("w", before, after, maxPatchBytes: 1000));
         Assert.Equal("diff_too_large", e.Code);
         Assert.Contains("1000 bytes limit", e.Message);
-        Assert.Contains("pyro workspace export", e.Message);
+        Assert.Contains("export the files", e.Message);
         Assert.NotEmpty(TreeDiff.Compare("w", before, after).Patch);
     }
 

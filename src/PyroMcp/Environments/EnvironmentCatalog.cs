@@ -30,6 +30,6 @@ internal static class EnvironmentCatalog
         var trimmed = name?.Trim() ?? "";
         return All.FirstOrDefault(e => e.Name == trimmed)
             ?? throw new PyroInputException("unknown_environment",
-                $"unknown environment '{name}'. Known environments: {string.Join(", ", All.Select(e => e.Name))}. See 'pyro env list'.");
+                $"unknown environment '{name}'. Known environments: {string.Join(", ", All.Select(e => e.Name))}.", nameof(RunRequest.Environment));
     }
 }

@@ -38,7 +38,7 @@ internal sealed record KvmProbe(bool Exists, bool Readable, bool Writable, bool 
     /// <summary>Resolves a request for an accelerator against what the host has.</summary>
     internal (Accelerator Chosen, string Why) Choose(Accelerator requested) => requested switch
     {
-        Accelerator.Kvm when !Usable => throw new HostRequirementException("kvm_unavailable", $"KVM was requested but {Reason}. Use --accel tcg (or PYRO_ACCEL=tcg), or run on a host with working KVM."),
+        Accelerator.Kvm when !Usable => throw new HostRequirementException("kvm_unavailable", $"KVM was requested but {Reason}. Ask for the TCG accelerator (Accelerator.Tcg, or PYRO_ACCEL=tcg), or run on a host with working KVM."),
         Accelerator.Kvm => (Accelerator.Kvm, "requested"),
         Accelerator.Tcg => (Accelerator.Tcg, "requested"),
         _ when Usable => (Accelerator.Kvm, Reason),

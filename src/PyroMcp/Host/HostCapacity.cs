@@ -33,13 +33,13 @@ internal sealed record HostCapacity(int Cores, long MemTotalMib)
         if (vcpuCount > Cores)
         {
             throw new PyroInputException("vcpu_count_exceeds_host",
-                $"{vcpuCount} vCPUs were asked for, but this host has {Cores} core{(Cores == 1 ? "" : "s")}: ask for {Cores} or fewer");
+                $"{vcpuCount} vCPUs were asked for, but this host has {Cores} core{(Cores == 1 ? "" : "s")}: ask for {Cores} or fewer", nameof(RunRequest.VcpuCount));
         }
 
         if (memMib > MaxGuestMemMib)
         {
             throw new PyroInputException("mem_exceeds_host",
-                $"{memMib} MiB of guest memory was asked for, but this host has {MemTotalMib} MiB and keeps {MarginMib} MiB for itself: ask for {MaxGuestMemMib} MiB or less");
+                $"{memMib} MiB of guest memory was asked for, but this host has {MemTotalMib} MiB and keeps {MarginMib} MiB for itself: ask for {MaxGuestMemMib} MiB or less", nameof(RunRequest.MemMib));
         }
     }
 

@@ -23,25 +23,25 @@ internal static class TreeDiff
         {
             before.TryGetValue(path, out var old);
             after.TryGetValue(path, out var now);
-            string change;
+            ChangeKind change;
             if (old is null)
             {
-                change = "added";
+                change = ChangeKind.Added;
                 added++;
             }
             else if (now is null)
             {
-                change = "deleted";
+                change = ChangeKind.Deleted;
                 deleted++;
             }
             else if (old.Kind != now.Kind)
             {
-                change = "type_changed";
+                change = ChangeKind.TypeChanged;
                 typeChanged++;
             }
             else if (old.Mode != now.Mode || old.LinkTarget != now.LinkTarget || !SameContent(old.Content, now.Content))
             {
-                change = "modified";
+                change = ChangeKind.Modified;
                 modified++;
             }
             else
@@ -49,7 +49,7 @@ internal static class TreeDiff
                 continue;
             }
 
-            var kind = (now ?? old)!.Kind;
+            var kind = KindOf((now ?? old)!);
             var oldState = State(old);
             var newState = State(now);
             var text = false;
@@ -71,8 +71,8 @@ internal static class TreeDiff
                     if (patchBytes > maxPatchBytes)
                     {
                         throw new GuestOperationException("diff_too_large",
-                            $"the patch of /workspace is larger than the {Limit(maxPatchBytes)} limit of workspace diff; " +
-                            "copy the files out with 'pyro workspace export' instead, or diff after removing large generated files");
+                            $"the patch of /workspace is larger than the {Limit(maxPatchBytes)} limit of a workspace diff; " +
+                            "export the files from the workspace instead, or diff after removing large generated files");
                     }
 
                     patch.Append(rendered);
@@ -111,6 +111,15 @@ internal static class TreeDiff
         "file" => new PatchFileState(entry.Content ?? [], PatchFileState.GitFileMode(entry.Mode)),
         "symlink" when entry.LinkTarget is { Length: > 0 } target => new PatchFileState(Encoding.UTF8.GetBytes(target), PatchFileState.SymlinkMode),
         _ => null,
+    };
+
+    /// <summary>The public kind of a tree entry (<see cref="TreeReader"/> names them as tar does).</summary>
+    internal static EntryKind KindOf(TreeEntry entry) => entry.Kind switch
+    {
+        "file" => EntryKind.File,
+        "directory" => EntryKind.Directory,
+        "symlink" => EntryKind.Symlink,
+        _ => EntryKind.Other,
     };
 
     private static string Limit(long bytes) => bytes >= 1 << 20 ? $"{bytes >> 20} MiB" : $"{bytes} bytes";

@@ -574,7 +574,7 @@ internal sealed class GuestAgentClient : IAsyncDisposable
                 ? new GuestChannelException("guest_unresponsive", request.Op == AgentOps.Exec
                     ? $"the guest did not finish the command within {limitsText(_totalLimit)} (its timeout plus a margin); the VM is considered broken"
                     : $"the guest did not finish {op} within {limitsText(_totalLimit)}; the operation was cancelled")
-                : new GuestChannelException("guest_unresponsive", $"the guest sent nothing on {op} for {limitsText(_idleLimit)}; the operation was cancelled and the VM may be broken: 'pyro workspace status' and 'pyro workspace stop' help");
+                : new GuestChannelException("guest_unresponsive", $"the guest sent nothing on {op} for {limitsText(_idleLimit)}; the operation was cancelled and the VM may be broken: check the workspace's status, and stop it if it stays stuck");
 
             static string limitsText(TimeSpan? limit) => limit is { } l ? $"{l.TotalSeconds:0.#} s" : "its limit";
         }

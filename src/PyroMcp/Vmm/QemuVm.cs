@@ -253,7 +253,7 @@ internal sealed class QemuVm : IAsyncDisposable
         var message = $"{what} (accelerator {Accelerator.ToString().ToLowerInvariant()}).";
         message += stderr.Length > 0 ? $"\n--- QEMU stderr (tail) ---\n{stderr}" : "\n--- QEMU stderr: empty ---";
         message += console.Length > 0 ? $"\n--- guest console (tail) ---\n{console}" : "\n--- guest console: empty ---";
-        message += Accelerator == Accelerator.Kvm ? "\nIf KVM is the problem, retry with --accel tcg." : "\nRun 'pyro doctor' to check the host.";
+        message += Accelerator == Accelerator.Kvm ? "\nIf KVM is the problem, retry with the TCG accelerator." : "\nThe doctor check (Pyro.DoctorAsync) looks the host over.";
         return new VmBootException(code, message, stderr, console);
     }
 

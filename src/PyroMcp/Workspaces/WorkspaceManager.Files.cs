@@ -42,7 +42,7 @@ internal sealed partial class WorkspaceManager
             // Entries before the failure are in place: say so, and how to get back to a known state.
             throw new GuestOperationException(ex.Code,
                 $"sync into {guest} failed: {ex.Message}. Entries before the failure were written, so {guest} may hold part of the tree; " +
-                $"push again, or 'pyro workspace reset {record.Id}' to return to the baseline.");
+                $"push again, or reset the workspace to return to the baseline.");
         }
 
         return new TransferResult
@@ -83,7 +83,7 @@ internal sealed partial class WorkspaceManager
         await using var connection = await ConnectAsync(await GetAsync(idOrName, cancellationToken).ConfigureAwait(false), cancellationToken);
         var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesWrite, Files = new FilesRequest { Path = GuestPath(path), CreateParents = true } },
             null, content, cancellationToken);
-        return SanitizeEntry(response.File ?? new FileEntry { Path = path, Type = "file" });
+        return SanitizeEntry(response.File ?? new Protocol.FileEntry { Path = path, Type = "file" });
     }
 
     // ---- export ----------------------------------------------------------------------------
@@ -94,7 +94,7 @@ internal sealed partial class WorkspaceManager
         var fullOutput = Path.GetFullPath(output);
         if (File.Exists(fullOutput) || Directory.Exists(fullOutput))
         {
-            throw new PyroInputException("output_exists", $"{fullOutput} already exists; export never overwrites: pick a new --output path");
+            throw new PyroInputException("output_exists", $"{fullOutput} already exists; export never overwrites: pick a new output path");
         }
 
         var guest = GuestPath(path);
@@ -295,7 +295,7 @@ internal sealed partial class WorkspaceManager
         {
             throw new GuestOperationException("patch_partially_applied",
                 $"the patch applied in memory but changing the workspace failed: {ex.Message}. Already changed: {(done.Count == 0 ? "nothing" : string.Join(", ", done))}. " +
-                $"The workspace now holds part of the patch: fix it by hand, or 'pyro workspace reset {record.Id}'.");
+                $"The workspace now holds part of the patch: fix it by hand, or reset the workspace.");
         }
 
         return new PatchResult(record.Id, plan.Changed, plan.Created, plan.Modified, plan.Deleted);
@@ -355,7 +355,7 @@ internal sealed partial class WorkspaceManager
         if (buffer.Overflowed || response.File?.Truncated == true)
         {
             throw new PyroInputException("patch_file_too_large",
-                $"{guest} is larger than the {PatchParser.MaxFileBytes >> 20} MiB a patched file may have; nothing was changed. Change it inside the workspace (workspace exec) instead");
+                $"{guest} is larger than the {PatchParser.MaxFileBytes >> 20} MiB a patched file may have; nothing was changed. Change it with a command run in the workspace instead");
         }
 
         return new PatchFileState(buffer.Bytes, PatchFileState.GitFileMode(response.File?.Mode ?? 0x1A4));
@@ -427,7 +427,7 @@ internal sealed partial class WorkspaceManager
         if (existing.Count >= options.MaxSnapshots)
         {
             throw new PyroInputException("snapshot_limit_reached",
-                $"workspace {record.Id} has {existing.Count} snapshots, the most it may keep ({options.MaxSnapshots}): delete one with 'pyro workspace snapshot delete' and try again. " +
+                $"workspace {record.Id} has {existing.Count} snapshots, the most it may keep ({options.MaxSnapshots}): delete one and try again. " +
                 "The limit is PyroOptions.MaxSnapshots, or PYRO_MAX_SNAPSHOTS.");
         }
 
@@ -461,7 +461,7 @@ internal sealed partial class WorkspaceManager
     private PyroInputException SnapshotBytesExceeded(string id, long used)
         => new("snapshot_limit_reached",
             $"the snapshots of workspace {id} would take more than {options.MaxSnapshotBytes} bytes on the host ({used} bytes used before this one): " +
-            "delete snapshots you no longer need with 'pyro workspace snapshot delete', or make /workspace smaller. Nothing was kept of this snapshot. " +
+            "delete snapshots you no longer need, or make /workspace smaller. Nothing was kept of this snapshot. " +
             "The limit is PyroOptions.MaxSnapshotBytes, or PYRO_MAX_SNAPSHOT_BYTES.");
 
     /// <summary>What the snapshot files of a workspace take on disk now, measured rather than taken from the database.</summary>
@@ -476,7 +476,7 @@ internal sealed partial class WorkspaceManager
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
         if (!Store.DeleteSnapshot(record.Id, name))
         {
-            throw new PyroInputException("snapshot_not_found", $"workspace {record.Id} has no snapshot '{name}'. See 'pyro workspace snapshot list {record.Id}'.");
+            throw new PyroInputException("snapshot_not_found", $"workspace {record.Id} has no snapshot '{name}'. List its snapshots to see which exist.");
         }
 
         File.Delete(Path.Combine(Store.WorkspaceDir(record.Id), SnapshotsDir, name + ".tar"));
@@ -569,13 +569,16 @@ internal sealed partial class WorkspaceManager
         }
     }
 
-    private static SkippedEntry SanitizeSkip(SkippedEntry skip) => new(GuestAgentClient.Sanitize(skip.Name, 300), GuestAgentClient.Sanitize(skip.Reason, 200));
+    private static SkippedEntry SanitizeSkip(Protocol.SkippedEntry skip) => new(GuestAgentClient.Sanitize(skip.Name, 300), GuestAgentClient.Sanitize(skip.Reason, 200));
 
-    private static FileEntry SanitizeEntry(FileEntry entry) => entry with
+    private static FileEntry SanitizeEntry(Protocol.FileEntry entry) => new()
     {
         Path = GuestAgentClient.Sanitize(entry.Path, 4096),
-        Type = GuestAgentClient.Sanitize(entry.Type, 16),
+        Type = entry.Type switch { "file" => EntryKind.File, "directory" => EntryKind.Directory, "symlink" => EntryKind.Symlink, _ => EntryKind.Other },
+        Size = entry.Size,
+        Mode = entry.Mode,
         LinkTarget = entry.LinkTarget is null ? null : GuestAgentClient.Sanitize(entry.LinkTarget, 4096),
+        Truncated = entry.Truncated,
     };
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]

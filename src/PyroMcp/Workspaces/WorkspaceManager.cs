@@ -212,7 +212,7 @@ internal sealed partial class WorkspaceManager
             Labels = record.Labels,
             SeedSource = record.SeedSource,
             SupervisorPid = live ? record.SupervisorPid : null,
-            Accelerator = record.Accelerator,
+            Accelerator = record.Accelerator is { } accelerator ? PyroOptions.ParseAccelerator(accelerator) : null,
         };
     }
 
@@ -234,37 +234,37 @@ internal sealed partial class WorkspaceManager
     {
         if (request.VcpuCount is < 1 or > 32)
         {
-            throw new PyroInputException("invalid_vcpu_count", $"vcpu_count must be between 1 and 32 (got {request.VcpuCount})");
+            throw new PyroInputException("invalid_vcpu_count", $"the vCPU count must be between 1 and 32 (got {request.VcpuCount})", nameof(WorkspaceCreateRequest.VcpuCount));
         }
 
         if (request.MemMib is < 128 or > 65536)
         {
-            throw new PyroInputException("invalid_mem_mib", $"mem_mib must be between 128 and 65536 MiB (got {request.MemMib})");
+            throw new PyroInputException("invalid_mem_mib", $"guest memory must be between 128 and 65536 MiB (got {request.MemMib})", nameof(WorkspaceCreateRequest.MemMib));
         }
 
         host.Check(request.VcpuCount, request.MemMib);
 
         if (request.TtlSeconds is < 10 or > 604800)
         {
-            throw new PyroInputException("invalid_ttl", $"ttl_seconds must be between 10 and 604800 (got {request.TtlSeconds})");
+            throw new PyroInputException("invalid_ttl", $"the time to live must be between 10 and 604800 seconds (got {request.TtlSeconds})", nameof(WorkspaceCreateRequest.TtlSeconds));
         }
 
         if (request.Name is { } name && (!NamePattern().IsMatch(name) || IdPattern().IsMatch(name)))
         {
-            throw new PyroInputException("invalid_name", $"invalid workspace name '{name}': use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, and not 12 hex digits (that is an id)");
+            throw new PyroInputException("invalid_name", $"invalid workspace name '{name}': use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit, and not 12 hex digits (that is an id)", nameof(WorkspaceCreateRequest.Name));
         }
 
         foreach (var (key, _) in request.Labels ?? new Dictionary<string, string>())
         {
             if (!NamePattern().IsMatch(key))
             {
-                throw new PyroInputException("invalid_label", $"invalid label key '{key}': use letters, digits, '.', '_' or '-'");
+                throw new PyroInputException("invalid_label", $"invalid label key '{key}': use letters, digits, '.', '_' or '-'", nameof(WorkspaceCreateRequest.Labels));
             }
         }
 
         if (request.SeedPath is { } seed && !Directory.Exists(seed) && !File.Exists(seed))
         {
-            throw new PyroInputException("seed_not_found", $"the seed path {seed} does not exist: give a directory or a .tar, .tar.gz or .tgz archive");
+            throw new PyroInputException("seed_not_found", $"the seed path {seed} does not exist: give a directory or a .tar, .tar.gz or .tgz archive", nameof(WorkspaceCreateRequest.SeedPath));
         }
     }
 

@@ -194,7 +194,7 @@ internal sealed class WorkspaceStore
         }
         catch (SqliteException ex) when (ex.SqliteErrorCode == 19)
         {
-            throw new PyroInputException("name_taken", $"a workspace named '{record.Name}' already exists: pick another name or delete that workspace");
+            throw new PyroInputException("name_taken", $"a workspace named '{record.Name}' already exists: pick another name or delete that one", nameof(WorkspaceCreateRequest.Name));
         }
     }
 

@@ -1,0 +1,67 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+
+namespace PyroMcp.Cli;
+
+/// <summary>
+/// The CLI's half of an error: the SDK's message says what went wrong in the SDK's terms; the hint
+/// names the flag or the command to type next. Keyed by the stable error code, so every code a
+/// user can fix from the command line gets one.
+/// </summary>
+internal static class ErrorHints
+{
+    /// <summary>The hint for <paramref name="code"/>, or null. <paramref name="parse"/> fills in the workspace and environment the user named.</summary>
+    internal static string? For(string code, string? field, ParseResult? parse)
+    {
+        var w = Value(parse, "workspace") ?? "WORKSPACE";
+        var exec = parse?.CommandResult.Command.Name == "exec";
+        return code switch
+        {
+            "missing_command" => exec
+                ? $"put the command after --, e.g. pyro workspace exec {w} -- git status"
+                : "put the command after --, e.g. pyro run debian:12 -- git --version",
+            "invalid_vcpu_count" => "--vcpu-count takes 1 to 32",
+            "invalid_mem_mib" => "--mem-mib takes 128 to 65536",
+            "invalid_timeout" => "--timeout-seconds takes 1 to 86400",
+            "invalid_ttl" => "--ttl-seconds takes 10 to 604800",
+            "vcpu_count_exceeds_host" => "ask for fewer with --vcpu-count",
+            "mem_exceeds_host" => "ask for less with --mem-mib",
+            "invalid_name" or "name_taken" => "pick another --name, or delete the workspace that has it",
+            "invalid_label" => "--label takes KEY=VALUE",
+            "seed_not_found" => "--seed-path takes a directory or a .tar, .tar.gz or .tgz archive",
+            "cwd_not_found" => "create the directory first, or pick another --cwd",
+            "output_exists" => "pick a new --output path",
+            "unknown_environment" => "see 'pyro env list'",
+            "environment_unavailable" => $"run 'pyro env pull {Value(parse, "environment") ?? "ENVIRONMENT"}'",
+            "kvm_unavailable" => "--accel tcg (or PYRO_ACCEL=tcg) runs guests without KVM",
+            "boot_failed" or "boot_timeout" or "qemu_failed" => "if KVM is the problem, retry with --accel tcg; 'pyro doctor' checks the host",
+            "agent_missing" or "supervisor_missing" or "missing_host_package" or "kernel_module_missing" => "'pyro doctor' checks the host",
+            "workspace_not_found" => "see 'pyro workspace list'",
+            "workspace_limit_reached" => "'pyro workspace list' shows them, 'pyro workspace delete' and 'pyro workspace reap' make room",
+            "workspace_not_running" => $"'pyro workspace start {w}' boots a stopped or crashed workspace, 'pyro workspace reset {w}' a failed one; or 'pyro workspace delete {w}'",
+            "workspace_not_startable" or "supervisor_unreachable" => $"'pyro workspace status {w}' shows its state",
+            "workspace_disk_missing" => $"delete it with 'pyro workspace delete {w}'",
+            "guest_unresponsive" => $"'pyro workspace status {w}' shows its state; 'pyro workspace stop {w}' stops it",
+            "patch_partially_applied" => $"'pyro workspace reset {w}' returns it to the baseline",
+            "reset_failed" => $"run 'pyro workspace reset {w}' again, or 'pyro workspace delete {w}'",
+            "patch_file_too_large" => $"change the file with 'pyro workspace exec {w} -- ...' instead",
+            "diff_too_large" => $"copy the files out with 'pyro workspace export {w} PATH --output DIR' instead",
+            "snapshot_not_found" => $"see 'pyro workspace snapshot list {w}'",
+            "snapshot_exists" or "snapshot_limit_reached" or "snapshot_too_large" => $"'pyro workspace snapshot delete {w} NAME' makes room",
+            _ => field is null ? null : $"check {Flag(field)}",
+        };
+    }
+
+    /// <summary>The flag of a request property, or its positional argument in capitals.</summary>
+    internal static string Flag(string field) => field switch
+    {
+        nameof(RunRequest.Environment) => "ENVIRONMENT",
+        nameof(RunRequest.Command) => "the command after --",
+        nameof(WorkspaceCreateRequest.Labels) => "--label",
+        _ => "--" + string.Concat(field.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "-" : "") + char.ToLowerInvariant(c) : c.ToString())),
+    };
+
+    /// <summary>The value the user gave the argument <paramref name="name"/> of the running command, if it has one.</summary>
+    private static string? Value(ParseResult? parse, string name)
+        => parse?.CommandResult.Children.OfType<ArgumentResult>().FirstOrDefault(a => a.Argument.Name == name)?.Tokens is [{ } token, ..] ? token.Value : null;
+}
