@@ -1,27 +1,33 @@
 # Sourced by ./pyro and ./test.sh: makes sure the host has what pyro needs.
 # As root it installs missing Debian packages; otherwise it prints the exact command and stops.
 
-# Keep in step with src/PyroMcp/Host/HostTools.cs (tool -> package).
-PYRO_HOST_TOOLS=(
-  "qemu-system-x86_64:qemu-system-x86"
-  "qemu-img:qemu-utils"
-  "mmdebstrap:mmdebstrap"
-  "mkfs.ext4:e2fsprogs"
-  "/bin/busybox:busybox-static"
-  "/usr/bin/tini-static:tini"
-  "setpriv:util-linux"
-  "unshare:util-linux"
-  "apt-get:apt"
-  "dpkg-deb:dpkg"
-)
+# What pyro needs on the host is listed once, in host-packages.txt beside this script; the SDK
+# embeds the same file (src/PyroMcp/Host/HostTools.cs), so doctor and this script agree.
+PYRO_HOST_PACKAGES_FILE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/host-packages.txt"
+
+# Prints one line per tool: name|package|candidates (space-separated), as the SDK reads the file.
+pyro_host_tools() {
+  local name pkg candidates rest
+  local -a words
+  while IFS='|' read -r name pkg candidates rest; do
+    [[ $name =~ ^[[:space:]]*(#|$) ]] && continue
+    read -r -a words <<< "$candidates"
+    name=${name#"${name%%[![:space:]]*}"}; name=${name%"${name##*[![:space:]]}"}
+    printf '%s|%s|%s\n' "$name" "${pkg//[[:space:]]/}" "${words[*]}"
+  done < "$PYRO_HOST_PACKAGES_FILE"
+}
 
 pyro_missing_packages() {
-  local entry tool pkg missing=()
-  for entry in "${PYRO_HOST_TOOLS[@]}"; do
-    tool=${entry%%:*}; pkg=${entry#*:}
-    if [[ $tool == /* ]]; then [[ -e $tool ]] || missing+=("$pkg")
-    else PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$pkg"); fi
-  done
+  local name pkg candidates candidate found missing=()
+  while IFS='|' read -r name pkg candidates; do
+    found=
+    for candidate in $candidates; do
+      if [[ $candidate == /* ]]; then [[ -e $candidate ]] && found=1
+      else PATH="$PATH:/usr/sbin:/sbin" command -v "$candidate" >/dev/null 2>&1 && found=1; fi
+      [[ -n $found ]] && break
+    done
+    [[ -n $found ]] || missing+=("$pkg")
+  done < <(pyro_host_tools)
   # The dynamic busybox package also provides /bin/busybox; the initramfs needs the static one.
   if [[ -e /bin/busybox ]] && ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"; then
     missing+=("busybox-static")
@@ -70,7 +76,7 @@ pyro_ensure_qemu_user() {
 # Builds the solution in Release when any source is newer than the last build.
 pyro_build() {
   local root=$1 stamp="$1/artifacts/.build-stamp"
-  if [[ -f $stamp ]] && [[ -z $(find "$root/src" "$root/Directory.Build.props" "$root/Directory.Packages.props" "$root/global.json" -newer "$stamp" -print -quit 2>/dev/null) ]]; then
+  if [[ -f $stamp ]] && [[ -z $(find "$root/src" "$root/scripts/host-packages.txt" "$root/Directory.Build.props" "$root/Directory.Packages.props" "$root/global.json" -newer "$stamp" -print -quit 2>/dev/null) ]]; then
     return 0
   fi
   echo "[setup] building pyro (dotnet build -c Release)" >&2

@@ -152,16 +152,11 @@ async Task<double> BareBootAsync()
         var clock = Stopwatch.StartNew();
         // The overlay is part of what a bare boot of a shared image needs too, so it is timed.
         await Process(HostTools.QemuImg.Require(), ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", environment.RootfsImage, disk]);
-        var kvm = accelerator == Accelerator.Kvm;
-        await Process(HostTools.Qemu.Require(),
-        [
-            "-M", "microvm,x-option-roms=off,rtc=on", "-accel", kvm ? "kvm" : "tcg,thread=multi", "-cpu", kvm ? "host" : "max",
-            "-smp", "1", "-m", "1024", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-kernel", bundle.KernelPath, "-initrd", bundle.InitramfsPath,
-            "-append", "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable no_timer_check rw pyro.bare=1" + (kvm ? "" : " tsc_early_khz=2000000"),
-            "-serial", "null",
-            "-drive", $"id=root,file={QemuCommandLine.EscapeOptionValue(disk)},format=qcow2,if=none", "-device", "virtio-blk-device,drive=root",
-        ]);
+        // The runtime's own command line (machine, devices, sandbox, privilege drop), so the floor
+        // moves with it; only the guest's init differs: straight to a shell that powers off.
+        var launch = new QemuLaunch(QemuVm.NewId(), new VmSpec(1, 1024, accelerator), bundle.KernelPath, bundle.InitramfsPath, disk,
+            Path.Combine(dir, "agent.sock"), HostTools.QemuDropUser(), Bare: true);
+        await Process(HostTools.Qemu.Require(), [.. QemuCommandLine.Build(launch)]);
         return clock.Elapsed.TotalMilliseconds;
     }
     finally

@@ -1,4 +1,3 @@
-using PyroMcp.Tests;
 using System.Collections.Concurrent;
 using System.Formats.Tar;
 using PyroMcp.Protocol;

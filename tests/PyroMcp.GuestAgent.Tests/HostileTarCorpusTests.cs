@@ -1,5 +1,4 @@
 using PyroMcp.Protocol;
-using PyroMcp.TestKit;
 using static PyroMcp.GuestAgent.Tests.AgentHarness;
 
 namespace PyroMcp.GuestAgent.Tests;

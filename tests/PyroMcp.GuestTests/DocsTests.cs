@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 
 namespace PyroMcp.GuestTests;
@@ -54,20 +53,11 @@ public sealed partial class DocsTests : GuestTest
 
         // `pyro` is the installed tool; the built CLI is the same program.
         var script = $"set -euo pipefail\npyro() {{ dotnet '{Repo.CliDll}' \"$@\"; }}\n{command}";
-        var start = new ProcessStartInfo("bash") { WorkingDirectory = Repo.Root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add("-c");
-        start.ArgumentList.Add(script);
-        start.Environment["PYRO_RUN_DIR"] = Repo.RunDir;
-        start.Environment["PYRO_STATE_DIR"] = Repo.StateDir;
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(10));
-
-        Assert.True(process.ExitCode == 0, $"{doc}: '{command}' exited {process.ExitCode}\n{await stdout}\n{await stderr}");
+        var result = await Processes.RunAsync("bash", ["-c", script], Repo.Root, Repo.ScratchEnvironment, TimeSpan.FromMinutes(10));
+        Assert.True(result.ExitCode == 0, $"{doc}: '{command}' exited {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
         if (command.Contains("bench/PyroMcp.Bench"))
         {
-            Assert.Matches(@"ratio cold_run / bare_boot = \d+\.\d\d", await stdout);
+            Assert.Matches(@"ratio cold_run / bare_boot = \d+\.\d\d", result.Stdout);
         }
     }
 

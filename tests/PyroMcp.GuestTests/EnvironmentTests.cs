@@ -8,7 +8,7 @@ public sealed class EnvironmentTests : GuestTest
     [Fact]
     public async Task ListShowsTheCatalogAndWhatIsInstalled()
     {
-        var result = await Cli.RunAsync("env", "list");
+        var result = await PyroCli.RunAsync("env", "list");
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Matches(@"^Catalog version: \d+\.\d+\.\d+\n", result.Stdout);
@@ -16,18 +16,18 @@ public sealed class EnvironmentTests : GuestTest
         Assert.Matches(@"debian:12-base \[(installed|not installed)\] Minimal Debian 12", result.Stdout);
         Assert.Matches(@"debian:12-build \[(installed|not installed)\] Debian 12 with Git and common build tools", result.Stdout);
 
-        var json = (await Cli.RunAsync("env", "list", "--json")).Json;
+        var json = (await PyroCli.RunAsync("env", "list", "--json")).Json;
         Assert.Equal(["debian:12", "debian:12-base", "debian:12-build"], json.EnumerateArray().Select(e => e.GetProperty("name").GetString()!).ToArray());
     }
 
     [Fact]
     public async Task PullIsIdempotent()
     {
-        var before = (await Cli.RunAsync("env", "inspect", "debian:12", "--json")).Json;
+        var before = (await PyroCli.RunAsync("env", "inspect", "debian:12", "--json")).Json;
         var rootfs = before.GetProperty("rootfs_image").GetString()!;
         var writtenBefore = File.GetLastWriteTimeUtc(rootfs);
 
-        var again = await Cli.RunAsync("env", "pull", "debian:12");
+        var again = await PyroCli.RunAsync("env", "pull", "debian:12");
 
         Assert.True(again.ExitCode == 0, again.ToString());
         Assert.Contains("[pull] phase=ready environment=debian:12 cached=yes", again.Stderr);
@@ -35,14 +35,14 @@ public sealed class EnvironmentTests : GuestTest
         Assert.Contains("Pulled: debian:12", again.Stdout);
         Assert.Contains("Installed: yes", again.Stdout);
         Assert.Equal(writtenBefore, File.GetLastWriteTimeUtc(rootfs));
-        var after = (await Cli.RunAsync("env", "inspect", "debian:12", "--json")).Json;
+        var after = (await PyroCli.RunAsync("env", "inspect", "debian:12", "--json")).Json;
         Assert.Equal(before.GetProperty("rootfs_sha256").GetString(), after.GetProperty("rootfs_sha256").GetString());
     }
 
     [Fact]
     public async Task TheBuildEnvironmentHasItsToolchain()
     {
-        var result = await Cli.RunAsync(["run", "debian:12-build", "--", "sh", "-c", "gcc --version | head -1; make --version | head -1; python3 --version; pkg-config --version; curl --version | head -1; git --version"],
+        var result = await PyroCli.RunAsync(["run", "debian:12-build", "--", "sh", "-c", "gcc --version | head -1; make --version | head -1; python3 --version; pkg-config --version; curl --version | head -1; git --version"],
             timeout: TimeSpan.FromMinutes(10));
 
         Assert.True(result.ExitCode == 0, result.ToString());
@@ -54,16 +54,6 @@ public sealed class EnvironmentTests : GuestTest
     }
 
     [Fact]
-    public async Task UnknownEnvironmentsListTheKnownOnes()
-    {
-        var result = await Cli.RunAsync("env", "inspect", "ubuntu:24.04");
-
-        Assert.Equal(2, result.ExitCode);
-        Assert.Contains("unknown environment 'ubuntu:24.04'", result.Stderr);
-        Assert.Contains("debian:12, debian:12-base, debian:12-build", result.Stderr);
-    }
-
-    [Fact]
     public async Task ConcurrentPullsTakeTurnsAndACorruptedImageIsRebuiltNeverBooted()
     {
         var cache = Directory.CreateTempSubdirectory("pyro-test-cache-").FullName;
@@ -71,14 +61,14 @@ public sealed class EnvironmentTests : GuestTest
         try
         {
             // Two pulls race in one empty cache: both succeed, one builds, the other waits for it.
-            var first = Cli.RunAsync(["env", "pull", "debian:12-base"], env, TimeSpan.FromMinutes(10));
-            var second = Cli.RunAsync(["env", "pull", "debian:12-base"], env, TimeSpan.FromMinutes(10));
+            var first = PyroCli.RunAsync(["env", "pull", "debian:12-base"], env, TimeSpan.FromMinutes(10));
+            var second = PyroCli.RunAsync(["env", "pull", "debian:12-base"], env, TimeSpan.FromMinutes(10));
             var results = await Task.WhenAll(first, second);
             Assert.All(results, r => Assert.True(r.ExitCode == 0, r.ToString()));
             Assert.Equal(1, results.Count(r => r.Stderr.Contains("phase=bootstrap")));
             Assert.Equal(1, results.Count(r => r.Stderr.Contains("cached=yes")));
 
-            var inspect = (await Cli.RunAsync(["env", "inspect", "debian:12-base", "--json"], env)).Json;
+            var inspect = (await PyroCli.RunAsync(["env", "inspect", "debian:12-base", "--json"], env)).Json;
             Assert.Equal("installed", inspect.GetProperty("state").GetString());
             var rootfs = inspect.GetProperty("rootfs_image").GetString()!;
 
@@ -89,51 +79,18 @@ public sealed class EnvironmentTests : GuestTest
                 file.Write("corrupted by the test"u8);
             }
 
-            var corrupt = await Cli.RunAsync(["env", "inspect", "debian:12-base"], env);
+            var corrupt = await PyroCli.RunAsync(["env", "inspect", "debian:12-base"], env);
             Assert.Contains("State: corrupt", corrupt.Stdout);
             Assert.Contains("will not be booted", corrupt.Stdout);
 
             // A run must not boot it: it rebuilds first, then the guest starts from a verified image.
-            var run = await Cli.RunAsync(["run", "debian:12-base", "--", "cat", "/etc/debian_version"], env, TimeSpan.FromMinutes(10));
+            var run = await PyroCli.RunAsync(["run", "debian:12-base", "--", "cat", "/etc/debian_version"], env, TimeSpan.FromMinutes(10));
             Assert.True(run.ExitCode == 0, run.ToString());
             Assert.Contains("[pull] phase=repair environment=debian:12-base reason=\"rootfs sha256 does not match its manifest\"", run.Stderr);
             Assert.True(run.Stderr.IndexOf("phase=repair", StringComparison.Ordinal) < run.Stderr.IndexOf("[run] phase=start", StringComparison.Ordinal));
             Assert.Matches(@"^12\.\d+", run.Stdout);
-            var repaired = (await Cli.RunAsync(["env", "inspect", "debian:12-base", "--json"], env)).Json;
+            var repaired = (await PyroCli.RunAsync(["env", "inspect", "debian:12-base", "--json"], env)).Json;
             Assert.Equal("installed", repaired.GetProperty("state").GetString());
-        }
-        finally
-        {
-            Directory.Delete(cache, recursive: true);
-        }
-    }
-
-    [Fact]
-    public async Task AHalfWrittenEntryIsReportedAndPruned()
-    {
-        var cache = Directory.CreateTempSubdirectory("pyro-test-cache-").FullName;
-        var env = new Dictionary<string, string> { ["PYRO_ENVIRONMENT_CACHE_DIR"] = cache };
-        try
-        {
-            // What a pull killed mid-way leaves: an entry without its manifest, and a staging directory.
-            var entry = Path.Combine(cache, "linux-x86_64", "debian_12-1.0.0");
-            Directory.CreateDirectory(entry);
-            await File.WriteAllTextAsync(Path.Combine(entry, "rootfs.ext4"), "half");
-            var staging = Path.Combine(cache, "linux-x86_64", ".staging-debian_12-1.0.0-999999");
-            Directory.CreateDirectory(staging);
-            var oldVersion = Path.Combine(cache, "linux-x86_64", "debian_12-0.9.0");
-            Directory.CreateDirectory(oldVersion);
-
-            var inspect = (await Cli.RunAsync(["env", "inspect", "debian:12", "--json"], env)).Json;
-            Assert.Equal("incomplete", inspect.GetProperty("state").GetString());
-            Assert.False(inspect.GetProperty("installed").GetBoolean());
-            Assert.Contains("debian:12 [incomplete]", (await Cli.RunAsync(["env", "list"], env)).Stdout);
-
-            var prune = await Cli.RunAsync(["env", "prune", "--json"], env);
-            Assert.True(prune.ExitCode == 0, prune.ToString());
-            var removed = prune.Json.GetProperty("removed").EnumerateArray().Select(e => e.GetString()).ToHashSet();
-            Assert.Equal(new HashSet<string?> { entry, staging, oldVersion }, removed);
-            Assert.Empty(Directory.GetDirectories(Path.Combine(cache, "linux-x86_64")));
         }
         finally
         {

@@ -44,7 +44,7 @@ internal sealed class FaultLab : IDisposable
     }
 
     /// <summary>The CLI against this lab's state, optionally armed to kill itself at <paramref name="fault"/>.</summary>
-    internal Task<CliResult> PyroAsync(string? fault, params string[] args) => Cli.RunAsync(args, Env(fault), TimeSpan.FromMinutes(5));
+    internal Task<ProcessResult> PyroAsync(string? fault, params string[] args) => PyroCli.RunAsync(args, Env(fault), TimeSpan.FromMinutes(5));
 
     /// <summary>Runs a command armed with a fault point and asserts that it really died there (SIGKILL: exit 137).</summary>
     internal async Task KilledAtAsync(string fault, params string[] args)

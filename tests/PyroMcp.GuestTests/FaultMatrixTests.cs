@@ -201,7 +201,7 @@ public sealed class FaultMatrixTests : GuestTest
     /// <summary>Drives 'pyro mcp serve' over stdio with raw JSON-RPC until it dies at create.after-boot.</summary>
     private static async Task McpKilledDuringCreateAsync(FaultLab lab)
     {
-        using var server = Cli.Start(["mcp", "serve"], new Dictionary<string, string>
+        using var server = PyroCli.Start(["mcp", "serve"], new Dictionary<string, string>
         {
             ["PYRO_STATE_DIR"] = lab.StateDir, ["PYRO_RUN_DIR"] = lab.RunDir, ["PYRO_FAULT"] = "create.after-boot",
         });

@@ -1,6 +1,5 @@
 using ModelContextProtocol.Protocol;
 using PyroMcp.Server;
-using PyroMcp.TestKit;
 
 namespace PyroMcp.GuestTests;
 
@@ -12,30 +11,17 @@ namespace PyroMcp.GuestTests;
 /// </summary>
 public sealed class HostileMcpTests : GuestTest
 {
-    private readonly string _top = Directory.CreateTempSubdirectory("pyro-hostile-mcp-").FullName;
     private readonly List<string> _created = [];
     private int _calls;
     private int _hostExecutions;
 
-    private string Project => Path.Combine(_top, "project");
+    private string Project => Path.Combine(HostDir, "project");
 
-    private string Outside => Path.Combine(_top, "outside");
+    private string Outside => Path.Combine(HostDir, "outside");
 
     public override async Task DisposeAsync()
     {
-        var pyro = new Pyro(InProcessMcp.Options);
-        foreach (var id in _created)
-        {
-            try
-            {
-                await pyro.DeleteWorkspaceAsync(id);
-            }
-            catch (PyroException)
-            {
-            }
-        }
-
-        Directory.Delete(_top, recursive: true);
+        await PyroScratch.DeleteWorkspacesAsync(_created);
         await base.DisposeAsync();
     }
 
@@ -106,7 +92,7 @@ public sealed class HostileMcpTests : GuestTest
         // An operator who allows host compat still gets a VM when the host can boot one: a guest
         // that fails to boot (here: a boot deadline no guest can meet) is an error, never a reason
         // to run on the host.
-        var failing = InProcessMcp.Options with { BootTimeout = TimeSpan.FromMilliseconds(200) };
+        var failing = PyroScratch.Options with { BootTimeout = TimeSpan.FromMilliseconds(200) };
         await using (var mcp = await InProcessMcp.StartAsync("vm-run", new McpServerPolicy { AllowHostCompat = true, AllowedPaths = [Project] }, failing))
         {
             await Refused(mcp, "vm_run", "boot_timeout", new() { ["environment"] = "debian:12", ["command"] = HostMarkerCommand(), ["allow_host_compat"] = true });
@@ -115,7 +101,7 @@ public sealed class HostileMcpTests : GuestTest
             await Refused(mcp, "vm_run", "vcpu_count_exceeds_host", new() { ["environment"] = "debian:12", ["command"] = HostMarkerCommand(), ["allow_host_compat"] = true, ["vcpu_count"] = Environment.ProcessorCount + 1 });
         }
 
-        _hostExecutions = Directory.GetFiles(_top, "host-executed-*").Length;
+        _hostExecutions = Directory.GetFiles(HostDir, "host-executed-*").Length;
         var home = Environment.GetEnvironmentVariable("HOME") ?? "/root";
         var writesOutside = Diff(sentinel, Snapshot(Outside))
             + new[] { "/etc/profile.d/pyro-evil.sh", Path.Combine(home, ".bashrc.d") }.Count(p => File.Exists(p) || Directory.Exists(p));
@@ -133,7 +119,7 @@ public sealed class HostileMcpTests : GuestTest
         return mib;
     }
 
-    private string HostMarkerCommand() => $"touch {Path.Combine(_top, "host-executed-" + Guid.NewGuid().ToString("N"))}";
+    private string HostMarkerCommand() => $"touch {Path.Combine(HostDir, "host-executed-" + Guid.NewGuid().ToString("N"))}";
 
     private async Task<string> Refused(InProcessMcp mcp, string tool, string code, Dictionary<string, object?> args)
     {

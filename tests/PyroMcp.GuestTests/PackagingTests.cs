@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace PyroMcp.GuestTests;
 
 /// <summary>The .NET tool package: packs, installs into a tool path, and runs.</summary>
@@ -37,17 +35,8 @@ public sealed class PackagingTests : GuestTest
 
     private static async Task<string> Run(string file, params string[] args)
     {
-        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(5));
-        Assert.True(process.ExitCode == 0, $"{file} {string.Join(' ', args)} exited {process.ExitCode}\n{await stdout}\n{await stderr}");
-        return await stdout;
+        var result = await Processes.RunAsync(file, args, timeout: TimeSpan.FromMinutes(5));
+        Assert.True(result.ExitCode == 0, $"{file} {string.Join(' ', args)} exited {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
+        return result.Stdout;
     }
 }

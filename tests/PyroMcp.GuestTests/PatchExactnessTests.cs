@@ -9,29 +9,12 @@ namespace PyroMcp.GuestTests;
 /// </summary>
 public sealed class PatchExactnessTests : GuestTest
 {
-    private readonly List<string> _created = [];
-    private readonly string _host = Directory.CreateTempSubdirectory("pyro-patch-test-").FullName;
-
-    public override async Task DisposeAsync()
-    {
-        foreach (var id in _created)
-        {
-            await Cli.RunAsync("workspace", "delete", id);
-        }
-
-        Directory.Delete(_host, recursive: true);
-        await base.DisposeAsync();
-    }
-
     [Fact]
     public async Task GuestEditsRoundTripThroughGitApplyAndHostGitDiffsApplyExactlyInTheGuest()
     {
-        var seed = Path.Combine(_host, "seed");
+        var seed = Path.Combine(HostDir, "seed");
         WriteSeed(seed);
-        var created = await Cli.RunAsync(["workspace", "create", "debian:12", "--id-only", "--seed-path", seed], timeout: TimeSpan.FromMinutes(5));
-        Assert.True(created.ExitCode == 0, created.ToString());
-        var id = created.Stdout.Trim();
-        _created.Add(id);
+        var id = await CreateWorkspaceAsync(["--seed-path", seed]);
 
         // Edits made inside the guest: printf writes the exact bytes (\r, octal Latin-1).
         await Ok("workspace", "exec", id, "--", "sh", "-c",
@@ -47,18 +30,18 @@ public sealed class PatchExactnessTests : GuestTest
         Assert.Contains("old mode 100644\nnew mode 100755\n", patch);
         Assert.Contains("new file mode 120000\n", patch);
         Assert.DoesNotContain("\uFFFD", patch);
-        var copy = Path.Combine(_host, "copy");
+        var copy = Path.Combine(HostDir, "copy");
         CopyTree(seed, copy);
-        var patchFile = Path.Combine(_host, "guest.patch");
+        var patchFile = Path.Combine(HostDir, "guest.patch");
         await File.WriteAllTextAsync(patchFile, patch, new UTF8Encoding(false));
         Git(copy, "apply", "--whitespace=nowarn", patchFile);
-        var exported = Path.Combine(_host, "exported");
+        var exported = Path.Combine(HostDir, "exported");
         await Ok("workspace", "export", id, ".", "--output", exported);
         Assert.Equal(Snapshot(exported), Snapshot(copy));
         Assert.Equal(Encoding.Latin1.GetBytes("caf\u00e9 cr\u00e8me br\u00fbl\u00e9e\n"), File.ReadAllBytes(Path.Combine(copy, "latin1.txt")));
 
         // (2) A git diff -M --binary made on the host applies in the guest, and the guest's bytes are git's.
-        var repo = Path.Combine(_host, "repo");
+        var repo = Path.Combine(HostDir, "repo");
         CopyTree(exported, repo);
         Git(repo, "init", "-q");
         Git(repo, "add", "-A");
@@ -71,7 +54,7 @@ public sealed class PatchExactnessTests : GuestTest
         File.WriteAllBytes(Path.Combine(repo, ".bin"), [0, 1, 2, 255, 0, 13, 10]);
         File.AppendAllText(Path.Combine(repo, ".envrc"), "export B=3\n");
         Git(repo, "add", "-A");
-        var hostPatch = Path.Combine(_host, "host.patch");
+        var hostPatch = Path.Combine(HostDir, "host.patch");
         File.WriteAllBytes(hostPatch, Git(repo, "diff", "--cached", "-M", "--binary", tree));
         Assert.Contains("rename from moved.txt", File.ReadAllText(hostPatch));
 
@@ -84,8 +67,8 @@ public sealed class PatchExactnessTests : GuestTest
         }
 
         Assert.Equal("644\n", (await Ok("workspace", "exec", id, "--", "stat", "-c", "%a", "run.sh")).Stdout);
-        Assert.Equal(1, (await Cli.RunAsync("workspace", "exec", id, "--", "test", "-e", "moved.txt")).ExitCode);
-        var after = Path.Combine(_host, "after");
+        Assert.Equal(1, (await PyroCli.RunAsync("workspace", "exec", id, "--", "test", "-e", "moved.txt")).ExitCode);
+        var after = Path.Combine(HostDir, "after");
         await Ok("workspace", "export", id, ".", "--output", after);
         Assert.Equal(Snapshot(repo, skip: ".git"), Snapshot(after));
     }
@@ -104,16 +87,11 @@ public sealed class PatchExactnessTests : GuestTest
         File.WriteAllText(Path.Combine(seed, "tail.txt"), "with newline\n");
     }
 
-    private static async Task<CliResult> Ok(params string[] args)
-    {
-        var result = await Cli.RunAsync(args);
-        Assert.True(result.ExitCode == 0, $"pyro {string.Join(' ', args)}\n{result}");
-        return result;
-    }
+    private static Task<ProcessResult> Ok(params string[] args) => PyroCli.OkAsync(args);
 
     private static async Task<byte[]> ReadAsync(string id, string path)
     {
-        using var read = Cli.Start(["workspace", "file", "read", id, path, "--content-only"]);
+        using var read = PyroCli.Start(["workspace", "file", "read", id, path, "--content-only"]);
         read.StandardInput.Close();
         using var bytes = new MemoryStream();
         await read.StandardOutput.BaseStream.CopyToAsync(bytes);
@@ -134,10 +112,10 @@ public sealed class PatchExactnessTests : GuestTest
 
         start.Environment.Clear();
         start.Environment["PATH"] = "/usr/bin:/bin";
-        start.Environment["HOME"] = _host;
+        start.Environment["HOME"] = HostDir;
         start.Environment["GIT_CONFIG_NOSYSTEM"] = "1";
         start.Environment["GIT_CONFIG_GLOBAL"] = "/dev/null";
-        start.Environment["GIT_CEILING_DIRECTORIES"] = _host;
+        start.Environment["GIT_CEILING_DIRECTORIES"] = HostDir;
         using var process = Process.Start(start)!;
         var stderr = process.StandardError.ReadToEndAsync();
         using var stdout = new MemoryStream();

@@ -9,7 +9,7 @@ public sealed class RunTests : GuestTest
     [Fact]
     public async Task GitVersionRunsInTheGuestWithPhasesOnStderr()
     {
-        var result = await Cli.RunAsync("run", "debian:12", "--", "git", "--version");
+        var result = await PyroCli.RunAsync("run", "debian:12", "--", "git", "--version");
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Matches(@"^git version \d+\.\d+", result.Stdout);
@@ -23,7 +23,7 @@ public sealed class RunTests : GuestTest
     [Fact]
     public async Task TheCommandRunsInTheGuestKernelNotOnTheHost()
     {
-        var result = await Cli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "uname -r; cat /proc/cmdline; grep PRETTY_NAME /etc/os-release; hostname");
+        var result = await PyroCli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "uname -r; cat /proc/cmdline; grep PRETTY_NAME /etc/os-release; hostname");
 
         Assert.True(result.ExitCode == 0, result.ToString());
         var stdout = result.Json.GetProperty("stdout").GetString()!;
@@ -42,7 +42,7 @@ public sealed class RunTests : GuestTest
     [Fact]
     public async Task ExitCodeAndStreamsAreTheGuestCommands()
     {
-        var result = await Cli.RunAsync("run", "debian:12", "--", "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7");
+        var result = await PyroCli.RunAsync("run", "debian:12", "--", "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7");
 
         Assert.Equal(7, result.ExitCode);
         Assert.Equal("to-stdout\n", result.Stdout);
@@ -54,7 +54,7 @@ public sealed class RunTests : GuestTest
     [Fact]
     public async Task AMissingProgramExits127LikeAShell()
     {
-        var result = await Cli.RunAsync("run", "debian:12", "--", "no-such-program", "--flag");
+        var result = await PyroCli.RunAsync("run", "debian:12", "--", "no-such-program", "--flag");
 
         Assert.Equal(127, result.ExitCode);
         Assert.Contains("no-such-program: command not found", result.Stderr);
@@ -63,7 +63,7 @@ public sealed class RunTests : GuestTest
     [Fact]
     public async Task OneQuotedStringRunsThroughTheShellWithEnvAndCwd()
     {
-        var result = await Cli.RunAsync("run", "debian:12", "--env", "GREETING=hello there", "--cwd", "/etc", "--", "echo \"$GREETING\" from $(pwd) | tr a-z A-Z");
+        var result = await PyroCli.RunAsync("run", "debian:12", "--env", "GREETING=hello there", "--cwd", "/etc", "--", "echo \"$GREETING\" from $(pwd) | tr a-z A-Z");
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Equal("HELLO THERE FROM /ETC\n", result.Stdout);
@@ -73,7 +73,7 @@ public sealed class RunTests : GuestTest
     public async Task OutputOverTheCapIsCutAndFlagged()
     {
         // 3 MiB on stdout against a 1 MiB cap; stderr stays small and whole.
-        var result = await Cli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "head -c 3145728 /dev/zero | tr '\\0' x; echo done >&2");
+        var result = await PyroCli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "head -c 3145728 /dev/zero | tr '\\0' x; echo done >&2");
 
         Assert.True(result.ExitCode == 0, result.ToString()[..Math.Min(2000, result.ToString().Length)]);
         var json = result.Json;
@@ -89,7 +89,7 @@ public sealed class RunTests : GuestTest
     {
         // The backgrounded sleep keeps stdout open: the run can only end at the timeout if the
         // kill reaches the whole group, not just the shell.
-        var result = await Cli.RunAsync("run", "debian:12", "--timeout-seconds", "2", "--json", "--", "sh", "-c", "sleep 300 & echo started; sleep 300");
+        var result = await PyroCli.RunAsync("run", "debian:12", "--timeout-seconds", "2", "--json", "--", "sh", "-c", "sleep 300 & echo started; sleep 300");
 
         Assert.Equal(124, result.ExitCode);
         var json = result.Json;
@@ -104,7 +104,7 @@ public sealed class RunTests : GuestTest
         // The subshell exits at once, so its background child is orphaned; when that child
         // exits, only PID 1 (tini) can reap it. Any zombie left would show in /proc.
         var script = "(sleep 0.3 &); sleep 2; grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l; date +%s; cat /proc/1/comm";
-        var result = await Cli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", script);
+        var result = await PyroCli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", script);
 
         Assert.True(result.ExitCode == 0, result.ToString());
         var lines = result.Json.GetProperty("stdout").GetString()!.Split('\n');
@@ -118,7 +118,7 @@ public sealed class RunTests : GuestTest
     [Fact]
     public async Task JsonPrintsOneStructuredResult()
     {
-        var result = await Cli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "printf out; printf err >&2; exit 3");
+        var result = await PyroCli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "printf out; printf err >&2; exit 3");
 
         Assert.Equal(3, result.ExitCode);
         var json = result.Json;
@@ -136,7 +136,7 @@ public sealed class RunTests : GuestTest
     [InlineData(15, "SIGTERM", 143)]
     public async Task ASignalTearsTheVmDown(int signal, string name, int expectedExit)
     {
-        using var process = Cli.Start(["run", "debian:12", "--timeout-seconds", "120", "--", "sleep", "120"]);
+        using var process = PyroCli.Start(["run", "debian:12", "--timeout-seconds", "120", "--", "sleep", "120"]);
         process.StandardInput.Close();
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = new System.Text.StringBuilder();
@@ -171,7 +171,7 @@ public sealed class RunTests : GuestTest
     public async Task BootFailuresCarryQemuAndConsoleEvidence()
     {
         // A boot deadline far below what any guest needs forces the failure path.
-        var result = await Cli.RunAsync(["run", "debian:12", "--", "true"], new Dictionary<string, string> { ["PYRO_BOOT_TIMEOUT_SECONDS"] = "1" });
+        var result = await PyroCli.RunAsync(["run", "debian:12", "--", "true"], new Dictionary<string, string> { ["PYRO_BOOT_TIMEOUT_SECONDS"] = "1" });
 
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("did not answer within 1 s", result.Stderr);
@@ -181,27 +181,9 @@ public sealed class RunTests : GuestTest
     }
 
     [Fact]
-    public async Task WithoutAGuestItFailsClosedUnlessHostCompatIsAllowed()
-    {
-        var noQemu = new Dictionary<string, string> { ["PYRO_QEMU"] = "/nonexistent/qemu-system-x86_64" };
-
-        var closed = await Cli.RunAsync(["run", "debian:12", "--", "sh", "-c", "echo ran > /tmp/pyro-host-compat-marker"], noQemu);
-        Assert.Equal(1, closed.ExitCode);
-        Assert.Contains("PYRO_QEMU points to /nonexistent/qemu-system-x86_64", closed.Stderr);
-        Assert.DoesNotContain("phase=host_compat", closed.Stderr);
-
-        var compat = await Cli.RunAsync(["run", "debian:12", "--allow-host-compat", "--json", "--", "cat", "/proc/sys/kernel/osrelease"], noQemu);
-        Assert.True(compat.ExitCode == 0, compat.ToString());
-        Assert.Contains("phase=host_compat", compat.Stderr);
-        Assert.Contains("without isolation", compat.Stderr);
-        Assert.Equal("host_compat", compat.Json.GetProperty("execution_mode").GetString());
-        Assert.Equal(File.ReadAllText("/proc/sys/kernel/osrelease"), compat.Json.GetProperty("stdout").GetString());
-    }
-
-    [Fact]
     public async Task DemoPrintsTheLifecycleAsJson()
     {
-        var result = await Cli.RunAsync("demo");
+        var result = await PyroCli.RunAsync("demo");
 
         Assert.True(result.ExitCode == 0, result.ToString());
         var json = result.Json;

@@ -3,7 +3,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net.Sockets;
 using PyroMcp.Protocol;
-using PyroMcp.TestKit;
 using PyroMcp.Workspaces;
 
 namespace PyroMcp.GuestTests;
@@ -18,35 +17,11 @@ public sealed class StalledClientTests : GuestTest
     // Long enough that the other clients finish well inside it on a loaded 2-core machine.
     private const int StallSeconds = 60;
     private const int Rounds = 10;
-    private readonly List<string> _created = [];
-
-    public override async Task DisposeAsync()
-    {
-        foreach (var id in _created)
-        {
-            await Cli.RunAsync("workspace", "delete", id);
-        }
-
-        await base.DisposeAsync();
-    }
-
-    private static PyroOptions Options => new()
-    {
-        AgentPath = Repo.AgentPath,
-        RunDir = Repo.RunDir,
-        StateDir = Repo.StateDir,
-        SupervisorPath = Path.Combine(Path.GetDirectoryName(Repo.CliDll)!, "pyro-supervisor.dll"),
-    };
-
     [Fact]
     public async Task AClientThatNeverReadsDelaysNoOtherClientAndIsCutOff()
     {
-        var create = await Cli.RunAsync(["workspace", "create", "debian:12", "--id-only"],
-            new Dictionary<string, string> { ["PYRO_CLIENT_STALL_SECONDS"] = StallSeconds.ToString(CultureInfo.InvariantCulture) }, TimeSpan.FromMinutes(5));
-        Assert.True(create.ExitCode == 0, create.ToString());
-        var id = create.Stdout.Trim();
-        _created.Add(id);
-        var pyro = new Pyro(Options);
+        var id = await CreateWorkspaceAsync(env: new Dictionary<string, string> { ["PYRO_CLIENT_STALL_SECONDS"] = StallSeconds.ToString(CultureInfo.InvariantCulture) });
+        var pyro = new Pyro(PyroScratch.Options);
         using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(5));
 
         var normal = await RoundTripsAsync(pyro, id, deadline.Token);

@@ -6,7 +6,7 @@ public sealed class VmTests : GuestTest
     [Fact]
     public async Task CreateStatusStartThenExecRunsInTheGuestAndDeletesTheVm()
     {
-        var pyro = new Pyro(InProcessMcp.Options);
+        var pyro = new Pyro(PyroScratch.Options);
         var phases = new List<string>();
         var vm = await pyro.CreateVmAsync(new VmCreateRequest { Environment = "debian:12", TtlSeconds = 300, Progress = new SyncProgress<PyroProgress>(p => phases.Add(p.Phase)) });
         var id = vm.WorkspaceId;

@@ -1,6 +1,5 @@
 using System.Formats.Tar;
 using System.Runtime.InteropServices;
-using PyroMcp.TestKit;
 using PyroMcp.Vmm;
 
 namespace PyroMcp.GuestTests;
@@ -8,35 +7,9 @@ namespace PyroMcp.GuestTests;
 /// <summary>QEMU's own confinement (user, seccomp, owner tie), paths QEMU must not misparse, and the resource caps, on real guests.</summary>
 public sealed class WallsTests : GuestTest
 {
-    private readonly List<(string Id, Dictionary<string, string>? Env)> _created = [];
-    private readonly string _host = Directory.CreateTempSubdirectory("pyro-walls-test-").FullName;
+    private Task<string> CreateAsync(Dictionary<string, string>? env = null) => CreateWorkspaceAsync(env: env);
 
-    public override async Task DisposeAsync()
-    {
-        foreach (var (id, env) in _created)
-        {
-            await Cli.RunAsync(["workspace", "delete", id], env);
-        }
-
-        Directory.Delete(_host, recursive: true);
-        await base.DisposeAsync();
-    }
-
-    private async Task<string> CreateAsync(Dictionary<string, string>? env = null)
-    {
-        var result = await Cli.RunAsync(["workspace", "create", "debian:12", "--id-only"], env, TimeSpan.FromMinutes(5));
-        Assert.True(result.ExitCode == 0, result.ToString());
-        var id = result.Stdout.Trim();
-        _created.Add((id, env));
-        return id;
-    }
-
-    private static async Task<CliResult> Ok(Dictionary<string, string>? env, params string[] args)
-    {
-        var result = await Cli.RunAsync(args, env);
-        Assert.True(result.ExitCode == 0, $"pyro {string.Join(' ', args)}\n{result}");
-        return result;
-    }
+    private static Task<ProcessResult> Ok(Dictionary<string, string>? env, params string[] args) => PyroCli.OkAsync(env, args);
 
     private static async Task<T> WaitForAsync<T>(Func<T?> probe, string what, int seconds = 120) where T : struct
     {
@@ -106,7 +79,7 @@ public sealed class WallsTests : GuestTest
         var expectedUser = File.ReadLines("/etc/passwd").Any(l => l.StartsWith("pyro-qemu:", StringComparison.Ordinal)) ? "pyro-qemu" : "nobody";
 
         // 1. pyro run: the CLI process owns QEMU.
-        using (var run = Cli.Start(["run", "debian:12", "--timeout-seconds", "600", "--", "sleep", "600"]))
+        using (var run = PyroCli.Start(["run", "debian:12", "--timeout-seconds", "600", "--", "sleep", "600"]))
         {
             run.StandardInput.Close();
             var qemu = await WaitForAsync<int>(() => QemuProcess(Repo.RunDir), "pyro run's QEMU");
@@ -153,7 +126,7 @@ public sealed class WallsTests : GuestTest
         };
         try
         {
-            var run = await Cli.RunAsync(["run", "debian:12", "--", "echo", "comma run"], env);
+            var run = await PyroCli.RunAsync(["run", "debian:12", "--", "echo", "comma run"], env);
             Assert.True(run.ExitCode == 0, run.ToString());
             Assert.Equal("comma run\n", run.Stdout);
 
@@ -165,17 +138,12 @@ public sealed class WallsTests : GuestTest
             await Ok(env, "workspace", "start", id);
             Assert.Equal("kept\n", (await Ok(env, "workspace", "exec", id, "--", "cat", "kept.txt")).Stdout);
             await Ok(env, "workspace", "delete", id);
-            _created.Clear();
+            Forget(id);
             Figures.Record("QEMU option escaping (guest)", "run dir and state dir with commas: run and workspace booted, 0 options injected");
         }
         finally
         {
-            foreach (var (id, e) in _created)
-            {
-                await Cli.RunAsync(["workspace", "delete", id], e);
-            }
-
-            _created.Clear();
+            await DeleteWorkspacesAsync();
             Directory.Delete(root, recursive: true);
         }
     }
@@ -199,7 +167,7 @@ public sealed class WallsTests : GuestTest
 
         // 4 MiB more: the snapshot grows past the budget while it is written, and is removed.
         await Ok(env, "workspace", "exec", id, "--", "sh", "-c", "head -c 4194304 /dev/urandom > b.bin");
-        var over = await Cli.RunAsync(["workspace", "snapshot", "create", id, "s2"], env);
+        var over = await PyroCli.RunAsync(["workspace", "snapshot", "create", id, "s2"], env);
         Assert.Equal(2, over.ExitCode);
         Assert.Contains("error code: snapshot_limit_reached", over.Stderr);
         var leftOnHost = Directory.GetFiles(snapshots).Where(f => !f.EndsWith("/s1.tar", StringComparison.Ordinal)).Sum(f => new FileInfo(f).Length);
@@ -209,7 +177,7 @@ public sealed class WallsTests : GuestTest
         // The workspace is fine, and with the big file gone the same snapshot fits.
         await Ok(env, "workspace", "exec", id, "--", "rm", "b.bin");
         await Ok(env, "workspace", "snapshot", "create", id, "s2");
-        var third = await Cli.RunAsync(["workspace", "snapshot", "create", id, "s3"], env);
+        var third = await PyroCli.RunAsync(["workspace", "snapshot", "create", id, "s3"], env);
         Assert.Equal(2, third.ExitCode);
         Assert.Contains("error code: snapshot_limit_reached", third.Stderr);
         Assert.Contains("has 2 snapshots", third.Stderr);
@@ -223,7 +191,7 @@ public sealed class WallsTests : GuestTest
         Assert.True(shown.Success && int.Parse(shown.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 11, listing.ToString());
 
         // Skipped entries of a sync: four reported, all counted.
-        var archive = Path.Combine(_host, "many-bad.tar");
+        var archive = Path.Combine(HostDir, "many-bad.tar");
         const int Bad = 20;
         await using (var file = File.Create(archive))
         await using (var tar = new TarWriter(file, TarEntryFormat.Pax))
@@ -244,22 +212,6 @@ public sealed class WallsTests : GuestTest
             $"a snapshot past a {Budget >> 20} MiB budget: refused, {leftOnHost} bytes of it left on the host; a 3rd past a count of 2: refused; " +
             $"listing of {shown.Groups[1].Value} cut to 3 with the total; {Bad} skipped entries reported as 4 with skipped_total {push.GetProperty("skipped_total").GetInt64()}");
         Assert.Equal(0, leftOnHost);
-    }
-
-    [Fact]
-    public async Task DoctorSaysHowQemuIsConfined()
-    {
-        Assert.True(Environment.IsPrivilegedProcess, "this test checks the root path; the suite runs as root here and in CI");
-        var dedicated = File.ReadLines("/etc/passwd").Any(l => l.StartsWith("pyro-qemu:", StringComparison.Ordinal));
-        var json = (await Ok(null, "doctor", "--json")).Json.GetProperty("qemu_confinement");
-        Assert.Equal("on,obsolete=deny,spawn=deny,resourcecontrol=deny", json.GetProperty("sandbox").GetString());
-        Assert.Equal(dedicated ? "pyro-qemu" : "nobody", json.GetProperty("runs_as").GetString());
-        Assert.Equal(dedicated, json.GetProperty("dedicated_user").GetBoolean());
-        Assert.True(json.GetProperty("pid_namespace").GetBoolean());
-
-        var text = await Ok(null, "doctor");
-        Assert.Contains($"QEMU confinement: sandbox=on,obsolete=deny,spawn=deny,resourcecontrol=deny runs_as={(dedicated ? "pyro-qemu (dedicated user)" : "nobody (shared user)")} pid_namespace=yes", text.Stdout);
-        Assert.Equal(!dedicated, text.Stdout.Contains("useradd --system", StringComparison.Ordinal));
     }
 
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]

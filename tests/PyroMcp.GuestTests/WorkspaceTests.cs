@@ -9,40 +9,18 @@ namespace PyroMcp.GuestTests;
 /// <summary><c>pyro workspace ...</c> against real guests: every command, its failures, concurrency, faults.</summary>
 public sealed class WorkspaceTests : GuestTest
 {
-    private readonly List<string> _created = [];
-    private readonly string _host = Directory.CreateTempSubdirectory("pyro-ws-test-").FullName;
-
-    public override async Task DisposeAsync()
-    {
-        foreach (var id in _created)
-        {
-            await Cli.RunAsync("workspace", "delete", id);
-        }
-
-        Directory.Delete(_host, recursive: true);
-        await base.DisposeAsync();
-    }
-
     private async Task<string> CreateAsync(params string[] extra)
     {
-        var result = await Cli.RunAsync(["workspace", "create", "debian:12", "--id-only", .. extra], timeout: TimeSpan.FromMinutes(5));
-        Assert.True(result.ExitCode == 0, result.ToString());
-        var id = result.Stdout.Trim();
+        var id = await CreateWorkspaceAsync(extra);
         Assert.Matches("^[0-9a-f]{12}$", id);
-        _created.Add(id);
         return id;
     }
 
-    private static async Task<CliResult> Ok(params string[] args)
-    {
-        var result = await Cli.RunAsync(args);
-        Assert.True(result.ExitCode == 0, $"pyro {string.Join(' ', args)}\n{result}");
-        return result;
-    }
+    private static Task<ProcessResult> Ok(params string[] args) => PyroCli.OkAsync(args);
 
     private string Seed()
     {
-        var seed = Path.Combine(_host, "repo");
+        var seed = Path.Combine(HostDir, "repo");
         Directory.CreateDirectory(Path.Combine(seed, "src"));
         File.WriteAllText(Path.Combine(seed, "note.txt"), "hello from the seed\n");
         File.WriteAllText(Path.Combine(seed, "src", "app.py"), "def main():\n    print('v1')\n\nmain()\n");
@@ -61,13 +39,13 @@ public sealed class WorkspaceTests : GuestTest
         Assert.Equal("running", status.GetProperty("state").GetString());
         Assert.Equal("/workspace", status.GetProperty("workspace_path").GetString());
 
-        var exec = await Cli.RunAsync("workspace", "exec", id, "--", "cat", "note.txt");
+        var exec = await PyroCli.RunAsync("workspace", "exec", id, "--", "cat", "note.txt");
         Assert.Equal(0, exec.ExitCode);
         Assert.Equal("hello from the seed\n", exec.Stdout);
         Assert.Matches($@"\[workspace-exec\] workspace_id={id} sequence=1 cwd=/workspace execution_mode=guest_virtio_serial exit_code=0 duration_ms=\d+", exec.Stderr);
         Assert.Equal("note.txt", (await Ok("workspace", "exec", id, "--", "readlink", "link-to-note")).Stdout.Trim());
 
-        var failing = await Cli.RunAsync("workspace", "exec", "wt-life", "--cwd", "src", "--", "sh", "-c", "pwd; exit 9");
+        var failing = await PyroCli.RunAsync("workspace", "exec", "wt-life", "--cwd", "src", "--", "sh", "-c", "pwd; exit 9");
         Assert.Equal(9, failing.ExitCode);
         Assert.Equal("/workspace/src\n", failing.Stdout);
 
@@ -83,8 +61,8 @@ public sealed class WorkspaceTests : GuestTest
         Assert.Empty((await Ok("workspace", "list", "--label", "team=other", "--json")).Json.EnumerateArray());
 
         await Ok("workspace", "delete", "wt-life");
-        _created.Remove(id);
-        var gone = await Cli.RunAsync("workspace", "status", id);
+        Forget(id);
+        var gone = await PyroCli.RunAsync("workspace", "status", id);
         Assert.Equal(2, gone.ExitCode);
         Assert.Contains("workspace_not_found", gone.Stderr);
         Assert.False(Directory.Exists(Path.Combine(Repo.StateDir, "workspaces", id)));
@@ -96,10 +74,10 @@ public sealed class WorkspaceTests : GuestTest
         var id = await CreateAsync("--seed-path", Seed());
 
         // Binary-safe write and read.
-        var binary = Path.Combine(_host, "all-bytes.bin");
+        var binary = Path.Combine(HostDir, "all-bytes.bin");
         File.WriteAllBytes(binary, Enumerable.Range(0, 256).Select(i => (byte)i).ToArray());
         await Ok("workspace", "file", "write", id, "data/all-bytes.bin", "--file", binary);
-        using (var read = Cli.Start(["workspace", "file", "read", id, "data/all-bytes.bin", "--content-only"]))
+        using (var read = PyroCli.Start(["workspace", "file", "read", id, "data/all-bytes.bin", "--content-only"]))
         {
             read.StandardInput.Close();
             using var bytes = new MemoryStream();
@@ -115,7 +93,7 @@ public sealed class WorkspaceTests : GuestTest
         Assert.Equal("symlink", listing["link-to-note"]);
 
         // Sync push into a subdirectory.
-        var changes = Path.Combine(_host, "changes");
+        var changes = Path.Combine(HostDir, "changes");
         Directory.CreateDirectory(changes);
         File.WriteAllText(Path.Combine(changes, "extra.txt"), "pushed later\n");
         var push = await Ok("workspace", "sync", "push", id, changes, "--dest", "src", "--json");
@@ -124,7 +102,7 @@ public sealed class WorkspaceTests : GuestTest
         Assert.Equal("pushed later\n", (await Ok("workspace", "exec", id, "--", "cat", "src/extra.txt")).Stdout);
 
         // A patch over several files: modify, create, delete.
-        var patch = Path.Combine(_host, "change.patch");
+        var patch = Path.Combine(HostDir, "change.patch");
         File.WriteAllText(patch, """
             --- a/src/app.py
             +++ b/src/app.py
@@ -150,11 +128,11 @@ public sealed class WorkspaceTests : GuestTest
         Assert.Equal(1, applied.GetProperty("modified").GetInt32());
         Assert.Equal(1, applied.GetProperty("deleted").GetInt32());
         Assert.Equal("    print('v2')\n", (await Ok("workspace", "exec", id, "--", "grep", "print", "src/app.py")).Stdout);
-        Assert.Equal(1, (await Cli.RunAsync("workspace", "exec", id, "--", "test", "-e", "remove-me.txt")).ExitCode);
+        Assert.Equal(1, (await PyroCli.RunAsync("workspace", "exec", id, "--", "test", "-e", "remove-me.txt")).ExitCode);
         Assert.Equal("# New\ncreated by a patch\n", (await Ok("workspace", "file", "read", id, "docs/new.md", "--content-only")).Stdout);
 
         // A patch whose second hunk does not apply changes nothing, and says which hunk.
-        var bad = Path.Combine(_host, "bad.patch");
+        var bad = Path.Combine(HostDir, "bad.patch");
         File.WriteAllText(bad, """
             --- a/note.txt
             +++ b/note.txt
@@ -169,7 +147,7 @@ public sealed class WorkspaceTests : GuestTest
             +    print('v10')
 
             """);
-        var refused = await Cli.RunAsync("workspace", "patch", "apply", id, "--patch-file", bad);
+        var refused = await PyroCli.RunAsync("workspace", "patch", "apply", id, "--patch-file", bad);
         Assert.Equal(2, refused.ExitCode);
         Assert.Contains("hunk 1 of src/app.py", refused.Stderr);
         Assert.Contains("Nothing was changed", refused.Stderr);
@@ -193,14 +171,14 @@ public sealed class WorkspaceTests : GuestTest
         Assert.StartsWith("added=", human.Stdout);
 
         // Export a file and a directory; export never overwrites.
-        var noteOut = Path.Combine(_host, "out", "note.txt");
+        var noteOut = Path.Combine(HostDir, "out", "note.txt");
         await Ok("workspace", "export", id, "note.txt", "--output", noteOut);
         Assert.Equal("hello, changed\n", File.ReadAllText(noteOut));
-        var srcOut = Path.Combine(_host, "out", "src");
+        var srcOut = Path.Combine(HostDir, "out", "src");
         await Ok("workspace", "export", id, "src", "--output", srcOut);
         Assert.Equal("pushed later\n", File.ReadAllText(Path.Combine(srcOut, "extra.txt")));
         Assert.Contains("print('v2')", File.ReadAllText(Path.Combine(srcOut, "app.py")));
-        var again = await Cli.RunAsync("workspace", "export", id, "note.txt", "--output", noteOut);
+        var again = await PyroCli.RunAsync("workspace", "export", id, "note.txt", "--output", noteOut);
         Assert.Equal(2, again.ExitCode);
         Assert.Contains("output_exists", again.Stderr);
     }
@@ -222,16 +200,16 @@ public sealed class WorkspaceTests : GuestTest
         Assert.Equal("step1\n", (await Ok("workspace", "exec", id, "--", "cat", "state.txt")).Stdout);
         Assert.Equal("hello from the seed\n", (await Ok("workspace", "exec", id, "--", "cat", "note.txt")).Stdout);
         // A fresh sandbox: what was written outside /workspace is gone too.
-        Assert.Equal(1, (await Cli.RunAsync("workspace", "exec", id, "--", "test", "-e", "/root/outside.txt")).ExitCode);
+        Assert.Equal(1, (await PyroCli.RunAsync("workspace", "exec", id, "--", "test", "-e", "/root/outside.txt")).ExitCode);
 
         await Ok("workspace", "reset", id);
         Assert.Equal(2, (await Ok("workspace", "status", id, "--json")).Json.GetProperty("reset_count").GetInt32());
-        Assert.Equal(1, (await Cli.RunAsync("workspace", "exec", id, "--", "test", "-e", "state.txt")).ExitCode);
+        Assert.Equal(1, (await PyroCli.RunAsync("workspace", "exec", id, "--", "test", "-e", "state.txt")).ExitCode);
         var diff = (await Ok("workspace", "diff", id, "--json")).Json;
         Assert.Equal(0, diff.GetProperty("added").GetInt32() + diff.GetProperty("modified").GetInt32() + diff.GetProperty("deleted").GetInt32());
 
         await Ok("workspace", "snapshot", "delete", id, "checkpoint");
-        var missing = await Cli.RunAsync("workspace", "reset", id, "--snapshot", "checkpoint");
+        var missing = await PyroCli.RunAsync("workspace", "reset", id, "--snapshot", "checkpoint");
         Assert.Equal(2, missing.ExitCode);
         Assert.Contains("snapshot_not_found", missing.Stderr);
     }
@@ -243,7 +221,7 @@ public sealed class WorkspaceTests : GuestTest
         var second = await CreateAsync();
 
         static string[] Loop(string id, string tag) => ["workspace", "exec", id, "--", "sh", "-c", $"for i in 1 2 3 4 5; do echo {tag}$i; sleep 0.2; done"];
-        var results = await Task.WhenAll(Cli.RunAsync(Loop(first, "A")), Cli.RunAsync(Loop(first, "B")), Cli.RunAsync(Loop(second, "C")));
+        var results = await Task.WhenAll(PyroCli.RunAsync(Loop(first, "A")), PyroCli.RunAsync(Loop(first, "B")), PyroCli.RunAsync(Loop(second, "C")));
 
         Assert.Equal("A1\nA2\nA3\nA4\nA5\n", results[0].Stdout);
         Assert.Equal("B1\nB2\nB3\nB4\nB5\n", results[1].Stdout);
@@ -264,7 +242,7 @@ public sealed class WorkspaceTests : GuestTest
         var crashed = (await Ok("workspace", "status", id, "--json")).Json;
         Assert.Equal("crashed", crashed.GetProperty("state").GetString());
         Assert.Contains("supervisor", crashed.GetProperty("state_reason").GetString());
-        var refused = await Cli.RunAsync("workspace", "exec", id, "--", "true");
+        var refused = await PyroCli.RunAsync("workspace", "exec", id, "--", "true");
         Assert.Equal(1, refused.ExitCode);
         Assert.Contains("workspace_not_running", refused.Stderr);
 
@@ -274,11 +252,11 @@ public sealed class WorkspaceTests : GuestTest
         // Now QEMU dies under a live supervisor: the supervisor records it and leaves.
         var qemu = QemuOf(id);
         Assert.Equal(0, Kill(qemu, 9));
-        await WaitUntilAsync(async () => (await Cli.RunAsync("workspace", "status", id, "--json")).Json.GetProperty("state").GetString() == "crashed");
+        await WaitUntilAsync(async () => (await PyroCli.RunAsync("workspace", "status", id, "--json")).Json.GetProperty("state").GetString() == "crashed");
         Assert.Contains("QEMU exited", (await Ok("workspace", "status", id)).Stdout);
 
         await Ok("workspace", "delete", id);
-        _created.Remove(id);
+        Forget(id);
         Assert.False(Directory.Exists(Path.Combine(Repo.StateDir, "workspaces", id)));
     }
 
@@ -293,8 +271,8 @@ public sealed class WorkspaceTests : GuestTest
         var orphanPid = (await Ok("workspace", "status", orphan, "--json")).Json.GetProperty("supervisor_pid").GetInt32();
         Assert.Equal(0, Kill(orphanPid, 9));
 
-        await WaitUntilAsync(async () => (await Cli.RunAsync("workspace", "status", bySupervisor)).ExitCode == 2, TimeSpan.FromSeconds(90));
-        _created.Remove(bySupervisor);
+        await WaitUntilAsync(async () => (await PyroCli.RunAsync("workspace", "status", bySupervisor)).ExitCode == 2, TimeSpan.FromSeconds(90));
+        Forget(bySupervisor);
         var orphanStatus = (await Ok("workspace", "status", orphan, "--json")).Json;
         Assert.Equal("crashed", orphanStatus.GetProperty("state").GetString());
         // Nobody is left to enforce the orphan's TTL: once it has passed, only reap removes it.
@@ -304,14 +282,14 @@ public sealed class WorkspaceTests : GuestTest
 
         var reaped = (await Ok("workspace", "reap", "--json")).Json.EnumerateArray().Select(e => e.GetString()).ToList();
         Assert.Equal([orphan], reaped);
-        _created.Remove(orphan);
-        Assert.Equal(2, (await Cli.RunAsync("workspace", "status", orphan)).ExitCode);
+        Forget(orphan);
+        Assert.Equal(2, (await PyroCli.RunAsync("workspace", "status", orphan)).ExitCode);
     }
 
     [Fact]
     public async Task AHostileSeedArchiveWritesNothingOutsideTheWorkspace()
     {
-        var archive = Path.Combine(_host, "hostile.tar");
+        var archive = Path.Combine(HostDir, "hostile.tar");
         await using (var file = File.Create(archive))
         await using (var tar = new TarWriter(file, TarEntryFormat.Pax))
         {
@@ -354,8 +332,8 @@ public sealed class WorkspaceTests : GuestTest
 
         // A hostile guest tree, exported: links out are not recreated, nothing lands outside --output.
         await Ok("workspace", "exec", id, "--", "sh", "-c", "mkdir -p deep && ln -s ../../../../../../tmp deep/up && ln -s note-target inside-link && echo t > note-target");
-        var output = Path.Combine(_host, "export");
-        var sentinel = Path.Combine(_host, "sentinel");
+        var output = Path.Combine(HostDir, "export");
+        var sentinel = Path.Combine(HostDir, "sentinel");
         Directory.CreateDirectory(sentinel);
         var exported = (await Ok("workspace", "export", id, ".", "--output", output, "--json")).Json;
         Assert.Empty(Directory.GetFileSystemEntries(sentinel));
@@ -371,9 +349,9 @@ public sealed class WorkspaceTests : GuestTest
         var id = await CreateAsync("--seed-path", Seed());
 
         // An archive that is not one: the sync fails and says what may be left and how to recover.
-        var corrupt = Path.Combine(_host, "corrupt.tar");
+        var corrupt = Path.Combine(HostDir, "corrupt.tar");
         await File.WriteAllBytesAsync(corrupt, Enumerable.Range(0, 4096).Select(i => (byte)(i * 7)).ToArray());
-        var sync = await Cli.RunAsync("workspace", "sync", "push", id, corrupt);
+        var sync = await PyroCli.RunAsync("workspace", "sync", "push", id, corrupt);
         Assert.Equal(1, sync.ExitCode);
         Assert.Contains("may hold part of the tree", sync.Stderr);
         Assert.Contains("reset the workspace to return to the baseline", sync.Stderr);
@@ -381,13 +359,13 @@ public sealed class WorkspaceTests : GuestTest
         Assert.Equal("running", (await Ok("workspace", "status", id, "--json")).Json.GetProperty("state").GetString());
 
         // A reset whose boot cannot succeed: the workspace is marked failed with the step, not left half-way unannounced.
-        var reset = await Cli.RunAsync(["workspace", "reset", id], new Dictionary<string, string> { ["PYRO_BOOT_TIMEOUT_SECONDS"] = "1" });
+        var reset = await PyroCli.RunAsync(["workspace", "reset", id], new Dictionary<string, string> { ["PYRO_BOOT_TIMEOUT_SECONDS"] = "1" });
         Assert.Equal(1, reset.ExitCode);
         Assert.Contains("reset failed while booting the VM", reset.Stderr);
         var failed = (await Ok("workspace", "status", id, "--json")).Json;
         Assert.Equal("failed", failed.GetProperty("state").GetString());
         Assert.Contains("reset it again, or delete it", failed.GetProperty("state_reason").GetString());
-        var refused = await Cli.RunAsync("workspace", "exec", id, "--", "true");
+        var refused = await PyroCli.RunAsync("workspace", "exec", id, "--", "true");
         Assert.Contains("workspace_not_running", refused.Stderr);
 
         // Reset again, as the message says, and the workspace is whole.
@@ -405,29 +383,11 @@ public sealed class WorkspaceTests : GuestTest
         var id = await CreateAsync();
         var args = verb == "read" ? new[] { "workspace", "file", "read", id, path } : ["workspace", "file", "write", id, path, "--text", "x"];
 
-        var result = await Cli.RunAsync(args);
+        var result = await PyroCli.RunAsync(args);
 
         Assert.NotEqual(0, result.ExitCode);
         Assert.Matches("path_escapes_workspace|outside_workspace", result.Stderr);
-        Assert.Equal(1, (await Cli.RunAsync("workspace", "exec", id, "--", "test", "-e", "/etc/pyro-was-here")).ExitCode);
-    }
-
-    [Fact]
-    public async Task BadRequestsSayWhatToDo()
-    {
-        var unknown = await Cli.RunAsync("workspace", "exec", "nope", "--", "true");
-        Assert.Equal(2, unknown.ExitCode);
-        Assert.Contains("no workspace 'nope'", unknown.Stderr);
-        Assert.Contains("pyro: hint: see 'pyro workspace list'", unknown.Stderr);
-
-        var seed = await Cli.RunAsync("workspace", "create", "debian:12", "--seed-path", "/nonexistent/repo");
-        Assert.Equal(2, seed.ExitCode);
-        Assert.Contains("seed_not_found", seed.Stderr);
-
-        var name = await Cli.RunAsync("workspace", "create", "debian:12", "--name", "bad name!");
-        Assert.Equal(2, name.ExitCode);
-        Assert.Contains("invalid_name", name.Stderr);
-        Assert.Empty((await Ok("workspace", "list", "--json")).Json.EnumerateArray());
+        Assert.Equal(1, (await PyroCli.RunAsync("workspace", "exec", id, "--", "test", "-e", "/etc/pyro-was-here")).ExitCode);
     }
 
     private static int QemuOf(string id)

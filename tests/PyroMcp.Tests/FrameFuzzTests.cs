@@ -3,7 +3,6 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Threading.Channels;
 using PyroMcp.Protocol;
-using PyroMcp.TestKit;
 using PyroMcp.Vmm;
 using PyroMcp.Workspaces;
 

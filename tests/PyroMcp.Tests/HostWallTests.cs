@@ -1,5 +1,4 @@
 using PyroMcp.Trees;
-using System.Diagnostics;
 using System.Formats.Tar;
 using PyroMcp.Host;
 using PyroMcp.Vmm;
@@ -168,13 +167,7 @@ public sealed class HostWallTests : IDisposable
 
     private static void Chown(string path, int uid) => Run("chown", $"{uid}:{uid}", path);
 
-    private static void Run(string program, params string[] args)
-    {
-        using var process = Process.Start(new ProcessStartInfo(program, args) { RedirectStandardError = true })!;
-        var error = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0, $"{program} {string.Join(' ', args)} failed (these tests plant files as root): {error}");
-    }
+    private static void Run(string program, params string[] args) => Processes.Check(program, args, "these tests plant files as root");
 
     public void Dispose() => Directory.Delete(_base, recursive: true);
 }

@@ -1,5 +1,4 @@
 using PyroMcp.Trees;
-using PyroMcp.TestKit;
 using PyroMcp.Workspaces;
 
 namespace PyroMcp.Tests;

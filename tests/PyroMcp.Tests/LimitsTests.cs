@@ -1,6 +1,5 @@
 using PyroMcp.Environments;
 using PyroMcp.Host;
-using PyroMcp.TestKit;
 using PyroMcp.Workspaces;
 
 namespace PyroMcp.Tests;

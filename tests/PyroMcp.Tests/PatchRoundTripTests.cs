@@ -1,6 +1,5 @@
 using PyroMcp.Patching;
 using System.Text;
-using PyroMcp.TestKit;
 using PyroMcp.Workspaces;
 using static PyroMcp.Tests.PatchCorpus;
 

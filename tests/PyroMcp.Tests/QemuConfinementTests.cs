@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using PyroMcp.Host;
-using PyroMcp.TestKit;
 using PyroMcp.Vmm;
 
 namespace PyroMcp.Tests;

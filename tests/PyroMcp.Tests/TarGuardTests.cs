@@ -1,8 +1,6 @@
-using System.Diagnostics;
 using System.Formats.Tar;
 using System.Security.Cryptography;
 using PyroMcp.Protocol.Files;
-using PyroMcp.TestKit;
 
 namespace PyroMcp.Tests;
 
@@ -106,13 +104,7 @@ public sealed class TarGuardTests : IDisposable
         return entries;
     }
 
-    private static void Run(string program, params string[] args)
-    {
-        using var process = Process.Start(new ProcessStartInfo(program, args) { RedirectStandardError = true })!;
-        var error = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0, $"{program} {string.Join(' ', args)} failed: {error}");
-    }
+    private static void Run(string program, params string[] args) => Processes.Check(program, args);
 
     public void Dispose() => Directory.Delete(_base, recursive: true);
 }

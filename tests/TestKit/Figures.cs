@@ -48,13 +48,10 @@ internal static class Figures
             return path;
         }
 
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        if (Repo.RootOrNull is { } root)
         {
-            if (File.Exists(Path.Combine(dir.FullName, "pyro.slnx")))
-            {
-                Directory.CreateDirectory(Path.Combine(dir.FullName, "artifacts"));
-                return Path.Combine(dir.FullName, "artifacts", "test-figures.txt");
-            }
+            Directory.CreateDirectory(Path.Combine(root, "artifacts"));
+            return Path.Combine(root, "artifacts", "test-figures.txt");
         }
 
         return null;

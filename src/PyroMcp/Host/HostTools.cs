@@ -45,21 +45,65 @@ internal sealed record HostTool(string Name, string Package, string[] Candidates
             $"{Name} is not installed ({Purpose}). Install it with: {HostTools.InstallCommand([Package])}"));
 }
 
-/// <summary>Everything pyro needs on the host, in one list so doctor, the launcher and the runtime agree.</summary>
+/// <summary>
+/// Everything pyro needs on the host, in one list so doctor, the launcher and the runtime agree.
+/// The list is scripts/host-packages.txt, embedded here and read by scripts/host-setup.sh too.
+/// </summary>
 internal static class HostTools
 {
-    internal static readonly HostTool Qemu = new("qemu-system-x86_64", "qemu-system-x86", ["qemu-system-x86_64"], "runs the guest VMs", "PYRO_QEMU");
-    internal static readonly HostTool QemuImg = new("qemu-img", "qemu-utils", ["qemu-img"], "makes copy-on-write disks");
-    internal static readonly HostTool Mmdebstrap = new("mmdebstrap", "mmdebstrap", ["mmdebstrap"], "builds environments from the Debian mirror");
-    internal static readonly HostTool MkfsExt4 = new("mkfs.ext4", "e2fsprogs", ["mkfs.ext4"], "turns an environment into a disk image");
-    internal static readonly HostTool Busybox = new("busybox (static)", "busybox-static", ["/bin/busybox", "/usr/bin/busybox"], "the initramfs shell and the guest's setsid");
-    internal static readonly HostTool Tini = new("tini-static", "tini", ["/usr/bin/tini-static"], "PID 1 in the guest, reaps orphans");
-    internal static readonly HostTool Setpriv = new("setpriv", "util-linux", ["setpriv"], "makes QEMU die with its owner");
-    internal static readonly HostTool Unshare = new("unshare", "util-linux", ["unshare"], "keeps a de-privileged QEMU dying with its owner (root only)");
-    internal static readonly HostTool AptGet = new("apt-get", "apt", ["apt-get"], "downloads the guest kernel package");
-    internal static readonly HostTool DpkgDeb = new("dpkg-deb", "dpkg", ["dpkg-deb"], "unpacks the guest kernel package");
+    /// <summary>The embedded scripts/host-packages.txt.</summary>
+    internal const string PackageListResource = "PyroMcp.Host.host-packages.txt";
 
-    internal static readonly IReadOnlyList<HostTool> All = [Qemu, QemuImg, Mmdebstrap, MkfsExt4, Busybox, Tini, Setpriv, Unshare, AptGet, DpkgDeb];
+    internal static readonly IReadOnlyList<HostTool> All = Parse(ReadPackageList());
+
+    internal static readonly HostTool Qemu = Get("qemu-system-x86_64");
+    internal static readonly HostTool QemuImg = Get("qemu-img");
+    internal static readonly HostTool Mmdebstrap = Get("mmdebstrap");
+    internal static readonly HostTool MkfsExt4 = Get("mkfs.ext4");
+    internal static readonly HostTool Busybox = Get("busybox (static)");
+    internal static readonly HostTool Tini = Get("tini-static");
+    internal static readonly HostTool Setpriv = Get("setpriv");
+    internal static readonly HostTool Unshare = Get("unshare");
+    internal static readonly HostTool AptGet = Get("apt-get");
+    internal static readonly HostTool DpkgDeb = Get("dpkg-deb");
+
+    /// <summary>
+    /// Reads the package list: one tool a line as <c>name | package | candidates | purpose | override variable</c>,
+    /// candidates separated by spaces; blank lines and lines starting with <c>#</c> are skipped.
+    /// </summary>
+    internal static IReadOnlyList<HostTool> Parse(string text)
+    {
+        var tools = new List<HostTool>();
+        foreach (var line in text.Split('\n'))
+        {
+            var trimmed = line.Trim();
+            if (trimmed.Length == 0 || trimmed.StartsWith('#'))
+            {
+                continue;
+            }
+
+            var fields = trimmed.Split('|').Select(f => f.Trim()).ToArray();
+            if (fields.Length != 5 || fields[0].Length == 0 || fields[1].Length == 0 || fields[2].Length == 0)
+            {
+                throw new InvalidOperationException($"host package list: expected 'name | package | candidates | purpose | override', got: {trimmed}");
+            }
+
+            tools.Add(new HostTool(fields[0], fields[1], fields[2].Split(' ', StringSplitOptions.RemoveEmptyEntries), fields[3], fields[4].Length == 0 ? null : fields[4]));
+        }
+
+        return tools;
+    }
+
+    internal static string ReadPackageList()
+    {
+        using var stream = typeof(HostTools).Assembly.GetManifestResourceStream(PackageListResource)
+            ?? throw new InvalidOperationException($"the SDK was built without its host package list ({PackageListResource})");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+
+    private static HostTool Get(string name)
+        => All.SingleOrDefault(t => t.Name == name) ?? throw new InvalidOperationException($"scripts/host-packages.txt has no '{name}'");
 
     /// <summary>The system user QEMU drops to when pyro runs as root; scripts/host-setup.sh creates it.</summary>
     internal const string DedicatedQemuUser = "pyro-qemu";

@@ -17,7 +17,11 @@ internal sealed record VmSpec(int VcpuCount, int MemMib, Accelerator Accelerator
 /// <param name="DiskPath">The VM's qcow2 disk.</param>
 /// <param name="AgentSocketPath">Where QEMU listens for the agent channel.</param>
 /// <param name="RunAsUser">The user QEMU drops to after opening its files (root only), or null to stay as the caller.</param>
-internal sealed record QemuLaunch(string Id, VmSpec Spec, string KernelPath, string InitramfsPath, string DiskPath, string AgentSocketPath, string? RunAsUser);
+/// <param name="Bare">
+/// The benchmark floor (bench/PyroMcp.Bench): the same machine, but the initramfs hands the root
+/// disk straight to a shell that powers off (<c>pyro.bare=1</c>); no agent starts.
+/// </param>
+internal sealed record QemuLaunch(string Id, VmSpec Spec, string KernelPath, string InitramfsPath, string DiskPath, string AgentSocketPath, string? RunAsUser, bool Bare = false);
 
 /// <summary>Builds QEMU's arguments. Pure, so the escaping and the sandbox options are unit-tested.</summary>
 internal static class QemuCommandLine
@@ -58,7 +62,8 @@ internal static class QemuCommandLine
         var kvm = launch.Spec.Accelerator == Accelerator.Kvm;
         var append = "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable no_timer_check rw pyro.hostname=pyro-" + launch.Id
             // Under TCG the kernel cannot calibrate the TSC and hangs without this.
-            + (kvm ? "" : " tsc_early_khz=2000000");
+            + (kvm ? "" : " tsc_early_khz=2000000")
+            + (launch.Bare ? " pyro.bare=1" : "");
         var args = new List<string>
         {
             "-name", "pyro-" + EscapeOptionValue(launch.Id),

@@ -1,12 +1,12 @@
-namespace PyroMcp.GuestTests;
+namespace PyroMcp.Tests;
 
 /// <summary>The CLI's own surface: help, version, doctor, and refusals of bad input before anything boots.</summary>
-public sealed class CliTests : GuestTest
+public sealed class CliTests : NoGuestTest
 {
     [Fact]
     public async Task HelpTeachesTheZeroToHeroPath()
     {
-        var result = await Cli.RunAsync("--help");
+        var result = await PyroCli.RunAsync("--help");
 
         Assert.Equal(0, result.ExitCode);
         foreach (var step in new[] { "pyro doctor", "pyro env list", "pyro env pull debian:12", "pyro run debian:12 -- git --version" })
@@ -24,7 +24,7 @@ public sealed class CliTests : GuestTest
     [Fact]
     public async Task VersionIsTheAssemblyVersion()
     {
-        var result = await Cli.RunAsync("--version");
+        var result = await PyroCli.RunAsync("--version");
 
         Assert.Equal(0, result.ExitCode);
         Assert.Equal(typeof(Pyro).Assembly.GetName().Version!.ToString(3), result.Stdout.Trim());
@@ -42,7 +42,7 @@ public sealed class CliTests : GuestTest
     [InlineData("invalid_argument", "run", "debian:12", "--env", "NOEQUALS", "--", "true")]
     public async Task BadInputIsRefusedWithExit2AndNothingBoots(string code, params string[] args)
     {
-        var result = await Cli.RunAsync(args);
+        var result = await PyroCli.RunAsync(args);
 
         Assert.True(result.ExitCode == 2, result.ToString());
         Assert.Contains($"pyro: error code: {code}", result.Stderr);
@@ -57,7 +57,7 @@ public sealed class CliTests : GuestTest
     [Fact]
     public async Task ErrorsNameTheFlagInAHintAlsoInJson()
     {
-        var result = await Cli.RunAsync("run", "debian:12", "--vcpu-count", "99", "--json", "--", "true");
+        var result = await PyroCli.RunAsync("run", "debian:12", "--vcpu-count", "99", "--json", "--", "true");
 
         Assert.Equal(2, result.ExitCode);
         Assert.Contains("pyro: error: the vCPU count must be between 1 and 32 (got 99)\npyro: hint: --vcpu-count takes 1 to 32\n", result.Stderr.ReplaceLineEndings("\n"));
@@ -70,7 +70,7 @@ public sealed class CliTests : GuestTest
     [Fact]
     public async Task AnUnknownOptionIsAParseErrorWithExit2()
     {
-        var result = await Cli.RunAsync("run", "debian:12", "--vcpus", "2", "--", "true");
+        var result = await PyroCli.RunAsync("run", "debian:12", "--vcpus", "2", "--", "true");
 
         Assert.Equal(2, result.ExitCode);
         Assert.Contains("unknown option '--vcpus'", result.Stderr);
@@ -80,7 +80,7 @@ public sealed class CliTests : GuestTest
     [Fact]
     public async Task DoctorExplainsTheAcceleratorItChose()
     {
-        var result = await Cli.RunAsync("doctor", "--json");
+        var result = await PyroCli.RunAsync("doctor", "--json");
 
         Assert.True(result.ExitCode == 0, result.ToString());
         var json = result.Json;
@@ -105,7 +105,7 @@ public sealed class CliTests : GuestTest
             Assert.Contains(json.GetProperty("warnings").EnumerateArray(), w => w.GetString()!.Contains("not treat TCG as a security boundary"));
         }
 
-        var text = await Cli.RunAsync("doctor");
+        var text = await PyroCli.RunAsync("doctor");
         Assert.Contains("Runtime: PASS", text.Stdout);
         Assert.Matches(@"KVM: exists=(yes|no) readable=(yes|no) writable=(yes|no) usable=(yes|no)", text.Stdout);
         Assert.Contains("Capabilities: vm_boot=yes guest_exec=yes guest_network=no", text.Stdout);
@@ -114,17 +114,17 @@ public sealed class CliTests : GuestTest
     [Fact]
     public async Task TheAcceleratorCanBeOverriddenByFlagAndEnvironment()
     {
-        var byEnv = (await Cli.RunAsync(["doctor", "--json"], new Dictionary<string, string> { ["PYRO_ACCEL"] = "tcg" })).Json;
+        var byEnv = (await PyroCli.RunAsync(["doctor", "--json"], new Dictionary<string, string> { ["PYRO_ACCEL"] = "tcg" })).Json;
         Assert.Equal("tcg", byEnv.GetProperty("accelerator").GetProperty("requested").GetString());
         Assert.Equal("tcg", byEnv.GetProperty("accelerator").GetProperty("chosen").GetString());
 
-        var byFlag = (await Cli.RunAsync("doctor", "--json", "--accel", "kvm")).Json;
+        var byFlag = (await PyroCli.RunAsync("doctor", "--json", "--accel", "kvm")).Json;
         Assert.Equal("kvm", byFlag.GetProperty("accelerator").GetProperty("requested").GetString());
         if (!byFlag.GetProperty("kvm").GetProperty("usable").GetBoolean())
         {
             // Asking for KVM where it cannot work is an error that says what to do, not a hang.
             Assert.Equal(JsonValueKindNull, byFlag.GetProperty("accelerator").GetProperty("chosen").ValueKind);
-            var run = await Cli.RunAsync("run", "debian:12", "--accel", "kvm", "--", "true");
+            var run = await PyroCli.RunAsync("run", "debian:12", "--accel", "kvm", "--", "true");
             Assert.Equal(1, run.ExitCode);
             Assert.Contains("error code: kvm_unavailable", run.Stderr);
             Assert.Contains("pyro: hint: --accel tcg", run.Stderr);

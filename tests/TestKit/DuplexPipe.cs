@@ -1,6 +1,6 @@
 using System.IO.Pipelines;
 
-namespace PyroMcp.Tests;
+namespace PyroMcp.TestKit;
 
 /// <summary>Two in-memory streams joined back to back: what one writes, the other reads.</summary>
 internal sealed class DuplexPipe
