@@ -352,7 +352,19 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
         }
 
         var directory = store.WorkspaceDir(record.Id);
-        return Directory.Exists(directory) && Directory.EnumerateFiles(directory, "*.partial", SearchOption.AllDirectories).Any();
+        if (!Directory.Exists(directory))
+        {
+            return false;
+        }
+
+        if (Directory.EnumerateFiles(directory, "*.partial", SearchOption.AllDirectories).Any())
+        {
+            return true;
+        }
+
+        // A snapshot killed between its file and its row leaves a file the database does not know.
+        var snapshots = Path.Combine(directory, WorkspaceManager.SnapshotsDir);
+        return Directory.Exists(snapshots) && Directory.GetFiles(snapshots).Length != store.Snapshots(record.Id).Count;
     }
 
     /// <summary>The repair itself; the caller holds the operation lock.</summary>
