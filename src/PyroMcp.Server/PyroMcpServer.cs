@@ -51,9 +51,11 @@ public static class PyroMcpServer
     {
         using var logging = StderrLoggerFactory();
         var mcpOptions = CreateOptions(profile, new Pyro(options), policy ?? new McpServerPolicy());
-        await using var transport = new StdioServerTransport(mcpOptions, logging);
-        await using var server = McpServer.Create(transport, mcpOptions, logging);
-        await server.RunAsync(cancellationToken);
+        var transport = new StdioServerTransport(mcpOptions, logging);
+        await using var transportScope = transport.ConfigureAwait(false);
+        var server = McpServer.Create(transport, mcpOptions, logging);
+        await using var serverScope = server.ConfigureAwait(false);
+        await server.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Serves MCP over arbitrary streams (for example pipes to an in-process client) until the input ends or <paramref name="cancellationToken"/> fires.</summary>
@@ -67,9 +69,11 @@ public static class PyroMcpServer
     public static async Task RunAsync(Stream input, Stream output, string profile, PyroOptions? options = null, McpServerPolicy? policy = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         var mcpOptions = CreateOptions(profile, new Pyro(options), policy ?? new McpServerPolicy());
-        await using var transport = new StreamServerTransport(input, output, mcpOptions.ServerInfo?.Name, loggerFactory);
-        await using var server = McpServer.Create(transport, mcpOptions, loggerFactory ?? NullLoggerFactory.Instance);
-        await server.RunAsync(cancellationToken);
+        var transport = new StreamServerTransport(input, output, mcpOptions.ServerInfo?.Name, loggerFactory);
+        await using var transportScope = transport.ConfigureAwait(false);
+        var server = McpServer.Create(transport, mcpOptions, loggerFactory ?? NullLoggerFactory.Instance);
+        await using var serverScope = server.ConfigureAwait(false);
+        await server.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 
     internal static McpServerOptions CreateOptions(string profile, Pyro pyro, McpServerPolicy policy)

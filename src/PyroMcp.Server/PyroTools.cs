@@ -88,7 +88,7 @@ public sealed class PyroTools
                 TimeoutSeconds = timeout_seconds,
                 AllowHostCompat = allow_host_compat,
                 Progress = progress,
-            }, cancellationToken);
+            }, cancellationToken).ConfigureAwait(false);
             return Ok(Json(result, PyroJsonContext.Default.RunResult), Exited("vm_run", result.ExitCode, result.TimedOut, timeout_seconds) + $"; execution_mode={Word(result.ExecutionMode)}; the VM was deleted");
         });
 
@@ -102,7 +102,7 @@ public sealed class PyroTools
     public Task<CallToolResult> VmListEnvironments(CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var all = await _pyro.ListEnvironmentsAsync(cancellationToken);
+            var all = await _pyro.ListEnvironmentsAsync(cancellationToken).ConfigureAwait(false);
             return Ok(new JsonObject { ["environments"] = Json(all, PyroJsonContext.Default.IReadOnlyListEnvironmentInfo) },
                 string.Join("; ", all.Select(e => $"{e.Name} ({e.State}): {e.Description}")));
         });
@@ -140,7 +140,7 @@ public sealed class PyroTools
                 VcpuCount = vcpu_count,
                 MemMib = mem_mib,
                 Progress = progress,
-            }, cancellationToken);
+            }, cancellationToken).ConfigureAwait(false);
             return Ok(Json(info, PyroJsonContext.Default.WorkspaceInfo), $"workspace {info.WorkspaceId} is {info.State.ToName()} ({info.Environment}); expires {info.ExpiresAt:u}");
         });
 
@@ -152,7 +152,7 @@ public sealed class PyroTools
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var all = await _pyro.ListWorkspacesAsync(labels, cancellationToken);
+            var all = await _pyro.ListWorkspacesAsync(labels, cancellationToken).ConfigureAwait(false);
             return Ok(new JsonObject { ["workspaces"] = Json(all, PyroJsonContext.Default.IReadOnlyListWorkspaceInfo), ["count"] = all.Count, ["total"] = all.TotalCount, ["truncated"] = all.Truncated },
                 all.Count == 0 ? "no workspaces" : string.Join("; ", all.Select(w => $"{w.WorkspaceId}{(w.Name is null ? "" : " " + w.Name)} {w.State.ToName()}")));
         });
@@ -165,7 +165,7 @@ public sealed class PyroTools
         started again with workspace_start (workspace-full profile) or reset with workspace_reset.
         """)]
     public Task<CallToolResult> WorkspaceStatus([Description(WorkspaceId)] string workspace_id, CancellationToken cancellationToken = default)
-        => Guard(async () => Workspace(await _pyro.GetWorkspaceAsync(workspace_id, cancellationToken)));
+        => Guard(async () => Workspace(await _pyro.GetWorkspaceAsync(workspace_id, cancellationToken).ConfigureAwait(false)));
 
     /// <summary>workspace_exec.</summary>
     [McpServerTool(Name = "workspace_exec", OpenWorld = false)]
@@ -183,7 +183,7 @@ public sealed class PyroTools
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var result = await _pyro.ExecWorkspaceAsync(workspace_id, new WorkspaceExecRequest { Command = [command], Cwd = cwd, TimeoutSeconds = timeout_seconds }, cancellationToken);
+            var result = await _pyro.ExecWorkspaceAsync(workspace_id, new WorkspaceExecRequest { Command = [command], Cwd = cwd, TimeoutSeconds = timeout_seconds }, cancellationToken).ConfigureAwait(false);
             return Ok(Json(result, PyroJsonContext.Default.WorkspaceExecResult), Exited("workspace_exec", result.ExitCode, result.TimedOut, timeout_seconds) + $"; sequence={result.Sequence}");
         });
 
@@ -193,7 +193,7 @@ public sealed class PyroTools
     public Task<CallToolResult> WorkspaceLogs([Description(WorkspaceId)] string workspace_id, CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var history = await _pyro.GetWorkspaceLogsAsync(workspace_id, cancellationToken);
+            var history = await _pyro.GetWorkspaceLogsAsync(workspace_id, cancellationToken).ConfigureAwait(false);
             return Ok(new JsonObject { ["workspace_id"] = workspace_id, ["commands"] = Json(history, PyroJsonContext.Default.IReadOnlyListCommandRecord), ["total"] = history.TotalCount, ["truncated"] = history.Truncated },
                 $"{history.Count} command(s)" + (history.Truncated ? $" (the latest of {history.TotalCount})" : "") + string.Concat(history.Select(c => $"\n#{c.Sequence} exit_code={c.ExitCode} $ {c.Command}")));
         });
@@ -212,7 +212,7 @@ public sealed class PyroTools
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var result = await _pyro.PushWorkspaceSyncAsync(workspace_id, _roots.Confine(source_path, "source_path"), dest, cancellationToken);
+            var result = await _pyro.PushWorkspaceSyncAsync(workspace_id, _roots.Confine(source_path, "source_path"), dest, cancellationToken).ConfigureAwait(false);
             return Ok(Json(result, PyroJsonContext.Default.TransferResult), $"copied {result.Entries} entries ({result.Bytes} bytes) to {result.GuestPath}; {result.SkippedTotal} skipped");
         });
 
@@ -226,7 +226,7 @@ public sealed class PyroTools
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var entries = await _pyro.ListWorkspaceFilesAsync(workspace_id, path, recursive, cancellationToken);
+            var entries = await _pyro.ListWorkspaceFilesAsync(workspace_id, path, recursive, cancellationToken).ConfigureAwait(false);
             return Ok(new JsonObject { ["workspace_id"] = workspace_id, ["path"] = path, ["entries"] = Json(entries, PyroJsonContext.Default.IReadOnlyListFileEntry), ["total"] = entries.TotalCount, ["truncated"] = entries.Truncated },
                 $"{entries.Count} entries" + (entries.Truncated ? $" (the first of {entries.TotalCount})" : "") + string.Concat(entries.Select(e => $"\n{Word(e.Type)} {e.Path}")));
         });
@@ -250,7 +250,7 @@ public sealed class PyroTools
                 throw new ToolError("invalid_max_bytes", $"max_bytes must be between 1 and 1048576 (got {max_bytes})");
             }
 
-            var file = await _pyro.ReadWorkspaceFileAsync(workspace_id, path, max_bytes, cancellationToken);
+            var file = await _pyro.ReadWorkspaceFileAsync(workspace_id, path, max_bytes, cancellationToken).ConfigureAwait(false);
             var text = AsText(file.Content, file.Truncated);
             var summary = $"{file.Path}: {file.Size} bytes{(file.Truncated ? $" (truncated at max_bytes={max_bytes}; the file is longer)" : "")}{(text is null ? "; binary, content is base64" : "")}";
             return Ok(new JsonObject
@@ -276,7 +276,7 @@ public sealed class PyroTools
         => Guard(async () =>
         {
             using var content = new MemoryStream(Encoding.UTF8.GetBytes(text));
-            var entry = await _pyro.WriteWorkspaceFileAsync(workspace_id, path, content, cancellationToken);
+            var entry = await _pyro.WriteWorkspaceFileAsync(workspace_id, path, content, cancellationToken).ConfigureAwait(false);
             var json = Json(entry, PyroJsonContext.Default.FileEntry);
             json["workspace_id"] = workspace_id;
             return Ok(json, $"wrote {entry.Size} bytes to {entry.Path}");
@@ -296,7 +296,7 @@ public sealed class PyroTools
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var result = await _pyro.ApplyWorkspacePatchAsync(workspace_id, patch, cancellationToken);
+            var result = await _pyro.ApplyWorkspacePatchAsync(workspace_id, patch, cancellationToken).ConfigureAwait(false);
             return Ok(Json(result, PyroJsonContext.Default.PatchResult), $"patched {result.Files.Count} file(s): {result.Created} created, {result.Modified} modified, {result.Deleted} deleted");
         });
 
@@ -310,7 +310,7 @@ public sealed class PyroTools
     public Task<CallToolResult> WorkspaceDiff([Description(WorkspaceId)] string workspace_id, CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var diff = await _pyro.DiffWorkspaceAsync(workspace_id, cancellationToken);
+            var diff = await _pyro.DiffWorkspaceAsync(workspace_id, cancellationToken).ConfigureAwait(false);
             return Ok(Json(diff, PyroJsonContext.Default.WorkspaceDiff),
                 $"{diff.Added} added, {diff.Modified} modified, {diff.Deleted} deleted, {diff.TypeChanged} type changed",
                 detail: diff.Patch.Length == 0 ? null : diff.Patch);
@@ -329,7 +329,7 @@ public sealed class PyroTools
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var result = await _pyro.ExportWorkspaceAsync(workspace_id, path, _roots.Confine(output_path, "output_path"), cancellationToken);
+            var result = await _pyro.ExportWorkspaceAsync(workspace_id, path, _roots.Confine(output_path, "output_path"), cancellationToken).ConfigureAwait(false);
             return Ok(Json(result, PyroJsonContext.Default.TransferResult), $"exported {result.GuestPath} to {result.HostPath}: {result.Entries} entries, {result.Bytes} bytes; {result.SkippedTotal} skipped");
         });
 
@@ -344,7 +344,7 @@ public sealed class PyroTools
         [Description(WorkspaceId)] string workspace_id,
         [Description("Snapshot to restore instead of the baseline (see snapshot_list).")] string? snapshot = null,
         CancellationToken cancellationToken = default)
-        => Guard(async () => Workspace(await _pyro.ResetWorkspaceAsync(workspace_id, snapshot, cancellationToken), $"reset to {snapshot ?? "the baseline"}"));
+        => Guard(async () => Workspace(await _pyro.ResetWorkspaceAsync(workspace_id, snapshot, cancellationToken).ConfigureAwait(false), $"reset to {snapshot ?? "the baseline"}"));
 
     /// <summary>workspace_delete.</summary>
     [McpServerTool(Name = "workspace_delete", Destructive = true, Idempotent = true, OpenWorld = false)]
@@ -352,7 +352,7 @@ public sealed class PyroTools
     public Task<CallToolResult> WorkspaceDelete([Description(WorkspaceId)] string workspace_id, CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var deleted = await _pyro.DeleteWorkspaceAsync(workspace_id, cancellationToken);
+            var deleted = await _pyro.DeleteWorkspaceAsync(workspace_id, cancellationToken).ConfigureAwait(false);
             return Ok(new JsonObject { ["workspace_id"] = workspace_id, ["deleted"] = deleted }, deleted ? $"workspace {workspace_id} deleted" : $"workspace {workspace_id} was already gone");
         });
 
@@ -360,13 +360,13 @@ public sealed class PyroTools
     [McpServerTool(Name = "workspace_stop", Idempotent = true, OpenWorld = false)]
     [Description("Powers a workspace's VM off cleanly to free CPU and memory; the disk is kept and workspace_start boots it again. The TTL keeps running.")]
     public Task<CallToolResult> WorkspaceStop([Description(WorkspaceId)] string workspace_id, CancellationToken cancellationToken = default)
-        => Guard(async () => Workspace(await _pyro.StopWorkspaceAsync(workspace_id, cancellationToken)));
+        => Guard(async () => Workspace(await _pyro.StopWorkspaceAsync(workspace_id, cancellationToken).ConfigureAwait(false)));
 
     /// <summary>workspace_start.</summary>
     [McpServerTool(Name = "workspace_start", OpenWorld = false)]
     [Description("Boots a stopped or crashed workspace again from its disk; files in /workspace are as they were.")]
     public Task<CallToolResult> WorkspaceStart([Description(WorkspaceId)] string workspace_id, CancellationToken cancellationToken = default)
-        => Guard(async () => Workspace(await _pyro.StartWorkspaceAsync(workspace_id, cancellationToken)));
+        => Guard(async () => Workspace(await _pyro.StartWorkspaceAsync(workspace_id, cancellationToken).ConfigureAwait(false)));
 
     /// <summary>snapshot_create.</summary>
     [McpServerTool(Name = "snapshot_create", OpenWorld = false)]
@@ -377,7 +377,7 @@ public sealed class PyroTools
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var snapshot = await _pyro.CreateSnapshotAsync(workspace_id, snapshot_name, cancellationToken);
+            var snapshot = await _pyro.CreateSnapshotAsync(workspace_id, snapshot_name, cancellationToken).ConfigureAwait(false);
             var json = Json(snapshot, PyroJsonContext.Default.SnapshotInfo);
             json["workspace_id"] = workspace_id;
             return Ok(json, $"snapshot {snapshot.Name}: {snapshot.Entries} entries, {snapshot.Bytes} bytes");
@@ -389,7 +389,7 @@ public sealed class PyroTools
     public Task<CallToolResult> SnapshotList([Description(WorkspaceId)] string workspace_id, CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var all = await _pyro.ListSnapshotsAsync(workspace_id, cancellationToken);
+            var all = await _pyro.ListSnapshotsAsync(workspace_id, cancellationToken).ConfigureAwait(false);
             return Ok(new JsonObject { ["workspace_id"] = workspace_id, ["snapshots"] = Json(all, PyroJsonContext.Default.IReadOnlyListSnapshotInfo) },
                 all.Count == 0 ? "no snapshots" : string.Join(", ", all.Select(s => s.Name)));
         });
@@ -403,7 +403,7 @@ public sealed class PyroTools
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            await _pyro.DeleteSnapshotAsync(workspace_id, snapshot_name, cancellationToken);
+            await _pyro.DeleteSnapshotAsync(workspace_id, snapshot_name, cancellationToken).ConfigureAwait(false);
             return Ok(new JsonObject { ["workspace_id"] = workspace_id, ["snapshot_name"] = snapshot_name, ["deleted"] = true }, $"snapshot {snapshot_name} deleted");
         });
 
@@ -432,7 +432,7 @@ public sealed class PyroTools
                 VcpuCount = vcpu_count,
                 MemMib = mem_mib,
                 Progress = progress,
-            }, cancellationToken);
+            }, cancellationToken).ConfigureAwait(false);
             return Vm(info, $"vm {info.WorkspaceId} is {info.State.ToName()}");
         });
 
@@ -442,8 +442,8 @@ public sealed class PyroTools
     public Task<CallToolResult> VmStart([Description(VmId)] string vm_id, CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var before = await _pyro.GetVmAsync(vm_id, cancellationToken);
-            var info = await _pyro.StartVmAsync(vm_id, cancellationToken);
+            var before = await _pyro.GetVmAsync(vm_id, cancellationToken).ConfigureAwait(false);
+            var info = await _pyro.StartVmAsync(vm_id, cancellationToken).ConfigureAwait(false);
             return before.State == WorkspaceState.Running ? Vm(info, $"vm {info.WorkspaceId} was already running") : Vm(info);
         });
 
@@ -461,7 +461,7 @@ public sealed class PyroTools
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var result = await _pyro.ExecVmAsync(vm_id, [command], timeout_seconds, cancellationToken);
+            var result = await _pyro.ExecVmAsync(vm_id, [command], timeout_seconds, cancellationToken).ConfigureAwait(false);
             return Ok(Json(result, PyroJsonContext.Default.VmExecResult), Exited("vm_exec", result.ExitCode, result.TimedOut, timeout_seconds) + $"; vm {result.VmId} was deleted");
         });
 
@@ -469,7 +469,7 @@ public sealed class PyroTools
     [McpServerTool(Name = "vm_stop", Idempotent = true, OpenWorld = false)]
     [Description("Powers a VM off cleanly; its disk is kept for vm_start. Returns its status.")]
     public Task<CallToolResult> VmStop([Description(VmId)] string vm_id, CancellationToken cancellationToken = default)
-        => Guard(async () => Vm(await _pyro.StopVmAsync(vm_id, cancellationToken)));
+        => Guard(async () => Vm(await _pyro.StopVmAsync(vm_id, cancellationToken).ConfigureAwait(false)));
 
     /// <summary>vm_delete.</summary>
     [McpServerTool(Name = "vm_delete", Destructive = true, Idempotent = true, OpenWorld = false)]
@@ -477,8 +477,8 @@ public sealed class PyroTools
     public Task<CallToolResult> VmDelete([Description(VmId)] string vm_id, CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var info = await _pyro.GetVmAsync(vm_id, cancellationToken);
-            var deleted = await _pyro.DeleteVmAsync(info.WorkspaceId, cancellationToken);
+            var info = await _pyro.GetVmAsync(vm_id, cancellationToken).ConfigureAwait(false);
+            var deleted = await _pyro.DeleteVmAsync(info.WorkspaceId, cancellationToken).ConfigureAwait(false);
             return Ok(new JsonObject { ["vm_id"] = info.WorkspaceId, ["deleted"] = deleted }, $"vm {info.WorkspaceId} deleted");
         });
 
@@ -486,7 +486,7 @@ public sealed class PyroTools
     [McpServerTool(Name = "vm_status", ReadOnly = true, Idempotent = true, OpenWorld = false)]
     [Description("Shows a VM made by vm_create: state (running, stopped, crashed, failed), resources and expiry.")]
     public Task<CallToolResult> VmStatus([Description(VmId)] string vm_id, CancellationToken cancellationToken = default)
-        => Guard(async () => Vm(await _pyro.GetVmAsync(vm_id, cancellationToken)));
+        => Guard(async () => Vm(await _pyro.GetVmAsync(vm_id, cancellationToken).ConfigureAwait(false)));
 
     /// <summary>vm_reap_expired.</summary>
     [McpServerTool(Name = "vm_reap_expired", Destructive = true, Idempotent = true, OpenWorld = false)]
@@ -494,7 +494,7 @@ public sealed class PyroTools
     public Task<CallToolResult> VmReapExpired(CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var reaped = await _pyro.ReapExpiredWorkspacesAsync(cancellationToken);
+            var reaped = await _pyro.ReapExpiredWorkspacesAsync(cancellationToken).ConfigureAwait(false);
             return Ok(new JsonObject { ["reaped"] = Json(reaped, PyroJsonContext.Default.IReadOnlyListString), ["count"] = reaped.Count },
                 reaped.Count == 0 ? "nothing had expired" : $"deleted {string.Join(", ", reaped)}");
         });
@@ -563,7 +563,7 @@ public sealed class PyroTools
     {
         try
         {
-            return await action();
+            return await action().ConfigureAwait(false);
         }
         catch (PyroException ex)
         {
@@ -593,13 +593,13 @@ public sealed class PyroTools
         var relay = context.Params?.ProgressToken is { } token ? new ProgressRelay(context.Server, token) : null;
         try
         {
-            return await Guard(() => action(relay));
+            return await Guard(() => action(relay)).ConfigureAwait(false);
         }
         finally
         {
             if (relay is not null)
             {
-                await relay.FlushAsync();
+                await relay.FlushAsync().ConfigureAwait(false);
             }
         }
     }
@@ -658,7 +658,7 @@ public sealed class PyroTools
 
             try
             {
-                await last;
+                await last.ConfigureAwait(false);
             }
             catch (Exception)
             {

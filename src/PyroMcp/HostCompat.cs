@@ -58,12 +58,12 @@ internal static class HostCompat
                 timeout.CancelAfter(TimeSpan.FromSeconds(request.TimeoutSeconds));
                 try
                 {
-                    await process.WaitForExitAsync(timeout.Token);
+                    await process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
                     process.Kill(entireProcessTree: true);
-                    await process.WaitForExitAsync(CancellationToken.None);
+                    await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
                     cancellationToken.ThrowIfCancellationRequested();
                     timedOut = true;
                 }
@@ -78,8 +78,8 @@ internal static class HostCompat
                     Signal = timedOut ? "SIGKILL" : null,
                     Stdout = stdout.Text,
                     Stderr = stderr.Text,
-                    StdoutTruncated = await outLen > cap,
-                    StderrTruncated = await errLen > cap,
+                    StdoutTruncated = await outLen.ConfigureAwait(false) > cap,
+                    StderrTruncated = await errLen.ConfigureAwait(false) > cap,
                     DurationMs = clock.ElapsedMilliseconds,
                 };
             }
@@ -95,14 +95,14 @@ internal static class HostCompat
         var chunk = new byte[32 * 1024];
         long total = 0;
         int read;
-        while ((read = await source.ReadAsync(chunk)) > 0)
+        while ((read = await source.ReadAsync(chunk).ConfigureAwait(false)) > 0)
         {
             var forward = (int)Math.Max(0, Math.Min(read, cap - total));
             total += read;
             buffer.Append(chunk.AsSpan(0, read));
             if (forward > 0 && sink is not null)
             {
-                await sink(chunk.AsMemory(0, forward));
+                await sink(chunk.AsMemory(0, forward)).ConfigureAwait(false);
             }
         }
 

@@ -39,7 +39,7 @@ public sealed partial class Pyro
     /// <exception cref="PyroInputException"><c>workspace_not_found</c> when there is no such VM; <c>not_a_vm</c> when it is a workspace.</exception>
     public async Task<WorkspaceInfo> GetVmAsync(string vmId, CancellationToken cancellationToken = default)
     {
-        var info = await GetWorkspaceAsync(vmId, cancellationToken);
+        var info = await GetWorkspaceAsync(vmId, cancellationToken).ConfigureAwait(false);
         return IsVm(info)
             ? info
             : throw new PyroInputException("not_a_vm", $"'{vmId}' is a workspace, not a VM: the VM operations act only on VMs (workspaces labeled {VmLabels.Kind}={VmLabels.Vm}), because running a command in a VM deletes it. Use the workspace operations for it.");
@@ -50,8 +50,8 @@ public sealed partial class Pyro
     /// <exception cref="WorkspaceStateException">The VM is in a state it cannot be started from (failed, resetting).</exception>
     public async Task<WorkspaceInfo> StartVmAsync(string vmId, CancellationToken cancellationToken = default)
     {
-        var info = await GetVmAsync(vmId, cancellationToken);
-        return info.State == WorkspaceState.Running ? info : await StartWorkspaceAsync(info.WorkspaceId, cancellationToken);
+        var info = await GetVmAsync(vmId, cancellationToken).ConfigureAwait(false);
+        return info.State == WorkspaceState.Running ? info : await StartWorkspaceAsync(info.WorkspaceId, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -67,15 +67,15 @@ public sealed partial class Pyro
     /// <exception cref="PyroInputException"><c>workspace_not_found</c> or <c>not_a_vm</c> (nothing was deleted), or a bad command or timeout (the VM was deleted).</exception>
     public async Task<VmExecResult> ExecVmAsync(string vmId, IReadOnlyList<string> command, int timeoutSeconds = 30, CancellationToken cancellationToken = default)
     {
-        var info = await GetVmAsync(vmId, cancellationToken);
+        var info = await GetVmAsync(vmId, cancellationToken).ConfigureAwait(false);
         WorkspaceExecResult result;
         try
         {
-            result = await ExecWorkspaceAsync(info.WorkspaceId, new WorkspaceExecRequest { Command = command, TimeoutSeconds = timeoutSeconds }, cancellationToken);
+            result = await ExecWorkspaceAsync(info.WorkspaceId, new WorkspaceExecRequest { Command = command, TimeoutSeconds = timeoutSeconds }, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            await DeleteWorkspaceAsync(info.WorkspaceId, CancellationToken.None);
+            await DeleteWorkspaceAsync(info.WorkspaceId, CancellationToken.None).ConfigureAwait(false);
         }
 
         return new VmExecResult(result, info.WorkspaceId);
@@ -85,16 +85,16 @@ public sealed partial class Pyro
     /// <exception cref="PyroInputException"><c>workspace_not_found</c> or <c>not_a_vm</c>.</exception>
     public async Task<WorkspaceInfo> StopVmAsync(string vmId, CancellationToken cancellationToken = default)
     {
-        var info = await GetVmAsync(vmId, cancellationToken);
-        return await StopWorkspaceAsync(info.WorkspaceId, cancellationToken);
+        var info = await GetVmAsync(vmId, cancellationToken).ConfigureAwait(false);
+        return await StopWorkspaceAsync(info.WorkspaceId, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Deletes a VM: its process, disk and history. Expired VMs go with <see cref="ReapExpiredWorkspacesAsync"/>.</summary>
     /// <exception cref="PyroInputException"><c>workspace_not_found</c> or <c>not_a_vm</c> (nothing was deleted).</exception>
     public async Task<bool> DeleteVmAsync(string vmId, CancellationToken cancellationToken = default)
     {
-        var info = await GetVmAsync(vmId, cancellationToken);
-        return await DeleteWorkspaceAsync(info.WorkspaceId, cancellationToken);
+        var info = await GetVmAsync(vmId, cancellationToken).ConfigureAwait(false);
+        return await DeleteWorkspaceAsync(info.WorkspaceId, cancellationToken).ConfigureAwait(false);
     }
 
     private static bool IsVm(WorkspaceInfo info)

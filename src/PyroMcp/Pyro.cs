@@ -85,7 +85,7 @@ public sealed partial class Pyro
         QemuStatus? qemu = null;
         if (HostTools.Qemu.Find() is { } qemuPath)
         {
-            var version = await ProcessRunner.RunAsync(qemuPath, ["--version"], cancellationToken: cancellationToken);
+            var version = await ProcessRunner.RunAsync(qemuPath, ["--version"], cancellationToken: cancellationToken).ConfigureAwait(false);
             qemu = new QemuStatus(qemuPath, version.Stdout.Split('\n')[0].Trim());
         }
 
@@ -165,21 +165,22 @@ public sealed partial class Pyro
         if (request.AllowHostCompat && GuestBootBlocker(Options.Accelerator) is { } blocker)
         {
             progress?.Report(new PyroProgress("run", "host_compat", [new("reason", blocker.Code), new("warning", "running on the host without isolation")]));
-            return await HostCompat.RunAsync(request, spec.Name, Options.MaxOutputBytes, clock, cancellationToken);
+            return await HostCompat.RunAsync(request, spec.Name, Options.MaxOutputBytes, clock, cancellationToken).ConfigureAwait(false);
         }
 
         var vmId = QemuVm.NewId();
         RequireBootTools();
         var accelerator = KvmProbe.Detect().Choose(request.Accelerator ?? Options.Accelerator).Chosen;
-        var environment = await _store.PullAsync(spec, CachedPullQuiet(progress), cancellationToken);
-        var bundle = await RuntimeBundle.EnsureAsync(Options, progress, cancellationToken);
+        var environment = await _store.PullAsync(spec, CachedPullQuiet(progress), cancellationToken).ConfigureAwait(false);
+        var bundle = await RuntimeBundle.EnsureAsync(Options, progress, cancellationToken).ConfigureAwait(false);
         progress?.Report(new PyroProgress("run", "start", [new("vm_id", vmId), new("accelerator", accelerator.ToString().ToLowerInvariant())]));
-        await using var vm = await QemuVm.StartAsync(vmId, new VmSpec(request.VcpuCount, request.MemMib, accelerator), environment.RootfsImage, bundle, Options, cancellationToken);
+        var vm = await QemuVm.StartAsync(vmId, new VmSpec(request.VcpuCount, request.MemMib, accelerator), environment.RootfsImage, bundle, Options, cancellationToken).ConfigureAwait(false);
+        await using var vmScope = vm.ConfigureAwait(false);
         vm.DiscardOnDispose = true;
         progress?.Report(new PyroProgress("run", "execute", [new("vm_id", vmId)]));
-        var output = await ExecPipeline.ExecuteAsync(vm.Agent, plan, request.Cwd, Options.MaxOutputBytes, cancellationToken);
+        var output = await ExecPipeline.ExecuteAsync(vm.Agent, plan, request.Cwd, Options.MaxOutputBytes, cancellationToken).ConfigureAwait(false);
         var kernel = GuestAgentClient.Sanitize(vm.Guest.KernelRelease, 200);
-        await vm.DisposeAsync();
+        await vm.DisposeAsync().ConfigureAwait(false);
         return output.Complete(new RunResult
         {
             Environment = spec.Name,

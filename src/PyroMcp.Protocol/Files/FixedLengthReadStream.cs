@@ -34,7 +34,7 @@ public sealed class FixedLengthReadStream(Stream inner, long length) : Stream
             return 0;
         }
 
-        var read = await inner.ReadAsync(buffer[..want], cancellationToken);
+        var read = await inner.ReadAsync(buffer[..want], cancellationToken).ConfigureAwait(false);
         if (read == 0)
         {
             buffer.Span[..want].Clear();
@@ -95,7 +95,7 @@ public sealed class FixedLengthReadStream(Stream inner, long length) : Stream
     /// <inheritdoc />
     public override async ValueTask DisposeAsync()
     {
-        await inner.DisposeAsync();
-        await base.DisposeAsync();
+        await inner.DisposeAsync().ConfigureAwait(false);
+        await base.DisposeAsync().ConfigureAwait(false);
     }
 }

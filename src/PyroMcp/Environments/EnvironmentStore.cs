@@ -83,7 +83,7 @@ internal sealed class EnvironmentStore(PyroOptions options)
         }
 
         using var gate = await FileLock.AcquireAsync(Path.Combine(options.EnvironmentCacheDir, ".locks", spec.DirectoryName + ".lock"),
-            () => Report("wait", new KeyValuePair<string, string>("reason", "another pull of this environment is running")), cancellationToken);
+            () => Report("wait", new KeyValuePair<string, string>("reason", "another pull of this environment is running")), cancellationToken).ConfigureAwait(false);
         current = Inspect(spec);
         if (current.Installed)
         {
@@ -107,10 +107,10 @@ internal sealed class EnvironmentStore(PyroOptions options)
         try
         {
             var tree = Path.Combine(staging, "tree");
-            await BootstrapAsync(spec, tree, Report, cancellationToken);
+            await BootstrapAsync(spec, tree, Report, cancellationToken).ConfigureAwait(false);
             Report("image");
             var rootfs = Path.Combine(staging, RootfsFile);
-            await MakeImageAsync(tree, rootfs, cancellationToken);
+            await MakeImageAsync(tree, rootfs, cancellationToken).ConfigureAwait(false);
             Directory.Delete(tree, recursive: true);
             Report("verify");
             var manifest = new EnvironmentManifest
@@ -124,7 +124,7 @@ internal sealed class EnvironmentStore(PyroOptions options)
                 Source = $"mmdebstrap {spec.Suite} ({MirrorOrDefault() ?? "apt default mirror"})",
                 BuiltAt = DateTimeOffset.UtcNow,
             };
-            await File.WriteAllTextAsync(Path.Combine(staging, ManifestFile), JsonSerializer.Serialize(manifest, InternalJsonContext.Default.EnvironmentManifest), cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(staging, ManifestFile), JsonSerializer.Serialize(manifest, InternalJsonContext.Default.EnvironmentManifest), cancellationToken).ConfigureAwait(false);
             Report("install");
             var final = Path.Combine(PlatformDir, spec.DirectoryName);
             if (Directory.Exists(final))
@@ -229,7 +229,7 @@ internal sealed class EnvironmentStore(PyroOptions options)
             {
                 report("bootstrap", [new("lines", lines.ToString(System.Globalization.CultureInfo.InvariantCulture))]);
             }
-        }, cancellationToken: cancellationToken);
+        }, cancellationToken: cancellationToken).ConfigureAwait(false);
         if (result.ExitCode != 0)
         {
             throw new EnvironmentException("environment_build_failed",
@@ -240,7 +240,7 @@ internal sealed class EnvironmentStore(PyroOptions options)
     private static async Task MakeImageAsync(string tree, string image, CancellationToken cancellationToken)
     {
         var mkfs = HostTools.MkfsExt4.Require();
-        var du = await ProcessRunner.RunAsync("du", ["-s", "-B1", "--apparent-size", tree], cancellationToken: cancellationToken);
+        var du = await ProcessRunner.RunAsync("du", ["-s", "-B1", "--apparent-size", tree], cancellationToken: cancellationToken).ConfigureAwait(false);
         if (du.ExitCode != 0 || !long.TryParse(du.Stdout.Split('\t')[0], out var used))
         {
             throw new EnvironmentException("environment_build_failed", $"could not measure the environment tree: {du.StderrTail}");
@@ -248,7 +248,7 @@ internal sealed class EnvironmentStore(PyroOptions options)
 
         // Room for the workspace on top of the system: a sparse file, so unused space costs nothing.
         var sizeMib = ((used * 5 / 4) >> 20) + 2048;
-        var result = await ProcessRunner.RunAsync(mkfs, ["-q", "-F", "-L", "pyro-root", "-m", "0", "-d", tree, image, $"{sizeMib}M"], cancellationToken: cancellationToken);
+        var result = await ProcessRunner.RunAsync(mkfs, ["-q", "-F", "-L", "pyro-root", "-m", "0", "-d", tree, image, $"{sizeMib}M"], cancellationToken: cancellationToken).ConfigureAwait(false);
         if (result.ExitCode != 0)
         {
             throw new EnvironmentException("environment_build_failed", $"mkfs.ext4 could not make the root disk: {result.StderrTail}");

@@ -29,7 +29,7 @@ internal sealed class CappedBuffer(long cap)
             Append(data.Span);
             if (sink is not null)
             {
-                await sink(data);
+                await sink(data).ConfigureAwait(false);
             }
         };
 }

@@ -40,7 +40,7 @@ internal static class ExecPipeline
         ExecExit exit;
         try
         {
-            exit = await agent.ExecAsync(plan.Request.ToExecRequest(cwd), stdout.Tee(plan.Request.OnStdout), stderr.Tee(plan.Request.OnStderr), maxOutputBytes, cancellationToken);
+            exit = await agent.ExecAsync(plan.Request.ToExecRequest(cwd), stdout.Tee(plan.Request.OnStdout), stderr.Tee(plan.Request.OnStderr), maxOutputBytes, cancellationToken).ConfigureAwait(false);
         }
         catch (GuestOperationException ex) when (ex.Code == "cwd_not_found")
         {

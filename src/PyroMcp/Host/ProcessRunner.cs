@@ -141,7 +141,7 @@ internal static class ProcessRunner
         var stderr = new Vmm.BoundedTail(16 * 1024);
         var readOut = Task.Run(async () =>
         {
-            while (await process.StandardOutput.ReadLineAsync(CancellationToken.None) is { } line)
+            while (await process.StandardOutput.ReadLineAsync(CancellationToken.None).ConfigureAwait(false) is { } line)
             {
                 stdout.AppendLine(line);
                 onLine?.Invoke(line);
@@ -149,7 +149,7 @@ internal static class ProcessRunner
         }, CancellationToken.None);
         var readErr = Task.Run(async () =>
         {
-            while (await process.StandardError.ReadLineAsync(CancellationToken.None) is { } line)
+            while (await process.StandardError.ReadLineAsync(CancellationToken.None).ConfigureAwait(false) is { } line)
             {
                 stderr.Append(Encoding.UTF8.GetBytes(line + "\n"));
                 onLine?.Invoke(line);
@@ -157,16 +157,16 @@ internal static class ProcessRunner
         }, CancellationToken.None);
         try
         {
-            await process.WaitForExitAsync(cancellationToken);
+            await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync(CancellationToken.None);
+            await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
             throw;
         }
 
-        await Task.WhenAll(readOut, readErr);
+        await Task.WhenAll(readOut, readErr).ConfigureAwait(false);
         return new Outcome(process.ExitCode, stdout.ToString(), stderr.Text(40));
     }
 }

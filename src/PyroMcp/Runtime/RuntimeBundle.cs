@@ -47,7 +47,7 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
         // The kernel and initramfs every VM boots: only from a cache no other user can write.
         PrivateDirectory.Ensure(options.RuntimeCacheDir);
         var (kernelPackage, kernelVersion) = KernelPin();
-        var kernelDir = await EnsureKernelAsync(options, kernelPackage, kernelVersion, progress, cancellationToken);
+        var kernelDir = await EnsureKernelAsync(options, kernelPackage, kernelVersion, progress, cancellationToken).ConfigureAwait(false);
         var busybox = HostTools.Busybox.Require();
         if (!HostTools.IsStaticElf(busybox))
         {
@@ -60,17 +60,17 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
         var parts = new List<(string Name, byte[] Data, bool Exec)>
         {
             ("init", init, true),
-            ("bin/busybox", await File.ReadAllBytesAsync(busybox, cancellationToken), true),
-            ("pyro/tini", await File.ReadAllBytesAsync(tini, cancellationToken), true),
-            ("pyro/pyro-agent", await File.ReadAllBytesAsync(options.AgentPath, cancellationToken), true),
+            ("bin/busybox", await File.ReadAllBytesAsync(busybox, cancellationToken).ConfigureAwait(false), true),
+            ("pyro/tini", await File.ReadAllBytesAsync(tini, cancellationToken).ConfigureAwait(false), true),
+            ("pyro/pyro-agent", await File.ReadAllBytesAsync(options.AgentPath, cancellationToken).ConfigureAwait(false), true),
         };
         foreach (var module in Modules)
         {
-            parts.Add(($"lib/pyro-modules/{module}.ko", await File.ReadAllBytesAsync(Path.Combine(kernelDir, "modules", module + ".ko"), cancellationToken), false));
+            parts.Add(($"lib/pyro-modules/{module}.ko", await File.ReadAllBytesAsync(Path.Combine(kernelDir, "modules", module + ".ko"), cancellationToken).ConfigureAwait(false), false));
         }
 
         var kernelPath = Path.Combine(kernelDir, "vmlinuz");
-        var kernelInfo = JsonSerializer.Deserialize(await File.ReadAllTextAsync(Path.Combine(kernelDir, "kernel.json"), cancellationToken), InternalJsonContext.Default.KernelInfo)!;
+        var kernelInfo = JsonSerializer.Deserialize(await File.ReadAllTextAsync(Path.Combine(kernelDir, "kernel.json"), cancellationToken).ConfigureAwait(false), InternalJsonContext.Default.KernelInfo)!;
         var idSource = string.Join('\n', parts.Select(p => p.Name + "=" + Hex(p.Data)).Append("kernel=" + kernelInfo.VmlinuzSha256));
         var bundleId = Hex(Encoding.UTF8.GetBytes(idSource))[..16];
         var bundleDir = Path.Combine(options.RuntimeCacheDir, "bundles", bundleId);
@@ -83,7 +83,7 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
         }
 
         using var gate = await FileLock.AcquireAsync(Path.Combine(options.RuntimeCacheDir, ".locks", bundleId + ".lock"),
-            () => progress?.Report(new PyroProgress("runtime", "wait", [new("reason", "another process is building the runtime bundle")])), cancellationToken);
+            () => progress?.Report(new PyroProgress("runtime", "wait", [new("reason", "another process is building the runtime bundle")])), cancellationToken).ConfigureAwait(false);
         if (TryLoad(bundleDir, manifestPath, initramfsPath, kernelPath) is { } built)
         {
             return built;
@@ -92,7 +92,8 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
         progress?.Report(new PyroProgress("runtime", "initramfs", [new("bundle", bundleId)]));
         var staging = bundleDir + ".tmp-" + Environment.ProcessId;
         System.IO.Directory.CreateDirectory(staging);
-        await using (var output = File.Create(Path.Combine(staging, "initramfs.cpio")))
+        var output = File.Create(Path.Combine(staging, "initramfs.cpio"));
+        await using (output.ConfigureAwait(false))
         {
             var cpio = new CpioWriter(output);
             foreach (var dir in new[] { "bin", "dev", "lib", "lib/pyro-modules", "newroot", "proc", "pyro", "sys" })
@@ -119,15 +120,15 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
             KernelSha256 = kernelInfo.VmlinuzSha256,
             InitramfsSha256 = FileIntegrity.HashAndStamp(Path.Combine(staging, "initramfs.cpio"), Path.Combine(staging, "initramfs.stamp")),
             AgentSha256 = Hex(parts[3].Data),
-            BusyboxVersion = await PackageVersionAsync("busybox-static", cancellationToken),
+            BusyboxVersion = await PackageVersionAsync("busybox-static", cancellationToken).ConfigureAwait(false),
             BusyboxSha256 = Hex(parts[1].Data),
-            TiniVersion = await PackageVersionAsync("tini", cancellationToken),
+            TiniVersion = await PackageVersionAsync("tini", cancellationToken).ConfigureAwait(false),
             TiniSha256 = Hex(parts[2].Data),
             InitSha256 = Hex(init),
             Modules = Modules,
             BuiltAt = DateTimeOffset.UtcNow,
         };
-        await File.WriteAllTextAsync(Path.Combine(staging, "manifest.json"), JsonSerializer.Serialize(manifest, InternalJsonContext.Default.RuntimeManifest), cancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(staging, "manifest.json"), JsonSerializer.Serialize(manifest, InternalJsonContext.Default.RuntimeManifest), cancellationToken).ConfigureAwait(false);
         if (System.IO.Directory.Exists(bundleDir))
         {
             System.IO.Directory.Delete(bundleDir, recursive: true);
@@ -185,7 +186,7 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
             return dir;
         }
 
-        using var gate = await FileLock.AcquireAsync(dir + ".lock", null, cancellationToken);
+        using var gate = await FileLock.AcquireAsync(dir + ".lock", null, cancellationToken).ConfigureAwait(false);
         if (File.Exists(infoPath))
         {
             return dir;
@@ -203,7 +204,7 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
         System.IO.Directory.CreateDirectory(staging);
         try
         {
-            var download = await ProcessRunner.RunAsync(apt, ["download", "-q", $"{package}={version}"], workingDirectory: staging, cancellationToken: cancellationToken);
+            var download = await ProcessRunner.RunAsync(apt, ["download", "-q", $"{package}={version}"], workingDirectory: staging, cancellationToken: cancellationToken).ConfigureAwait(false);
             var deb = System.IO.Directory.GetFiles(staging, "*.deb").FirstOrDefault();
             if (download.ExitCode != 0 || deb is null)
             {
@@ -213,7 +214,7 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
             }
 
             var unpack = Path.Combine(staging, "deb");
-            var extract = await ProcessRunner.RunAsync(dpkg, ["-x", deb, unpack], cancellationToken: cancellationToken);
+            var extract = await ProcessRunner.RunAsync(dpkg, ["-x", deb, unpack], cancellationToken: cancellationToken).ConfigureAwait(false);
             if (extract.ExitCode != 0)
             {
                 throw new HostRequirementException("kernel_unpack_failed", $"dpkg-deb could not unpack {deb}: {extract.StderrTail}");
@@ -233,7 +234,7 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
             var info = new KernelInfo(package, version, FileIntegrity.Sha256(deb), FileIntegrity.HashAndStamp(Path.Combine(staging, "vmlinuz"), Path.Combine(staging, "vmlinuz.stamp")));
             System.IO.Directory.Delete(unpack, true);
             File.Delete(deb);
-            await File.WriteAllTextAsync(Path.Combine(staging, "kernel.json"), JsonSerializer.Serialize(info, InternalJsonContext.Default.KernelInfo), cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(staging, "kernel.json"), JsonSerializer.Serialize(info, InternalJsonContext.Default.KernelInfo), cancellationToken).ConfigureAwait(false);
             if (System.IO.Directory.Exists(dir))
             {
                 System.IO.Directory.Delete(dir, true);
@@ -255,7 +256,7 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
     {
         try
         {
-            var result = await ProcessRunner.RunAsync("dpkg-query", ["-W", "-f=${Version}", package], cancellationToken: cancellationToken);
+            var result = await ProcessRunner.RunAsync("dpkg-query", ["-W", "-f=${Version}", package], cancellationToken: cancellationToken).ConfigureAwait(false);
             return result.ExitCode == 0 ? result.Stdout.Trim() : "unknown";
         }
         catch (System.ComponentModel.Win32Exception)

@@ -36,12 +36,13 @@ internal static class HostTarBuilder
 
         var links = new HardLinks();
         links.Count(root);
-        await using (var writer = new TarWriter(output, TarEntryFormat.Pax, leaveOpen: true))
+        var writer = new TarWriter(output, TarEntryFormat.Pax, leaveOpen: true);
+        await using (writer.ConfigureAwait(false))
         {
-            await AddChildrenAsync(writer, root, "", links, ct);
+            await AddChildrenAsync(writer, root, "", links, ct).ConfigureAwait(false);
         }
 
-        await output.FlushAsync(ct);
+        await output.FlushAsync(ct).ConfigureAwait(false);
     }
 
     /// <summary>Opens a seed archive as a plain tar stream: <c>.tar</c> as it is, <c>.tar.gz</c> and <c>.tgz</c> decompressed.</summary>
@@ -78,14 +79,14 @@ internal static class HostTarBuilder
             var mode = (UnixFileMode)(stat.Mode & 0xFFF);
             if (stat.IsDirectory)
             {
-                await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, name + "/") { Mode = mode, ModificationTime = stat.Modified }, ct);
-                await AddChildrenAsync(writer, child, name + "/", links, ct);
+                await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, name + "/") { Mode = mode, ModificationTime = stat.Modified }, ct).ConfigureAwait(false);
+                await AddChildrenAsync(writer, child, name + "/", links, ct).ConfigureAwait(false);
             }
             else if (stat.IsSymlink)
             {
                 if (new FileInfo(child).LinkTarget is { Length: > 0 } target)
                 {
-                    await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.SymbolicLink, name) { LinkName = target, Mode = mode, ModificationTime = stat.Modified }, ct);
+                    await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.SymbolicLink, name) { LinkName = target, Mode = mode, ModificationTime = stat.Modified }, ct).ConfigureAwait(false);
                 }
             }
             else if (stat.IsRegularFile)
@@ -95,7 +96,7 @@ internal static class HostTarBuilder
                     case LinkDecision.Skip:
                         continue;
                     case LinkDecision.HardLink:
-                        await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.HardLink, name) { LinkName = first!, Mode = mode, ModificationTime = stat.Modified }, ct);
+                        await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.HardLink, name) { LinkName = first!, Mode = mode, ModificationTime = stat.Modified }, ct).ConfigureAwait(false);
                         continue;
                 }
 
@@ -105,9 +106,10 @@ internal static class HostTarBuilder
                     continue;
                 }
 
-                await using (var data = new FixedLengthReadStream(file, file.Length))
+                var data = new FixedLengthReadStream(file, file.Length);
+                await using (data.ConfigureAwait(false))
                 {
-                    await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, name) { DataStream = data, Mode = mode, ModificationTime = stat.Modified }, ct);
+                    await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, name) { DataStream = data, Mode = mode, ModificationTime = stat.Modified }, ct).ConfigureAwait(false);
                 }
             }
         }

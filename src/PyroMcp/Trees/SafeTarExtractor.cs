@@ -35,7 +35,7 @@ internal static class SafeTarExtractor
     {
         try
         {
-            return await ExtractGuardedAsync(tar, destination, maxBytes, maxEntries, cancellationToken);
+            return await ExtractGuardedAsync(tar, destination, maxBytes, maxEntries, cancellationToken).ConfigureAwait(false);
         }
         catch (TarLimitException ex)
         {
@@ -59,14 +59,15 @@ internal static class SafeTarExtractor
         }
 
         var state = new State(root, umask);
-        await using (var reader = new TarReader(new TarGuardStream(tar, maxBytes), leaveOpen: true))
+        var reader = new TarReader(new TarGuardStream(tar, maxBytes), leaveOpen: true);
+        await using (reader.ConfigureAwait(false))
         {
             while (true)
             {
                 TarEntry? entry;
                 try
                 {
-                    entry = await reader.GetNextEntryAsync(copyData: false, cancellationToken);
+                    entry = await reader.GetNextEntryAsync(copyData: false, cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (IsArchiveError(ex))
                 {
@@ -85,7 +86,7 @@ internal static class SafeTarExtractor
 
                 try
                 {
-                    await ExtractEntryAsync(entry, state, maxBytes, cancellationToken);
+                    await ExtractEntryAsync(entry, state, maxBytes, cancellationToken).ConfigureAwait(false);
                 }
                 catch (PathTooLongException)
                 {
@@ -199,7 +200,7 @@ internal static class SafeTarExtractor
                     return;
                 }
 
-                state.Bytes += await WriteFileAsync(entry, full, state, maxBytes, cancellationToken);
+                state.Bytes += await WriteFileAsync(entry, full, state, maxBytes, cancellationToken).ConfigureAwait(false);
                 state.Files++;
                 return;
         }
@@ -217,7 +218,8 @@ internal static class SafeTarExtractor
             BufferSize = 0,
             UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
         };
-        await using var file = new FileStream(full, options);
+        var file = new FileStream(full, options);
+        await using var fileScope = file.ConfigureAwait(false);
         if (entry.DataStream is { } data)
         {
             var buffer = new byte[ChunkSize];
@@ -226,7 +228,7 @@ internal static class SafeTarExtractor
                 int read;
                 try
                 {
-                    read = await data.ReadAsync(buffer, cancellationToken);
+                    read = await data.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (IsArchiveError(ex))
                 {
@@ -245,7 +247,7 @@ internal static class SafeTarExtractor
                     throw new InvalidDataException($"the archive holds more than {maxBytes} bytes, the limit");
                 }
 
-                await file.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+                await file.WriteAsync(buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
             }
         }
 

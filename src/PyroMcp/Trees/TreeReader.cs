@@ -21,7 +21,7 @@ internal static class TreeReader
     {
         try
         {
-            return await ReadGuardedTreeAsync(new TarGuardStream(tar, MaxBytes), cancellationToken);
+            return await ReadGuardedTreeAsync(new TarGuardStream(tar, MaxBytes), cancellationToken).ConfigureAwait(false);
         }
         catch (TarLimitException ex)
         {
@@ -37,8 +37,9 @@ internal static class TreeReader
     {
         var entries = new Dictionary<string, TreeEntry>(StringComparer.Ordinal);
         long total = 0;
-        await using var reader = new TarReader(tar, leaveOpen: true);
-        while (await reader.GetNextEntryAsync(copyData: false, cancellationToken) is { } entry)
+        var reader = new TarReader(tar, leaveOpen: true);
+        await using var readerScope = reader.ConfigureAwait(false);
+        while (await reader.GetNextEntryAsync(copyData: false, cancellationToken).ConfigureAwait(false) is { } entry)
         {
             var name = ArchiveNames.Normalize(entry.Name, out _) ?? "";
             if (name.Length == 0 || name.Split('/').Contains(".."))
@@ -67,7 +68,7 @@ internal static class TreeReader
                         if (entry.DataStream is not null)
                         {
                             // Bounded by what is copied, not by the header: a sparse entry reads back longer than it is stored.
-                            await CopyBoundedAsync(entry.DataStream, content, MaxBytes - total + entry.Length, cancellationToken);
+                            await CopyBoundedAsync(entry.DataStream, content, MaxBytes - total + entry.Length, cancellationToken).ConfigureAwait(false);
                         }
 
                         entries[name] = new TreeEntry("file", mode, content.ToArray(), null);
@@ -86,14 +87,14 @@ internal static class TreeReader
         try
         {
             int read;
-            while ((read = await from.ReadAsync(buffer, cancellationToken)) > 0)
+            while ((read = await from.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
             {
                 if (to.Length + read > max)
                 {
                     throw new TarLimitException($"the tree holds more than {MaxBytes >> 20} MiB of files");
                 }
 
-                await to.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+                await to.WriteAsync(buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
             }
         }
         finally

@@ -62,7 +62,7 @@ internal sealed class GuestAgentClient : IAsyncDisposable
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken);
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken).ConfigureAwait(false);
             return new GuestAgentClient(new NetworkStream(socket, ownsSocket: true));
         }
         catch
@@ -74,7 +74,7 @@ internal sealed class GuestAgentClient : IAsyncDisposable
 
     internal async Task<HelloReply> HelloAsync(CancellationToken cancellationToken)
     {
-        var response = await CallAsync(new AgentRequest { Op = AgentOps.Hello, Hello = new HelloRequest { UnixTimeMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() } }, null, null, cancellationToken);
+        var response = await CallAsync(new AgentRequest { Op = AgentOps.Hello, Hello = new HelloRequest { UnixTimeMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() } }, null, null, cancellationToken).ConfigureAwait(false);
         return response.Hello ?? throw new GuestChannelException("guest_protocol", "the guest agent answered hello without its details");
     }
 
@@ -85,7 +85,7 @@ internal sealed class GuestAgentClient : IAsyncDisposable
         // The agent enforces the timeout; the host deadline (Limits.ExecMargin past it) gives up on a guest that ignores it.
         var outCap = new OutputCap(maxOutputBytes, onStdout);
         var errCap = new OutputCap(maxOutputBytes, onStderr);
-        var response = await CallAsync(new AgentRequest { Op = AgentOps.Exec, Exec = request with { MaxOutputBytes = maxOutputBytes } }, outCap.WriteAsync, errCap.WriteAsync, cancellationToken);
+        var response = await CallAsync(new AgentRequest { Op = AgentOps.Exec, Exec = request with { MaxOutputBytes = maxOutputBytes } }, outCap.WriteAsync, errCap.WriteAsync, cancellationToken).ConfigureAwait(false);
         var exit = response.Exec ?? throw new GuestChannelException("guest_protocol", "the guest agent answered exec without an exit status");
         return exit with
         {
@@ -97,7 +97,7 @@ internal sealed class GuestAgentClient : IAsyncDisposable
     }
 
     internal async Task ShutdownAsync(CancellationToken cancellationToken)
-        => await CallAsync(new AgentRequest { Op = AgentOps.Shutdown }, null, null, cancellationToken);
+        => await CallAsync(new AgentRequest { Op = AgentOps.Shutdown }, null, null, cancellationToken).ConfigureAwait(false);
 
     /// <summary>
     /// One request with an optional byte stream for its stdin (files.write, tar.in) and a sink for
@@ -123,15 +123,15 @@ internal sealed class GuestAgentClient : IAsyncDisposable
         var finished = false;
         try
         {
-            await SendAsync(new Frame(id, FrameType.Request, requestPayload), watchdog.Token);
+            await SendAsync(new Frame(id, FrameType.Request, requestPayload), watchdog.Token).ConfigureAwait(false);
             using var cancel = watchdog.Token.Register(() => CancelInGuest(queue, id));
             _ = Task.Run(async () =>
             {
                 try
                 {
-                    await foreach (var frame in fromClient.ReadAllAsync(watchdog.Token))
+                    await foreach (var frame in fromClient.ReadAllAsync(watchdog.Token).ConfigureAwait(false))
                     {
-                        await SendAsync(frame with { StreamId = id }, watchdog.Token);
+                        await SendAsync(frame with { StreamId = id }, watchdog.Token).ConfigureAwait(false);
                         watchdog.Progress();
                     }
                 }
@@ -141,8 +141,8 @@ internal sealed class GuestAgentClient : IAsyncDisposable
             }, CancellationToken.None);
             while (true)
             {
-                var frame = await NextAsync(queue, watchdog, request, cancellationToken);
-                await toClient(frame, cancellationToken);
+                var frame = await NextAsync(queue, watchdog, request, cancellationToken).ConfigureAwait(false);
+                await toClient(frame, cancellationToken).ConfigureAwait(false);
                 if (frame.Type is FrameType.Result or FrameType.Error)
                 {
                     finished = true;
@@ -173,7 +173,7 @@ internal sealed class GuestAgentClient : IAsyncDisposable
         var finished = false;
         try
         {
-            await SendAsync(new Frame(id, FrameType.Request, ProtocolJsonContext.Encode(request)), watchdog.Token);
+            await SendAsync(new Frame(id, FrameType.Request, ProtocolJsonContext.Encode(request)), watchdog.Token).ConfigureAwait(false);
             using var cancel = watchdog.Token.Register(() => CancelInGuest(queue, id));
             if (stdin is not null)
             {
@@ -182,14 +182,14 @@ internal sealed class GuestAgentClient : IAsyncDisposable
 
             while (true)
             {
-                var frame = await NextAsync(queue, watchdog, request, cancellationToken);
+                var frame = await NextAsync(queue, watchdog, request, cancellationToken).ConfigureAwait(false);
                 switch (frame.Type)
                 {
                     case FrameType.Stdout when onStdout is not null:
-                        await onStdout(frame.Payload);
+                        await onStdout(frame.Payload).ConfigureAwait(false);
                         break;
                     case FrameType.Stderr when onStderr is not null:
-                        await onStderr(frame.Payload);
+                        await onStderr(frame.Payload).ConfigureAwait(false);
                         break;
                     case FrameType.Result:
                         finished = true;
@@ -225,12 +225,12 @@ internal sealed class GuestAgentClient : IAsyncDisposable
         try
         {
             var read = queue.ReadAsync(watchdog.Token).AsTask();
-            if (await Task.WhenAny(read, _connection.Closed) != read)
+            if (await Task.WhenAny(read, _connection.Closed).ConfigureAwait(false) != read)
             {
                 throw ChannelBroken();
             }
 
-            next = await read;
+            next = await read.ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (watchdog.Expired && !cancellationToken.IsCancellationRequested)
         {
@@ -279,13 +279,13 @@ internal sealed class GuestAgentClient : IAsyncDisposable
         {
             var buffer = new byte[64 * 1024];
             int read;
-            while ((read = await stdin.ReadAsync(buffer, watchdog.Token)) > 0)
+            while ((read = await stdin.ReadAsync(buffer, watchdog.Token).ConfigureAwait(false)) > 0)
             {
-                await SendAsync(new Frame(id, FrameType.Stdin, buffer.AsSpan(0, read).ToArray()), watchdog.Token);
+                await SendAsync(new Frame(id, FrameType.Stdin, buffer.AsSpan(0, read).ToArray()), watchdog.Token).ConfigureAwait(false);
                 watchdog.Progress();
             }
 
-            await SendAsync(new Frame(id, FrameType.StdinEnd, ReadOnlyMemory<byte>.Empty), watchdog.Token);
+            await SendAsync(new Frame(id, FrameType.StdinEnd, ReadOnlyMemory<byte>.Empty), watchdog.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is OperationCanceledException or PyroException or IOException or ObjectDisposedException)
         {
@@ -304,7 +304,7 @@ internal sealed class GuestAgentClient : IAsyncDisposable
     {
         try
         {
-            await _connection.SendAsync(frame, cancellationToken);
+            await _connection.SendAsync(frame, cancellationToken).ConfigureAwait(false);
         }
         catch (IOException ex)
         {
@@ -316,7 +316,7 @@ internal sealed class GuestAgentClient : IAsyncDisposable
     {
         try
         {
-            await _connection.SendAsync(frame);
+            await _connection.SendAsync(frame).ConfigureAwait(false);
         }
         catch (IOException)
         {
@@ -332,7 +332,7 @@ internal sealed class GuestAgentClient : IAsyncDisposable
 
         // Frames for calls that are over (cancelled, timed out, never opened) are dropped.
         if (_calls.TryGetValue(frame.StreamId, out var call)
-            && await call.EnqueueAsync(frame, cancellationToken) == Enqueued.Overflowed)
+            && await call.EnqueueAsync(frame, cancellationToken).ConfigureAwait(false) == Enqueued.Overflowed)
         {
             CancelInGuest(call, frame.StreamId);
         }
@@ -373,7 +373,7 @@ internal sealed class GuestAgentClient : IAsyncDisposable
         return clean;
     }
 
-    public async ValueTask DisposeAsync() => await _connection.DisposeAsync();
+    public async ValueTask DisposeAsync() => await _connection.DisposeAsync().ConfigureAwait(false);
 
     /// <summary>Counts one output stream and stops forwarding past the cap, whatever the guest claims.</summary>
     private sealed class OutputCap(long cap, Func<ReadOnlyMemory<byte>, ValueTask>? sink)
@@ -394,7 +394,7 @@ internal sealed class GuestAgentClient : IAsyncDisposable
 
             if (data.Length > 0 && sink is not null)
             {
-                await sink(data);
+                await sink(data).ConfigureAwait(false);
             }
         }
     }

@@ -150,7 +150,7 @@ internal sealed class QemuVm : IAsyncDisposable
             PrivateDirectory.Ensure(options.RunDir);
             var vms = PrivateDirectory.Ensure(Path.Combine(options.RunDir, "vms"));
             directory = PrivateDirectory.Ensure(Path.Combine(vms, id));
-            await File.WriteAllTextAsync(Path.Combine(directory, "owner.pid"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture), cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(directory, "owner.pid"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture), cancellationToken).ConfigureAwait(false);
         }
         else
         {
@@ -160,12 +160,12 @@ internal sealed class QemuVm : IAsyncDisposable
         var vm = new QemuVm(id, directory, spec.Accelerator) { _persistent = persistentDirectory is not null };
         try
         {
-            await vm.BootAsync(spec, rootfsImage, bundle, options, cancellationToken);
+            await vm.BootAsync(spec, rootfsImage, bundle, options, cancellationToken).ConfigureAwait(false);
             return vm;
         }
         catch
         {
-            await vm.DisposeAsync();
+            await vm.DisposeAsync().ConfigureAwait(false);
             throw;
         }
     }
@@ -173,7 +173,7 @@ internal sealed class QemuVm : IAsyncDisposable
     /// <summary>Creates a copy-on-write disk over the environment image.</summary>
     internal static async Task CreateOverlayAsync(string rootfsImage, string disk, CancellationToken cancellationToken)
     {
-        var overlay = await ProcessRunner.RunAsync(HostTools.QemuImg.Require(), ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", rootfsImage, disk], cancellationToken: cancellationToken);
+        var overlay = await ProcessRunner.RunAsync(HostTools.QemuImg.Require(), ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", rootfsImage, disk], cancellationToken: cancellationToken).ConfigureAwait(false);
         if (overlay.ExitCode != 0)
         {
             throw new VmBootException("disk_failed", $"qemu-img could not create the VM disk: {overlay.StderrTail}", overlay.StderrTail, "");
@@ -185,7 +185,7 @@ internal sealed class QemuVm : IAsyncDisposable
         var disk = Path.Combine(Directory, "disk.qcow2");
         if (!File.Exists(disk))
         {
-            await CreateOverlayAsync(rootfsImage, disk, cancellationToken);
+            await CreateOverlayAsync(rootfsImage, disk, cancellationToken).ConfigureAwait(false);
         }
 
         var socketPath = Path.Combine(Directory, "agent.sock");
@@ -196,7 +196,7 @@ internal sealed class QemuVm : IAsyncDisposable
         var bootTimeout = options.BootTimeout ?? (kvm ? TimeSpan.FromSeconds(30) : TimeSpan.FromSeconds(120));
         // A QEMU that drops to another user loses its parent-death signal (the kernel clears it
         // on a uid change), so it runs in a PID namespace whose root init keeps it: see ProcessRunner.
-        _qemu = await ProcessRunner.StartTiedToOwnerAsync(HostTools.Qemu.Require(), args, Directory, ownPidNamespace: dropTo is not null);
+        _qemu = await ProcessRunner.StartTiedToOwnerAsync(HostTools.Qemu.Require(), args, Directory, ownPidNamespace: dropTo is not null).ConfigureAwait(false);
         _qemu.StandardInput.Close();
         _pumps = Task.WhenAll(Pump(_qemu.StandardOutput.BaseStream, _console), Pump(_qemu.StandardError.BaseStream, _qemuStderr));
 
@@ -210,34 +210,34 @@ internal sealed class QemuVm : IAsyncDisposable
             {
                 if (exited.IsCompleted)
                 {
-                    throw await BootFailureAsync("qemu_failed", "QEMU exited before the guest started");
+                    throw await BootFailureAsync("qemu_failed", "QEMU exited before the guest started").ConfigureAwait(false);
                 }
 
                 try
                 {
-                    Agent = await GuestAgentClient.ConnectAsync(socketPath, deadline.Token);
+                    Agent = await GuestAgentClient.ConnectAsync(socketPath, deadline.Token).ConfigureAwait(false);
                 }
                 catch (System.Net.Sockets.SocketException)
                 {
-                    await Task.Delay(10, deadline.Token);
+                    await Task.Delay(10, deadline.Token).ConfigureAwait(false);
                 }
             }
 
             var hello = Agent.HelloAsync(deadline.Token);
-            if (await Task.WhenAny(hello, exited) != hello)
+            if (await Task.WhenAny(hello, exited).ConfigureAwait(false) != hello)
             {
-                throw await BootFailureAsync("boot_failed", "the guest stopped before its agent answered");
+                throw await BootFailureAsync("boot_failed", "the guest stopped before its agent answered").ConfigureAwait(false);
             }
 
-            Guest = await hello;
+            Guest = await hello.ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw await BootFailureAsync("boot_timeout", $"the guest agent did not answer within {bootTimeout.TotalSeconds:0} s");
+            throw await BootFailureAsync("boot_timeout", $"the guest agent did not answer within {bootTimeout.TotalSeconds:0} s").ConfigureAwait(false);
         }
         catch (GuestChannelException ex)
         {
-            throw await BootFailureAsync("boot_failed", "the guest channel closed during boot: " + ex.Message);
+            throw await BootFailureAsync("boot_failed", "the guest channel closed during boot: " + ex.Message).ConfigureAwait(false);
         }
     }
 
@@ -250,7 +250,7 @@ internal sealed class QemuVm : IAsyncDisposable
 
         if (_pumps is not null)
         {
-            await Task.WhenAny(_pumps, Task.Delay(1000));
+            await Task.WhenAny(_pumps, Task.Delay(1000)).ConfigureAwait(false);
         }
 
         var stderr = _qemuStderr.Text();
@@ -268,7 +268,7 @@ internal sealed class QemuVm : IAsyncDisposable
         try
         {
             int read;
-            while ((read = await source.ReadAsync(buffer)) > 0)
+            while ((read = await source.ReadAsync(buffer).ConfigureAwait(false)) > 0)
             {
                 tail.Append(buffer.AsSpan(0, read));
             }
@@ -361,8 +361,8 @@ internal sealed class QemuVm : IAsyncDisposable
             try
             {
                 using var quick = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-                await Agent.ShutdownAsync(quick.Token);
-                await _qemu.WaitForExitAsync(quick.Token);
+                await Agent.ShutdownAsync(quick.Token).ConfigureAwait(false);
+                await _qemu.WaitForExitAsync(quick.Token).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is OperationCanceledException or PyroException)
             {
@@ -377,18 +377,18 @@ internal sealed class QemuVm : IAsyncDisposable
                 _qemu.Kill();
             }
 
-            await _qemu.WaitForExitAsync();
+            await _qemu.WaitForExitAsync().ConfigureAwait(false);
             _qemu.Dispose();
         }
 
         if (Agent is not null)
         {
-            await Agent.DisposeAsync();
+            await Agent.DisposeAsync().ConfigureAwait(false);
         }
 
         if (_pumps is not null)
         {
-            await Task.WhenAny(_pumps, Task.Delay(1000));
+            await Task.WhenAny(_pumps, Task.Delay(1000)).ConfigureAwait(false);
         }
 
         if (_persistent)

@@ -121,7 +121,8 @@ internal sealed partial class SupervisorLauncher(PyroOptions options, WorkspaceS
         try
         {
             var socket = Path.Combine(store.WorkspaceDir(id), WorkspaceSupervisor.SocketName);
-            await using var agent = await GuestAgentClient.ConnectAsync(socket, cancellationToken).ConfigureAwait(false);
+            var agent = await GuestAgentClient.ConnectAsync(socket, cancellationToken).ConfigureAwait(false);
+            await using var agentScope = agent.ConfigureAwait(false);
             using var quick = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             quick.CancelAfter(TimeSpan.FromSeconds(5));
             await agent.CallAsync(new AgentRequest { Op = WorkspaceSupervisor.StopOp }, null, null, quick.Token).ConfigureAwait(false);

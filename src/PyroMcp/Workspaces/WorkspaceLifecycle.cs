@@ -86,7 +86,8 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             Report("start", new KeyValuePair<string, string>("workspace_id", id));
             await supervisors.LaunchAsync(id, cancellationToken).ConfigureAwait(false);
             FaultPoint.Hit("create.after-boot");
-            await using (var connection = await WorkspaceManager.ConnectToSupervisorAsync(store, id, cancellationToken).ConfigureAwait(false))
+            var connection = await WorkspaceManager.ConnectToSupervisorAsync(store, id, cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
             {
                 if (request.SeedPath is not null)
                 {
@@ -250,10 +251,12 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             FaultPoint.Hit("reset.after-boot");
             step = $"restoring /workspace from {snapshot ?? "baseline"}";
             Step(id, WorkspaceState.Resetting, step);
-            await using (var connection = await WorkspaceManager.ConnectToSupervisorAsync(store, id, cancellationToken).ConfigureAwait(false))
+            var connection = await WorkspaceManager.ConnectToSupervisorAsync(store, id, cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
             {
                 // A baseline of an empty tree written by an older agent is a file of no bytes: an empty archive.
-                await using Stream tar = new FileInfo(source).Length == 0 ? new MemoryStream(new byte[1024]) : File.OpenRead(source);
+                Stream tar = new FileInfo(source).Length == 0 ? new MemoryStream(new byte[1024]) : File.OpenRead(source);
+                await using var tarScope = tar.ConfigureAwait(false);
                 await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarIn, Tar = new TarRequest { Path = WorkspaceManager.GuestRoot, Clean = true } }, null, tar, cancellationToken).ConfigureAwait(false);
                 await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.Sync }, null, null, cancellationToken).ConfigureAwait(false);
             }

@@ -27,7 +27,7 @@ internal static class WorkspaceLocks
     internal static async Task<FileLock> OperationAsync(string stateDir, string id, CancellationToken cancellationToken)
     {
         PrivateDirectory.Ensure(Directory(stateDir));
-        return await FileLock.AcquireAsync(OperationPath(stateDir, id), cancellationToken: cancellationToken);
+        return await FileLock.AcquireAsync(OperationPath(stateDir, id), cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The operation lock if nobody holds it now, else null.</summary>

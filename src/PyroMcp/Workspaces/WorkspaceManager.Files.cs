@@ -31,11 +31,12 @@ internal sealed partial class WorkspaceManager
 
         var guest = GuestPath(destination ?? GuestRoot);
         var clock = Stopwatch.StartNew();
-        await using var connection = await ConnectAsync(record, cancellationToken);
+        var connection = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
         TarSummary summary;
         try
         {
-            summary = await PushTreeAsync(connection, source, guest, clean: false, cancellationToken);
+            summary = await PushTreeAsync(connection, source, guest, clean: false, cancellationToken).ConfigureAwait(false);
         }
         catch (GuestOperationException ex)
         {
@@ -60,8 +61,9 @@ internal sealed partial class WorkspaceManager
 
     internal async Task<CappedList<FileEntry>> ListFilesAsync(string idOrName, string path, bool recursive, CancellationToken cancellationToken)
     {
-        await using var connection = await ConnectAsync(await GetAsync(idOrName, cancellationToken).ConfigureAwait(false), cancellationToken);
-        var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesList, Files = new FilesRequest { Path = GuestPath(path), Recursive = recursive } }, null, null, cancellationToken);
+        var connection = await ConnectAsync(await GetAsync(idOrName, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
+        var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesList, Files = new FilesRequest { Path = GuestPath(path), Recursive = recursive } }, null, null, cancellationToken).ConfigureAwait(false);
         // Only the entries kept are sanitized (copied); the guest's count of the rest is reported, not returned.
         return CappedList<FileEntry>.Take((response.Listing?.Entries ?? []).Select(SanitizeEntry), options.MaxListEntries);
     }
@@ -69,20 +71,22 @@ internal sealed partial class WorkspaceManager
     internal async Task<FileContent> ReadFileAsync(string idOrName, string path, long maxBytes, CancellationToken cancellationToken)
     {
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
-        await using var connection = await ConnectAsync(record, cancellationToken);
+        var connection = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
         var limit = maxBytes > 0 ? maxBytes : options.MaxOutputBytes;
         var content = new CappedBuffer(limit);
         var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesRead, Files = new FilesRequest { Path = GuestPath(path), MaxBytes = limit } },
-            data => { content.Append(data.Span); return ValueTask.CompletedTask; }, null, cancellationToken);
+            data => { content.Append(data.Span); return ValueTask.CompletedTask; }, null, cancellationToken).ConfigureAwait(false);
         var bytes = content.Bytes;
         return new FileContent(record.Id, GuestPath(path), bytes, bytes.Length, (response.File?.Truncated ?? false) || content.Overflowed);
     }
 
     internal async Task<FileEntry> WriteFileAsync(string idOrName, string path, Stream content, CancellationToken cancellationToken)
     {
-        await using var connection = await ConnectAsync(await GetAsync(idOrName, cancellationToken).ConfigureAwait(false), cancellationToken);
+        var connection = await ConnectAsync(await GetAsync(idOrName, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
         var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesWrite, Files = new FilesRequest { Path = GuestPath(path), CreateParents = true } },
-            null, content, cancellationToken);
+            null, content, cancellationToken).ConfigureAwait(false);
         return SanitizeEntry(response.File ?? new Protocol.FileEntry { Path = path, Type = "file" });
     }
 
@@ -99,8 +103,9 @@ internal sealed partial class WorkspaceManager
 
         var guest = GuestPath(path);
         var clock = Stopwatch.StartNew();
-        await using var connection = await ConnectAsync(record, cancellationToken);
-        var kind = await KindOfAsync(connection, guest, cancellationToken);
+        var connection = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
+        var kind = await KindOfAsync(connection, guest, cancellationToken).ConfigureAwait(false);
         Directory.CreateDirectory(Path.GetDirectoryName(fullOutput)!);
         if (kind == "file")
         {
@@ -108,7 +113,8 @@ internal sealed partial class WorkspaceManager
             try
             {
                 // 0644 less the umask: never group- or world-writable, whatever the guest's mode.
-                await using var file = new FileStream(fullOutput, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = (UnixFileMode)0x1A4 });
+                var file = new FileStream(fullOutput, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = (UnixFileMode)0x1A4 });
+                await using var fileScope = file.ConfigureAwait(false);
                 await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesRead, Files = new FilesRequest { Path = guest } },
                     async data =>
                     {
@@ -118,8 +124,8 @@ internal sealed partial class WorkspaceManager
                             throw new InvalidDataException($"the file is larger than the export limit of {MaxTreeBytes} bytes");
                         }
 
-                        await file.WriteAsync(data, cancellationToken);
-                    }, null, cancellationToken);
+                        await file.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+                    }, null, cancellationToken).ConfigureAwait(false);
             }
             catch
             {
@@ -151,16 +157,16 @@ internal sealed partial class WorkspaceManager
             await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarOut, Tar = new TarRequest { Path = guest } },
                 async data =>
                 {
-                    var flushed = await pipe.Writer.WriteAsync(data, stop.Token);
+                    var flushed = await pipe.Writer.WriteAsync(data, stop.Token).ConfigureAwait(false);
                     if (flushed.IsCompleted)
                     {
                         // The extractor stopped reading; its own error is the one to report.
-                        await stop.CancelAsync();
+                        await stop.CancelAsync().ConfigureAwait(false);
                         stop.Token.ThrowIfCancellationRequested();
                     }
-                }, null, stop.Token);
-            await pipe.Writer.CompleteAsync();
-            var summary = await extract;
+                }, null, stop.Token).ConfigureAwait(false);
+            await pipe.Writer.CompleteAsync().ConfigureAwait(false);
+            var summary = await extract.ConfigureAwait(false);
             return new TransferResult
             {
                 WorkspaceId = record.Id,
@@ -175,11 +181,11 @@ internal sealed partial class WorkspaceManager
         }
         catch (Exception ex)
         {
-            await pipe.Writer.CompleteAsync(ex);
+            await pipe.Writer.CompleteAsync(ex).ConfigureAwait(false);
             Exception? extractFailure = null;
             try
             {
-                await extract;
+                await extract.ConfigureAwait(false);
             }
             catch (Exception failure)
             {
@@ -210,7 +216,7 @@ internal sealed partial class WorkspaceManager
 
         var parent = guest[..guest.LastIndexOf('/')] is { Length: > 0 } p ? p : "/";
         var name = guest[(guest.LastIndexOf('/') + 1)..];
-        var listing = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesList, Files = new FilesRequest { Path = parent } }, null, null, cancellationToken);
+        var listing = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesList, Files = new FilesRequest { Path = parent } }, null, null, cancellationToken).ConfigureAwait(false);
         var entry = listing.Listing?.Entries.FirstOrDefault(e => e.Path == name || e.Path.EndsWith("/" + name, StringComparison.Ordinal))
             ?? throw new GuestOperationException("not_found", $"{guest} does not exist in the workspace");
         return entry.Type == "symlink" ? "file" : entry.Type;
@@ -249,11 +255,12 @@ internal sealed partial class WorkspaceManager
             }
         }
 
-        await using var connection = await ConnectAsync(record, cancellationToken);
+        var connection = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
         PatchPlan plan;
         try
         {
-            plan = await PatchPlan.CreateAsync(patches, path => TryReadStateAsync(connection, path, cancellationToken), MaxPatchWorkingBytes);
+            plan = await PatchPlan.CreateAsync(patches, path => TryReadStateAsync(connection, path, cancellationToken), MaxPatchWorkingBytes).ConfigureAwait(false);
         }
         catch (PatchConflictException ex)
         {
@@ -266,11 +273,11 @@ internal sealed partial class WorkspaceManager
             // Removals first, as git apply does: a file may give way to a directory of the same name, or the reverse.
             foreach (var path in plan.Removals.ToList())
             {
-                await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesDelete, Files = new FilesRequest { Path = GuestPath(path) } }, null, null, cancellationToken);
+                await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesDelete, Files = new FilesRequest { Path = GuestPath(path) } }, null, null, cancellationToken).ConfigureAwait(false);
                 if (!plan.Writes.Any(w => w.Path == path))
                 {
                     done.Add(path);
-                    await RemoveEmptyParentsAsync(path);
+                    await RemoveEmptyParentsAsync(path).ConfigureAwait(false);
                 }
             }
 
@@ -278,14 +285,14 @@ internal sealed partial class WorkspaceManager
             {
                 if (now.IsSymlink)
                 {
-                    await WriteSymlinkAsync(connection, path, Encoding.UTF8.GetString(now.Content), cancellationToken);
+                    await WriteSymlinkAsync(connection, path, Encoding.UTF8.GetString(now.Content), cancellationToken).ConfigureAwait(false);
                 }
                 else
                 {
                     // Permission bits are set only when git's mode changes, so a 0600 file that is patched stays 0600.
                     int? mode = was is { IsSymlink: false } && was.Mode == now.Mode ? null : now.Mode & 0x1FF;
                     using var stream = new MemoryStream(now.Content, writable: false);
-                    await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesWrite, Files = new FilesRequest { Path = GuestPath(path), CreateParents = true, Mode = mode } }, null, stream, cancellationToken);
+                    await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesWrite, Files = new FilesRequest { Path = GuestPath(path), CreateParents = true, Mode = mode } }, null, stream, cancellationToken).ConfigureAwait(false);
                 }
 
                 done.Add(path);
@@ -307,7 +314,7 @@ internal sealed partial class WorkspaceManager
             {
                 try
                 {
-                    await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesDelete, Files = new FilesRequest { Path = GuestPath(path[..slash]) } }, null, null, cancellationToken);
+                    await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesDelete, Files = new FilesRequest { Path = GuestPath(path[..slash]) } }, null, null, cancellationToken).ConfigureAwait(false);
                 }
                 catch (GuestOperationException)
                 {
@@ -326,7 +333,7 @@ internal sealed partial class WorkspaceManager
         try
         {
             response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesRead, Files = new FilesRequest { Path = guest, MaxBytes = PatchParser.MaxFileBytes } },
-                data => { buffer.Append(data.Span); return ValueTask.CompletedTask; }, null, cancellationToken);
+                data => { buffer.Append(data.Span); return ValueTask.CompletedTask; }, null, cancellationToken).ConfigureAwait(false);
         }
         catch (GuestOperationException ex) when (ex.Code == "not_found")
         {
@@ -335,7 +342,7 @@ internal sealed partial class WorkspaceManager
         catch (GuestOperationException ex) when (ex.Code == "not_a_file")
         {
             var parent = path.Contains('/', StringComparison.Ordinal) ? path[..path.LastIndexOf('/')] : ".";
-            var listing = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesList, Files = new FilesRequest { Path = GuestPath(parent) } }, null, null, cancellationToken);
+            var listing = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.FilesList, Files = new FilesRequest { Path = GuestPath(parent) } }, null, null, cancellationToken).ConfigureAwait(false);
             var entry = listing.Listing?.Entries.FirstOrDefault(e => e.Path == path);
             if (entry is { Type: "symlink", LinkTarget: { Length: > 0 } target })
             {
@@ -365,13 +372,14 @@ internal sealed partial class WorkspaceManager
     private static async Task WriteSymlinkAsync(Connection connection, string path, string target, CancellationToken cancellationToken)
     {
         using var tar = new MemoryStream();
-        await using (var writer = new TarWriter(tar, TarEntryFormat.Pax, leaveOpen: true))
+        var writer = new TarWriter(tar, TarEntryFormat.Pax, leaveOpen: true);
+        await using (writer.ConfigureAwait(false))
         {
-            await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.SymbolicLink, path) { LinkName = target, Mode = (UnixFileMode)0x1FF }, cancellationToken);
+            await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.SymbolicLink, path) { LinkName = target, Mode = (UnixFileMode)0x1FF }, cancellationToken).ConfigureAwait(false);
         }
 
         tar.Position = 0;
-        var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarIn, Tar = new TarRequest { Path = GuestRoot } }, null, tar, cancellationToken);
+        var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarIn, Tar = new TarRequest { Path = GuestRoot } }, null, tar, cancellationToken).ConfigureAwait(false);
         if (response.Tar?.Skipped is { Count: > 0 } skipped)
         {
             throw new GuestOperationException("symlink_refused", $"the guest refused to make {path} a symlink: {GuestAgentClient.Sanitize(skipped[0].Reason, 100)}");
@@ -384,7 +392,8 @@ internal sealed partial class WorkspaceManager
     {
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
         var baselinePath = Path.Combine(Store.WorkspaceDir(record.Id), BaselineFile);
-        await using var connection = await ConnectAsync(record, cancellationToken);
+        var connection = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
         using var current = new MemoryStream();
         await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarOut, Tar = new TarRequest { Path = GuestRoot } },
             async data =>
@@ -394,16 +403,17 @@ internal sealed partial class WorkspaceManager
                     throw new GuestOperationException("diff_too_large", $"/workspace holds more than {TreeReader.MaxBytes >> 20} MiB; diff a smaller tree with export instead");
                 }
 
-                await current.WriteAsync(data, cancellationToken);
-            }, null, cancellationToken);
+                await current.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+            }, null, cancellationToken).ConfigureAwait(false);
         current.Position = 0;
         Dictionary<string, TreeEntry> before;
-        await using (var baseline = File.OpenRead(baselinePath))
+        var baseline = File.OpenRead(baselinePath);
+        await using (baseline.ConfigureAwait(false))
         {
-            before = await TreeReader.ReadAsync(baseline, cancellationToken);
+            before = await TreeReader.ReadAsync(baseline, cancellationToken).ConfigureAwait(false);
         }
 
-        var after = await TreeReader.ReadAsync(current, cancellationToken);
+        var after = await TreeReader.ReadAsync(current, cancellationToken).ConfigureAwait(false);
         return TreeDiff.Compare(record.Id, before, after);
     }
 
@@ -439,12 +449,13 @@ internal sealed partial class WorkspaceManager
             throw SnapshotBytesExceeded(record.Id, used);
         }
 
-        await using var connection = await ConnectAsync(record, cancellationToken);
+        var connection = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
         var file = Path.Combine(snapshotsDir, name + ".tar");
         TarSummary summary;
         try
         {
-            summary = await SaveTreeAsync(connection, file, Math.Min(MaxTreeBytes, room), cancellationToken);
+            summary = await SaveTreeAsync(connection, file, Math.Min(MaxTreeBytes, room), cancellationToken).ConfigureAwait(false);
         }
         catch (GuestOperationException ex) when (ex.Code == "tree_too_large" && room < MaxTreeBytes)
         {
@@ -503,12 +514,12 @@ internal sealed partial class WorkspaceManager
             {
                 try
                 {
-                    await HostTarBuilder.WriteDirectoryAsync(source, pipe.Writer.AsStream(leaveOpen: true), cancellationToken);
-                    await pipe.Writer.CompleteAsync();
+                    await HostTarBuilder.WriteDirectoryAsync(source, pipe.Writer.AsStream(leaveOpen: true), cancellationToken).ConfigureAwait(false);
+                    await pipe.Writer.CompleteAsync().ConfigureAwait(false);
                 }
                 catch (Exception ex)
                 {
-                    await pipe.Writer.CompleteAsync(ex);
+                    await pipe.Writer.CompleteAsync(ex).ConfigureAwait(false);
                 }
             }, CancellationToken.None);
             tar = pipe.Reader.AsStream();
@@ -525,10 +536,10 @@ internal sealed partial class WorkspaceManager
             }
         }
 
-        await using (tar)
+        await using (tar.ConfigureAwait(false))
         {
-            var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarIn, Tar = new TarRequest { Path = guestDestination, Clean = clean } }, null, tar, cancellationToken);
-            await writer;
+            var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarIn, Tar = new TarRequest { Path = guestDestination, Clean = clean } }, null, tar, cancellationToken).ConfigureAwait(false);
+            await writer.ConfigureAwait(false);
             return response.Tar ?? new TarSummary();
         }
     }
@@ -541,7 +552,8 @@ internal sealed partial class WorkspaceManager
         try
         {
             TarSummary summary;
-            await using (var output = new FileStream(temp, FileMode.Create, FileAccess.Write))
+            var output = new FileStream(temp, FileMode.Create, FileAccess.Write);
+            await using (output.ConfigureAwait(false))
             {
                 var response = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarOut, Tar = new TarRequest { Path = GuestRoot } },
                     async data =>
@@ -552,9 +564,9 @@ internal sealed partial class WorkspaceManager
                             throw new GuestOperationException("tree_too_large", $"/workspace packs to more than {maxBytes} bytes");
                         }
 
-                        await output.WriteAsync(data, cancellationToken);
-                    }, null, cancellationToken);
-                await output.FlushAsync(cancellationToken);
+                        await output.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+                    }, null, cancellationToken).ConfigureAwait(false);
+                await output.FlushAsync(cancellationToken).ConfigureAwait(false);
                 output.Flush(flushToDisk: true);
                 summary = response.Tar ?? new TarSummary();
             }

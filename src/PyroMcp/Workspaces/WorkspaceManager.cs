@@ -127,7 +127,8 @@ internal sealed partial class WorkspaceManager
         var cwd = GuestPath(request.Cwd ?? GuestRoot);
         var started = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
-        await using var connection = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
+        var connection = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
+        await using var connectionScope = connection.ConfigureAwait(false);
         var output = await Execution.ExecPipeline.ExecuteAsync(connection.Agent, plan, cwd, options.MaxOutputBytes, cancellationToken).ConfigureAwait(false);
         var durationMs = clock.ElapsedMilliseconds;
         var sequence = Store.AppendCommand(record.Id, plan.CommandText, cwd, output.Exit.ExitCode, durationMs, started);

@@ -210,7 +210,7 @@ internal sealed class WorkspaceSupervisor
             Socket socket;
             try
             {
-                socket = await listener.AcceptAsync();
+                socket = await listener.AcceptAsync().ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
             {
@@ -277,7 +277,7 @@ internal sealed class ClientSession : IAsyncDisposable
                 var request = ProtocolJsonContext.Decode<AgentRequest>(frame.Payload);
                 if (request.Op is WorkspaceSupervisor.StopOp or WorkspaceSupervisor.PingOp)
                 {
-                    await _connection.SendAsync(new Frame(frame.StreamId, FrameType.Result, ProtocolJsonContext.Encode(new AgentResponse())), cancellationToken);
+                    await _connection.SendAsync(new Frame(frame.StreamId, FrameType.Result, ProtocolJsonContext.Encode(new AgentResponse())), cancellationToken).ConfigureAwait(false);
                     if (request.Op == WorkspaceSupervisor.StopOp)
                     {
                         _stop(WorkspaceSupervisor.StoppedOnRequest);
@@ -299,7 +299,7 @@ internal sealed class ClientSession : IAsyncDisposable
                 {
                     try
                     {
-                        await target.Writer.WriteAsync(frame, cancellationToken);
+                        await target.Writer.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
                     }
                     catch (ChannelClosedException)
                     {
@@ -319,7 +319,7 @@ internal sealed class ClientSession : IAsyncDisposable
         stall.CancelAfter(StallTimeout);
         try
         {
-            await _connection.SendAsync(frame, stall.Token);
+            await _connection.SendAsync(frame, stall.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
@@ -339,7 +339,7 @@ internal sealed class ClientSession : IAsyncDisposable
         try
         {
             await _agent.RelayAsync(request, frame.Payload, upstream.Reader,
-                (reply, token) => ToClientAsync(reply with { StreamId = frame.StreamId }, token), _gone.Token);
+                (reply, token) => ToClientAsync(reply with { StreamId = frame.StreamId }, token), _gone.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is PyroException or IOException or OperationCanceledException)
         {
@@ -348,7 +348,7 @@ internal sealed class ClientSession : IAsyncDisposable
                 try
                 {
                     var error = new AgentError(ex is PyroException p ? p.Code : "relay_failed", ex.Message);
-                    await ToClientAsync(new Frame(frame.StreamId, FrameType.Error, ProtocolJsonContext.Encode(error)), _gone.Token);
+                    await ToClientAsync(new Frame(frame.StreamId, FrameType.Error, ProtocolJsonContext.Encode(error)), _gone.Token).ConfigureAwait(false);
                 }
                 catch (Exception late) when (late is IOException or OperationCanceledException)
                 {
@@ -365,6 +365,6 @@ internal sealed class ClientSession : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _gone.Cancel();
-        await _connection.DisposeAsync();
+        await _connection.DisposeAsync().ConfigureAwait(false);
     }
 }
