@@ -361,7 +361,7 @@ public sealed class WorkspaceTests : GuestTest
         // A reset whose boot cannot succeed: the workspace is marked failed with the step, not left half-way unannounced.
         var reset = await PyroCli.RunAsync(["workspace", "reset", id], new Dictionary<string, string> { ["PYRO_BOOT_TIMEOUT_SECONDS"] = "1" });
         Assert.Equal(1, reset.ExitCode);
-        Assert.Contains("reset failed while booting the VM", reset.Stderr);
+        Assert.Contains("reset failed while booting its VM", reset.Stderr);
         var failed = (await Ok("workspace", "status", id, "--json")).Json;
         Assert.Equal("failed", failed.GetProperty("state").GetString());
         Assert.Contains("reset it again, or delete it", failed.GetProperty("state_reason").GetString());
