@@ -25,7 +25,7 @@ log=$(mktemp)
 status=0
 dotnet test pyro.slnx -c Release --no-build -nologo --logger "console;verbosity=normal" 2>&1 | tee "$log" || status=$?
 # One closing line in the plain 'N passed, N failed' form, summed over the test projects.
-count() { { grep -oE "$1: +[0-9]+" "$log" || true; } | awk '{ s += $2 } END { print s + 0 }'; }
+count() { { grep -aoE "$1: +[0-9]+" "$log" || true; } | awk '{ s += $2 } END { print s + 0 }'; }
 passed=$(count Passed); failed=$(count Failed); skipped=$(count Skipped)
 rm -f "$log"
 if [[ -s artifacts/test-figures.txt ]]; then
