@@ -23,6 +23,7 @@ internal sealed partial class WorkspaceManager
     private readonly PyroOptions options;
     private readonly EnvironmentStore environments;
     private WorkspaceStore? _store;
+    private SupervisorLauncher? _supervisors;
     private WorkspaceLifecycle? _lifecycle;
 
     internal WorkspaceManager(PyroOptions options, EnvironmentStore environments)
@@ -33,7 +34,7 @@ internal sealed partial class WorkspaceManager
 
     internal WorkspaceStore Store => _store ??= new WorkspaceStore(options.StateDir);
 
-    internal SupervisorLauncher Supervisors => new(options, Store);
+    internal SupervisorLauncher Supervisors => _supervisors ??= new(options, Store);
 
     internal WorkspaceLifecycle Lifecycle => _lifecycle ??= new WorkspaceLifecycle(options, environments, Store, Supervisors);
 
@@ -70,7 +71,8 @@ internal sealed partial class WorkspaceManager
             }
         }
 
-        Lifecycle.SweepOrphans(Store.List().Select(r => r.Id).ToHashSet(StringComparer.Ordinal));
+        // The rows that exist now are the ones just read and repaired; SweepOrphans checks each stray again under its lock.
+        Lifecycle.SweepOrphans(records.Select(r => r.Id).ToHashSet(StringComparer.Ordinal));
         var matching = records.Where(r => labels is null || labels.All(l => r.Labels.TryGetValue(l.Key, out var v) && v == l.Value)).ToList();
         var kept = CappedList<WorkspaceRecord>.Take(matching, options.MaxListEntries);
         return new CappedList<WorkspaceInfo>(kept.Select(ToInfo).ToList(), kept.TotalCount);
