@@ -167,6 +167,39 @@ internal sealed class AgentServer : IAsyncDisposable
             KernelRelease = ReadOrEmpty("/proc/sys/kernel/osrelease").Trim(),
             OsPrettyName = ReadOsPrettyName(),
             ClockError = clockError,
+            Network = ReadNetwork(),
+        };
+    }
+
+    /// <summary>
+    /// The lease the initramfs recorded (src/PyroMcp/Runtime/init.sh writes /run/pyro/network as
+    /// key=value lines); null when the guest was booted without a network device.
+    /// </summary>
+    private static GuestNetworkReply? ReadNetwork()
+    {
+        const string path = "/run/pyro/network";
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var line in File.ReadAllText(path).Split('\n'))
+        {
+            var eq = line.IndexOf('=', StringComparison.Ordinal);
+            if (eq > 0)
+            {
+                values[line[..eq].Trim()] = line[(eq + 1)..].Trim().Trim('"');
+            }
+        }
+
+        return new GuestNetworkReply
+        {
+            Address = values.GetValueOrDefault("address"),
+            PrefixLength = int.TryParse(values.GetValueOrDefault("prefix"), out var prefix) ? prefix : 0,
+            Gateway = values.GetValueOrDefault("gateway") is { Length: > 0 } gateway ? gateway : null,
+            Dns = values.GetValueOrDefault("dns")?.Split(' ', StringSplitOptions.RemoveEmptyEntries),
+            Error = values.GetValueOrDefault("error"),
         };
     }
 

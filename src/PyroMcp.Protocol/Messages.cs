@@ -79,6 +79,23 @@ public sealed record HelloReply
     public string? OsPrettyName { get; init; }
     /// <summary>Why the clock could not be set, when it could not.</summary>
     public string? ClockError { get; init; }
+    /// <summary>The network the guest was given at boot (DHCP from passt), or null when it has no network device.</summary>
+    public GuestNetworkReply? Network { get; init; }
+}
+
+/// <summary>What the guest's init recorded of its DHCP lease. Claims of a guest: the host checks every field.</summary>
+public sealed record GuestNetworkReply
+{
+    /// <summary>IPv4 address of eth0.</summary>
+    public string? Address { get; init; }
+    /// <summary>Prefix length of the address.</summary>
+    public int PrefixLength { get; init; }
+    /// <summary>Default gateway.</summary>
+    public string? Gateway { get; init; }
+    /// <summary>Name servers, as the lease gave them.</summary>
+    public IReadOnlyList<string>? Dns { get; init; }
+    /// <summary>Why the guest has no address, when it has none.</summary>
+    public string? Error { get; init; }
 }
 
 /// <summary>One command to run in the guest. Exactly one of <see cref="Argv"/> and <see cref="Shell"/> is set.</summary>
