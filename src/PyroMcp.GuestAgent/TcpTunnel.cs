@@ -34,6 +34,10 @@ internal sealed class TcpTunnel(FrameConnection connection, uint streamId, Opera
             throw new AgentFailure("connection_refused",
                 $"nothing accepted a connection on 127.0.0.1:{request.Port} in the guest ({ex.SocketErrorCode}); start the server there, listening on 127.0.0.1 or 0.0.0.0");
         }
+        catch (OperationCanceledException)
+        {
+            throw new AgentFailure("cancelled", "the host closed the connection before it was made");
+        }
 
         socket.NoDelay = true;
         // Either direction failing (a reset, a cancel) ends both; a direction that merely ends

@@ -37,6 +37,9 @@ internal sealed class PortForwarder : IAsyncDisposable
     /// <summary>What is published, with the host port the kernel gave when none was asked for.</summary>
     internal PublishedPort Published { get; }
 
+    /// <summary>The address the listener is bound to, as the kernel reports it.</summary>
+    internal IPEndPoint ListenerEndPoint { get; private init; } = new(IPAddress.None, 0);
+
     /// <summary>Connections being carried now.</summary>
     internal int ActiveConnections
     {
@@ -70,9 +73,12 @@ internal sealed class PortForwarder : IAsyncDisposable
         var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            // Off as asked; Linux never lets a second socket bind a port another one listens on
-            // either way, and the forwarder resets (not closes) what it cuts, leaving no TIME_WAIT.
-            listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, false);
+            // On Linux SO_REUSEADDR only lets a listener bind over connections in TIME_WAIT (left by
+            // any connection whose guest side closed first); it never lets a second socket bind a
+            // port one is listening on, so nothing can take over a published port. Without it,
+            // publishing the port again (after unpublish, stop/start) fails for a minute.
+            // SO_REUSEPORT, which would share the port, stays off.
+            listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
             listener.Bind(new IPEndPoint(IPAddress.Loopback, hostPort ?? 0));
             listener.Listen(MaxConnections);
         }
@@ -89,8 +95,8 @@ internal sealed class PortForwarder : IAsyncDisposable
                 $"cannot listen on 127.0.0.1:{hostPort ?? 0} ({ex.SocketErrorCode}: {ex.Message}); the network namespace pyro runs in needs its loopback up (ip link set lo up)", ex);
         }
 
-        var port = ((IPEndPoint)listener.LocalEndPoint!).Port;
-        var forwarder = new PortForwarder(agent, listener, new PublishedPort { HostPort = port, GuestPort = guestPort });
+        var bound = (IPEndPoint)listener.LocalEndPoint!;
+        var forwarder = new PortForwarder(agent, listener, new PublishedPort { HostPort = bound.Port, GuestPort = guestPort }) { ListenerEndPoint = bound };
         forwarder._accepting = Task.Run(forwarder.AcceptLoopAsync);
         return forwarder;
     }
