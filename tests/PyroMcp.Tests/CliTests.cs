@@ -98,6 +98,8 @@ public sealed class CliTests : NoGuestTest
         var caps = json.GetProperty("capabilities");
         Assert.True(caps.GetProperty("vm_boot").GetBoolean());
         Assert.True(caps.GetProperty("guest_exec").GetBoolean());
+        Assert.True(caps.GetProperty("guest_network").GetBoolean(), "passt must start here: " + json.GetProperty("networking"));
+        Assert.True(json.GetProperty("networking").GetProperty("passt_starts").GetBoolean());
         Assert.StartsWith("QEMU emulator version", json.GetProperty("qemu").GetProperty("version").GetString());
         Assert.Empty(json.GetProperty("missing_packages").EnumerateArray());
         if (!kvmWorks)
@@ -108,7 +110,8 @@ public sealed class CliTests : NoGuestTest
         var text = await PyroCli.RunAsync("doctor");
         Assert.Contains("Runtime: PASS", text.Stdout);
         Assert.Matches(@"KVM: exists=(yes|no) readable=(yes|no) writable=(yes|no) usable=(yes|no)", text.Stdout);
-        Assert.Contains("Capabilities: vm_boot=yes guest_exec=yes guest_network=no", text.Stdout);
+        Assert.Contains("Capabilities: vm_boot=yes guest_exec=yes guest_network=yes", text.Stdout);
+        Assert.Matches(@"Networking: passt=yes version=\S+ starts=yes", text.Stdout);
     }
 
     [Fact]
