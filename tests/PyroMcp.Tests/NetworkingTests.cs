@@ -209,3 +209,42 @@ public sealed class NetworkingTests : IDisposable
         NetworkPolicy = policy,
     };
 }
+
+/// <summary>Which name servers a guest gets when the host's resolver sits on loopback.</summary>
+public sealed class HostResolverTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("pyro-resolv-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string File(string name, string text)
+    {
+        var path = Path.Combine(_dir, name);
+        System.IO.File.WriteAllText(path, text);
+        return path;
+    }
+
+    [Fact]
+    public void ALoopbackResolverIsReplacedByItsUpstreamsAndARealOneIsLeftToPasst()
+    {
+        var upstream = File("upstream", "# resolved\nnameserver 192.0.2.53\nnameserver 127.0.0.1\nnameserver 2001:db8::53\nnameserver 198.51.100.53\n");
+        Assert.Empty(HostResolvers.ForPasst(File("plain", "nameserver 10.255.255.53\n"), upstream));
+        Assert.Null(HostResolvers.Problem(File("plain2", "nameserver 10.255.255.53\n"), upstream));
+
+        var stub = File("stub", "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n");
+        Assert.Equal(["192.0.2.53", "198.51.100.53"], HostResolvers.ForPasst(stub, upstream));
+        Assert.Null(HostResolvers.Problem(stub, upstream));
+
+        Assert.Empty(HostResolvers.ForPasst(stub, Path.Combine(_dir, "missing")));
+        Assert.Contains("loopback", HostResolvers.Problem(stub, Path.Combine(_dir, "missing")), StringComparison.Ordinal);
+        Assert.Contains("no name server", HostResolvers.Problem(File("empty", "# nothing\n"), Path.Combine(_dir, "missing")), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ExplicitNameServersReachPasstAsDnsOptions()
+    {
+        var args = PasstCommandLine.Build(PasstProcess.SocketName, null, ["192.0.2.53"]).ToList();
+        Assert.Equal("192.0.2.53", args[args.IndexOf("--dns") + 1]);
+        Assert.DoesNotContain("--dns", PasstCommandLine.Build(PasstProcess.SocketName, null));
+    }
+}

@@ -19,7 +19,8 @@ internal static class NetworkCheck
         {
             var passt = await PasstProcess.StartAsync(scratch, cancellationToken).ConfigureAwait(false);
             await passt.DisposeAsync().ConfigureAwait(false);
-            return new NetworkingStatus(path, version, true, "passt starts and serves its socket; guests with a network policy get egress, never the host itself (--no-map-gw)");
+            var detail = "passt starts and serves its socket; guests with a network policy get egress, never the host itself (--no-map-gw)";
+            return new NetworkingStatus(path, version, true, HostResolvers.Problem() is { } dns ? $"{detail}; but {dns}" : detail);
         }
         catch (PyroException ex)
         {

@@ -8,7 +8,7 @@ namespace PyroMcp.Networking;
 /// <summary>Builds passt's arguments. Pure, so the options that keep the guest off the host are unit-tested.</summary>
 internal static class PasstCommandLine
 {
-    internal static IReadOnlyList<string> Build(string socketPath, string? runAs)
+    internal static IReadOnlyList<string> Build(string socketPath, string? runAs, IReadOnlyList<string>? dnsServers = null)
     {
         var args = new List<string>
         {
@@ -23,6 +23,13 @@ internal static class PasstCommandLine
             "--tcp-ports", "none",
             "--udp-ports", "none",
         };
+        foreach (var server in dnsServers ?? [])
+        {
+            // Only when the host's own resolver is on loopback: see HostResolvers.
+            args.Add("--dns");
+            args.Add(server);
+        }
+
         if (runAs is not null)
         {
             // Started as root, passt binds its socket first and then drops to this user.
@@ -86,7 +93,7 @@ internal sealed partial class PasstProcess : IAsyncDisposable
         // directory survives the drop, the path to it need not be walked again. Nobody else can reach it.
         // A passt that drops loses its parent-death signal with the uid change, like QEMU: the PID
         // namespace's init keeps it tied to its owner.
-        var process = await ProcessRunner.StartTiedToOwnerAsync(passt, PasstCommandLine.Build(SocketName, dropTo), directory, ownPidNamespace: dropTo is not null).ConfigureAwait(false);
+        var process = await ProcessRunner.StartTiedToOwnerAsync(passt, PasstCommandLine.Build(SocketName, dropTo, HostResolvers.ForPasst()), directory, ownPidNamespace: dropTo is not null).ConfigureAwait(false);
         var started = new PasstProcess(process, directory);
         try
         {
