@@ -2,9 +2,26 @@ using System.Text.Json;
 
 namespace PyroMcp.GuestTests;
 
-/// <summary><c>pyro env ...</c>: catalog, pulls, cache integrity.</summary>
-public sealed class EnvironmentTests : GuestTest
+/// <summary>
+/// <c>pyro env ...</c>: catalog, pulls, cache integrity. The two tests that build or boot run in
+/// lanes, side by side, with scratch of their own.
+/// </summary>
+[TestCaseOrderer(LaneOrderer.Name, LaneOrderer.Assembly)]
+public sealed class EnvironmentTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
 {
+    public override Task InitializeAsync()
+    {
+        lanes.Begin(GetType(), Lane);
+        return base.InitializeAsync();
+    }
+
+    private static Func<Task> Lane(string key) => key switch
+    {
+        nameof(ConcurrentPullsTakeTurnsAndACorruptedImageIsRebuiltNeverBooted) => ConcurrentPullsLaneAsync,
+        nameof(TheBuildEnvironmentHasItsToolchain) => ToolchainLaneAsync,
+        _ => throw new ArgumentException($"no lane {key}", nameof(key)),
+    };
+
     [Fact]
     public async Task ListShowsTheCatalogAndWhatIsInstalled()
     {
@@ -40,10 +57,14 @@ public sealed class EnvironmentTests : GuestTest
     }
 
     [Fact]
-    public async Task TheBuildEnvironmentHasItsToolchain()
+    [Lane(-1)]
+    public Task TheBuildEnvironmentHasItsToolchain() => lanes.RunAsync(nameof(TheBuildEnvironmentHasItsToolchain), ToolchainLaneAsync);
+
+    private static async Task ToolchainLaneAsync()
     {
+        await using var scratch = new LaneScratch("toolchain");
         var result = await PyroCli.RunAsync(["run", "debian:12-build", "--", "sh", "-c", "gcc --version | head -1; make --version | head -1; python3 --version; pkg-config --version; curl --version | head -1; git --version"],
-            timeout: TimeSpan.FromMinutes(10));
+            scratch.Env, TimeSpan.FromMinutes(10));
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Matches(@"^gcc \(Debian 12\.", result.Stdout);
@@ -51,13 +72,18 @@ public sealed class EnvironmentTests : GuestTest
         Assert.Matches(@"Python 3\.11\.\d+", result.Stdout);
         Assert.Matches(@"curl 7\.\d+", result.Stdout);
         Assert.Contains("git version", result.Stdout);
+        await scratch.AssertCleanAsync();
     }
 
     [Fact]
-    public async Task ConcurrentPullsTakeTurnsAndACorruptedImageIsRebuiltNeverBooted()
+    [Lane(-1)]
+    public Task ConcurrentPullsTakeTurnsAndACorruptedImageIsRebuiltNeverBooted() => lanes.RunAsync(nameof(ConcurrentPullsTakeTurnsAndACorruptedImageIsRebuiltNeverBooted), ConcurrentPullsLaneAsync);
+
+    private static async Task ConcurrentPullsLaneAsync()
     {
+        await using var scratch = new LaneScratch("pulls");
         var cache = Directory.CreateTempSubdirectory("pyro-test-cache-").FullName;
-        var env = new Dictionary<string, string> { ["PYRO_ENVIRONMENT_CACHE_DIR"] = cache };
+        var env = new Dictionary<string, string>(scratch.Env) { ["PYRO_ENVIRONMENT_CACHE_DIR"] = cache };
         try
         {
             // Two pulls race in one empty cache: both succeed, one builds, the other waits for it.
@@ -91,6 +117,7 @@ public sealed class EnvironmentTests : GuestTest
             Assert.Matches(@"^12\.\d+", run.Stdout);
             var repaired = (await PyroCli.RunAsync(["env", "inspect", "debian:12-base", "--json"], env)).Json;
             Assert.Equal("installed", repaired.GetProperty("state").GetString());
+            await scratch.AssertCleanAsync();
         }
         finally
         {

@@ -11,14 +11,45 @@ namespace PyroMcp.GuestTests;
 /// must leave every workspace settled, with exactly the processes its state implies and no file
 /// nobody owns. CI runs this short pass; <c>scripts/fault-soak.sh</c> runs the same cycles a
 /// thousand times (PYRO_FAULT_CYCLES). Each lab has its own state directory, so listing (which
-/// repairs) never touches another test's workspaces.
+/// repairs) never touches another test's workspaces, and the labs run in two lanes at once.
 /// </summary>
-public sealed class FaultMatrixTests : GuestTest
+[TestCaseOrderer(LaneOrderer.Name, LaneOrderer.Assembly)]
+public sealed class FaultMatrixTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
 {
     private static readonly int Rounds = int.TryParse(Environment.GetEnvironmentVariable("PYRO_FAULT_ROUNDS"), CultureInfo.InvariantCulture, out var n) && n > 0 ? n : 1;
 
+    public override Task InitializeAsync()
+    {
+        lanes.Begin(GetType(), Lab);
+        return base.InitializeAsync();
+    }
+
+    // The longest lab first: the other two take turns in the second lane.
     [Fact]
-    public async Task KilledCreatesLeaveNoWorkspaceOrAWholeOne()
+    [Lane(-3)]
+    public Task KilledLifecycleCallsAreRepairedByTheNextCommand() => lanes.RunAsync(nameof(KilledLifecycleCallsAreRepairedByTheNextCommand), LifecycleLabAsync);
+
+    [Fact]
+    [Lane(-2)]
+    public Task KilledCreatesLeaveNoWorkspaceOrAWholeOne() => lanes.RunAsync(nameof(KilledCreatesLeaveNoWorkspaceOrAWholeOne), CreateLabAsync);
+
+    /// <summary>
+    /// Twenty callers at once on one workspace (start, stop, snapshot, reset): they take turns, and
+    /// what is left is one workspace in a settled state with exactly the processes it implies.
+    /// </summary>
+    [Fact]
+    [Lane(-1)]
+    public Task TwentyConcurrentLifecycleCallsLeaveOneSupervisorAndAStateThatMatches() => lanes.RunAsync(nameof(TwentyConcurrentLifecycleCallsLeaveOneSupervisorAndAStateThatMatches), RaceLabAsync);
+
+    private static Func<Task> Lab(string key) => key switch
+    {
+        nameof(KilledLifecycleCallsAreRepairedByTheNextCommand) => LifecycleLabAsync,
+        nameof(KilledCreatesLeaveNoWorkspaceOrAWholeOne) => CreateLabAsync,
+        nameof(TwentyConcurrentLifecycleCallsLeaveOneSupervisorAndAStateThatMatches) => RaceLabAsync,
+        _ => throw new ArgumentException($"no lab for {key}", nameof(key)),
+    };
+
+    private static async Task CreateLabAsync()
     {
         using var lab = new FaultLab("create");
         for (var round = 0; round < Rounds; round++)
@@ -47,8 +78,7 @@ public sealed class FaultMatrixTests : GuestTest
         Report(lab, "create");
     }
 
-    [Fact]
-    public async Task KilledLifecycleCallsAreRepairedByTheNextCommand()
+    private static async Task LifecycleLabAsync()
     {
         using var lab = new FaultLab("lifecycle");
         // A second workspace whose TTL runs out during the matrix. Its supervisor inherits the
@@ -125,12 +155,7 @@ public sealed class FaultMatrixTests : GuestTest
         Report(lab, "lifecycle");
     }
 
-    /// <summary>
-    /// Twenty callers at once on one workspace (start, stop, snapshot, reset): they take turns, and
-    /// what is left is one workspace in a settled state with exactly the processes it implies.
-    /// </summary>
-    [Fact]
-    public async Task TwentyConcurrentLifecycleCallsLeaveOneSupervisorAndAStateThatMatches()
+    private static async Task RaceLabAsync()
     {
         using var lab = new FaultLab("race");
         var id = await lab.CreateAsync("busy");

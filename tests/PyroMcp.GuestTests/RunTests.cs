@@ -3,13 +3,79 @@ using System.Text.Json;
 
 namespace PyroMcp.GuestTests;
 
-/// <summary><c>pyro run</c> against real guests.</summary>
-public sealed class RunTests : GuestTest
+/// <summary>
+/// <c>pyro run</c> against real guests. Each one-shot run boots its own VM with scratch of its
+/// own, so they run in two lanes; the tests that need the shared scratch (signals, the SDK, boot
+/// failures) come after them.
+/// </summary>
+[TestCaseOrderer(LaneOrderer.Name, LaneOrderer.Assembly)]
+public sealed class RunTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
 {
-    [Fact]
-    public async Task GitVersionRunsInTheGuestWithPhasesOnStderr()
+    public override Task InitializeAsync()
     {
-        var result = await PyroCli.RunAsync("run", "debian:12", "--", "git", "--version");
+        lanes.Begin(GetType(), Lane);
+        return base.InitializeAsync();
+    }
+
+    [Fact]
+    [Lane(-1)]
+    public Task GitVersionRunsInTheGuestWithPhasesOnStderr() => lanes.RunAsync(nameof(GitVersionRunsInTheGuestWithPhasesOnStderr), GitVersionRunsInTheGuestWithPhasesOnStderrLane);
+
+    [Fact]
+    [Lane(-1)]
+    public Task TheCommandRunsInTheGuestKernelNotOnTheHost() => lanes.RunAsync(nameof(TheCommandRunsInTheGuestKernelNotOnTheHost), TheCommandRunsInTheGuestKernelNotOnTheHostLane);
+
+    [Fact]
+    [Lane(-1)]
+    public Task ExitCodeAndStreamsAreTheGuestCommands() => lanes.RunAsync(nameof(ExitCodeAndStreamsAreTheGuestCommands), ExitCodeAndStreamsAreTheGuestCommandsLane);
+
+    [Fact]
+    [Lane(-1)]
+    public Task AMissingProgramExits127LikeAShell() => lanes.RunAsync(nameof(AMissingProgramExits127LikeAShell), AMissingProgramExits127LikeAShellLane);
+
+    [Fact]
+    [Lane(-1)]
+    public Task OneQuotedStringRunsThroughTheShellWithEnvAndCwd() => lanes.RunAsync(nameof(OneQuotedStringRunsThroughTheShellWithEnvAndCwd), OneQuotedStringRunsThroughTheShellWithEnvAndCwdLane);
+
+    [Fact]
+    [Lane(-1)]
+    public Task OutputOverTheCapIsCutAndFlagged() => lanes.RunAsync(nameof(OutputOverTheCapIsCutAndFlagged), OutputOverTheCapIsCutAndFlaggedLane);
+
+    [Fact]
+    [Lane(-1)]
+    public Task ATimeoutKillsTheWholeProcessGroup() => lanes.RunAsync(nameof(ATimeoutKillsTheWholeProcessGroup), ATimeoutKillsTheWholeProcessGroupLane);
+
+    [Fact]
+    [Lane(-1)]
+    public Task OrphansAreReapedAndTheClockIsTheHosts() => lanes.RunAsync(nameof(OrphansAreReapedAndTheClockIsTheHosts), OrphansAreReapedAndTheClockIsTheHostsLane);
+
+    [Fact]
+    [Lane(-1)]
+    public Task JsonPrintsOneStructuredResult() => lanes.RunAsync(nameof(JsonPrintsOneStructuredResult), JsonPrintsOneStructuredResultLane);
+
+    [Fact]
+    [Lane(-1)]
+    public Task DemoPrintsTheLifecycleAsJson() => lanes.RunAsync(nameof(DemoPrintsTheLifecycleAsJson), DemoPrintsTheLifecycleAsJsonLane);
+
+    private static Func<Task> Lane(string key) => key switch
+    {
+        nameof(GitVersionRunsInTheGuestWithPhasesOnStderr) => GitVersionRunsInTheGuestWithPhasesOnStderrLane,
+        nameof(TheCommandRunsInTheGuestKernelNotOnTheHost) => TheCommandRunsInTheGuestKernelNotOnTheHostLane,
+        nameof(ExitCodeAndStreamsAreTheGuestCommands) => ExitCodeAndStreamsAreTheGuestCommandsLane,
+        nameof(AMissingProgramExits127LikeAShell) => AMissingProgramExits127LikeAShellLane,
+        nameof(OneQuotedStringRunsThroughTheShellWithEnvAndCwd) => OneQuotedStringRunsThroughTheShellWithEnvAndCwdLane,
+        nameof(OutputOverTheCapIsCutAndFlagged) => OutputOverTheCapIsCutAndFlaggedLane,
+        nameof(ATimeoutKillsTheWholeProcessGroup) => ATimeoutKillsTheWholeProcessGroupLane,
+        nameof(OrphansAreReapedAndTheClockIsTheHosts) => OrphansAreReapedAndTheClockIsTheHostsLane,
+        nameof(JsonPrintsOneStructuredResult) => JsonPrintsOneStructuredResultLane,
+        nameof(DemoPrintsTheLifecycleAsJson) => DemoPrintsTheLifecycleAsJsonLane,
+        _ => throw new ArgumentException($"no lane {key}", nameof(key)),
+    };
+
+    private static async Task GitVersionRunsInTheGuestWithPhasesOnStderrLane()
+    {
+        await using var scratch = new LaneScratch("run");
+        var result = await PyroCli.RunAsync(["run", "debian:12", "--", "git", "--version"], scratch.Env);
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Matches(@"^git version \d+\.\d+", result.Stdout);
@@ -18,12 +84,13 @@ public sealed class RunTests : GuestTest
         Assert.Matches(@"\[run\] phase=start vm_id=[0-9a-f]{12}", result.Stderr);
         Assert.Matches(@"\[run\] phase=execute vm_id=[0-9a-f]{12}", result.Stderr);
         Assert.Matches(@"\[run\] environment=debian:12 execution_mode=guest_virtio_serial exit_code=0 duration_ms=\d+", result.Stderr);
+        await scratch.AssertCleanAsync();
     }
 
-    [Fact]
-    public async Task TheCommandRunsInTheGuestKernelNotOnTheHost()
+    private static async Task TheCommandRunsInTheGuestKernelNotOnTheHostLane()
     {
-        var result = await PyroCli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "uname -r; cat /proc/cmdline; grep PRETTY_NAME /etc/os-release; hostname");
+        await using var scratch = new LaneScratch("run");
+        var result = await PyroCli.RunAsync(["run", "debian:12", "--json", "--", "sh", "-c", "uname -r; cat /proc/cmdline; grep PRETTY_NAME /etc/os-release; hostname"], scratch.Env);
 
         Assert.True(result.ExitCode == 0, result.ToString());
         var stdout = result.Json.GetProperty("stdout").GetString()!;
@@ -37,43 +104,47 @@ public sealed class RunTests : GuestTest
         Assert.DoesNotContain("pyro.hostname", File.ReadAllText("/proc/cmdline"));
         Assert.Equal("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"", lines[2]);
         Assert.Equal("pyro-" + result.Json.GetProperty("vm_id").GetString(), lines[3]);
+        await scratch.AssertCleanAsync();
     }
 
-    [Fact]
-    public async Task ExitCodeAndStreamsAreTheGuestCommands()
+    private static async Task ExitCodeAndStreamsAreTheGuestCommandsLane()
     {
-        var result = await PyroCli.RunAsync("run", "debian:12", "--", "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7");
+        await using var scratch = new LaneScratch("run");
+        var result = await PyroCli.RunAsync(["run", "debian:12", "--", "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7"], scratch.Env);
 
         Assert.Equal(7, result.ExitCode);
         Assert.Equal("to-stdout\n", result.Stdout);
         Assert.Contains("to-stderr\n", result.Stderr);
         Assert.DoesNotContain("to-stderr", result.Stdout);
         Assert.Contains("exit_code=7", result.Stderr);
+        await scratch.AssertCleanAsync();
     }
 
-    [Fact]
-    public async Task AMissingProgramExits127LikeAShell()
+    private static async Task AMissingProgramExits127LikeAShellLane()
     {
-        var result = await PyroCli.RunAsync("run", "debian:12", "--", "no-such-program", "--flag");
+        await using var scratch = new LaneScratch("run");
+        var result = await PyroCli.RunAsync(["run", "debian:12", "--", "no-such-program", "--flag"], scratch.Env);
 
         Assert.Equal(127, result.ExitCode);
         Assert.Contains("no-such-program: command not found", result.Stderr);
+        await scratch.AssertCleanAsync();
     }
 
-    [Fact]
-    public async Task OneQuotedStringRunsThroughTheShellWithEnvAndCwd()
+    private static async Task OneQuotedStringRunsThroughTheShellWithEnvAndCwdLane()
     {
-        var result = await PyroCli.RunAsync("run", "debian:12", "--env", "GREETING=hello there", "--cwd", "/etc", "--", "echo \"$GREETING\" from $(pwd) | tr a-z A-Z");
+        await using var scratch = new LaneScratch("run");
+        var result = await PyroCli.RunAsync(["run", "debian:12", "--env", "GREETING=hello there", "--cwd", "/etc", "--", "echo \"$GREETING\" from $(pwd) | tr a-z A-Z"], scratch.Env);
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Equal("HELLO THERE FROM /ETC\n", result.Stdout);
+        await scratch.AssertCleanAsync();
     }
 
-    [Fact]
-    public async Task OutputOverTheCapIsCutAndFlagged()
+    private static async Task OutputOverTheCapIsCutAndFlaggedLane()
     {
+        await using var scratch = new LaneScratch("run");
         // 3 MiB on stdout against a 1 MiB cap; stderr stays small and whole.
-        var result = await PyroCli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "head -c 3145728 /dev/zero | tr '\\0' x; echo done >&2");
+        var result = await PyroCli.RunAsync(["run", "debian:12", "--json", "--", "sh", "-c", "head -c 3145728 /dev/zero | tr '\\0' x; echo done >&2"], scratch.Env);
 
         Assert.True(result.ExitCode == 0, result.ToString()[..Math.Min(2000, result.ToString().Length)]);
         var json = result.Json;
@@ -82,29 +153,31 @@ public sealed class RunTests : GuestTest
         Assert.False(json.GetProperty("stderr_truncated").GetBoolean());
         Assert.Equal("done\n", json.GetProperty("stderr").GetString());
         Assert.Contains("[run] warning=stdout_truncated", result.Stderr);
+        await scratch.AssertCleanAsync();
     }
 
-    [Fact]
-    public async Task ATimeoutKillsTheWholeProcessGroup()
+    private static async Task ATimeoutKillsTheWholeProcessGroupLane()
     {
+        await using var scratch = new LaneScratch("run");
         // The backgrounded sleep keeps stdout open: the run can only end at the timeout if the
         // kill reaches the whole group, not just the shell.
-        var result = await PyroCli.RunAsync("run", "debian:12", "--timeout-seconds", "2", "--json", "--", "sh", "-c", "sleep 300 & echo started; sleep 300");
+        var result = await PyroCli.RunAsync(["run", "debian:12", "--timeout-seconds", "2", "--json", "--", "sh", "-c", "sleep 300 & echo started; sleep 300"], scratch.Env);
 
         Assert.Equal(124, result.ExitCode);
         var json = result.Json;
         Assert.True(json.GetProperty("timed_out").GetBoolean());
         Assert.Equal("SIGKILL", json.GetProperty("signal").GetString());
         Assert.Equal("started\n", json.GetProperty("stdout").GetString());
+        await scratch.AssertCleanAsync();
     }
 
-    [Fact]
-    public async Task OrphansAreReapedAndTheClockIsTheHosts()
+    private static async Task OrphansAreReapedAndTheClockIsTheHostsLane()
     {
+        await using var scratch = new LaneScratch("run");
         // The subshell exits at once, so its background child is orphaned; when that child
         // exits, only PID 1 (tini) can reap it. Any zombie left would show in /proc.
         var script = "(sleep 0.3 &); sleep 2; grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l; date +%s; cat /proc/1/comm";
-        var result = await PyroCli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", script);
+        var result = await PyroCli.RunAsync(["run", "debian:12", "--json", "--", "sh", "-c", script], scratch.Env);
 
         Assert.True(result.ExitCode == 0, result.ToString());
         var lines = result.Json.GetProperty("stdout").GetString()!.Split('\n');
@@ -113,12 +186,13 @@ public sealed class RunTests : GuestTest
         var hostNow = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         Assert.InRange(guestNow, hostNow - 60, hostNow);
         Assert.Equal("tini", lines[2]);
+        await scratch.AssertCleanAsync();
     }
 
-    [Fact]
-    public async Task JsonPrintsOneStructuredResult()
+    private static async Task JsonPrintsOneStructuredResultLane()
     {
-        var result = await PyroCli.RunAsync("run", "debian:12", "--json", "--", "sh", "-c", "printf out; printf err >&2; exit 3");
+        await using var scratch = new LaneScratch("run");
+        var result = await PyroCli.RunAsync(["run", "debian:12", "--json", "--", "sh", "-c", "printf out; printf err >&2; exit 3"], scratch.Env);
 
         Assert.Equal(3, result.ExitCode);
         var json = result.Json;
@@ -129,6 +203,7 @@ public sealed class RunTests : GuestTest
         Assert.Equal("err", json.GetProperty("stderr").GetString());
         Assert.True(json.GetProperty("cleanup").GetProperty("deleted").GetBoolean());
         Assert.Equal(json.GetProperty("vm_id").GetString(), json.GetProperty("cleanup").GetProperty("vm_id").GetString());
+        await scratch.AssertCleanAsync();
     }
 
     [Theory]
@@ -180,10 +255,10 @@ public sealed class RunTests : GuestTest
         Assert.Contains("error code: boot_timeout", result.Stderr);
     }
 
-    [Fact]
-    public async Task DemoPrintsTheLifecycleAsJson()
+    private static async Task DemoPrintsTheLifecycleAsJsonLane()
     {
-        var result = await PyroCli.RunAsync("demo");
+        await using var scratch = new LaneScratch("run");
+        var result = await PyroCli.RunAsync(["demo"], scratch.Env);
 
         Assert.True(result.ExitCode == 0, result.ToString());
         var json = result.Json;
@@ -193,6 +268,7 @@ public sealed class RunTests : GuestTest
         Assert.StartsWith("git version ", json.GetProperty("stdout").GetString());
         Assert.True(json.GetProperty("cleanup").GetProperty("deleted").GetBoolean());
         Assert.Equal("post_exec_cleanup", json.GetProperty("cleanup").GetProperty("reason").GetString());
+        await scratch.AssertCleanAsync();
     }
 
     [Fact]

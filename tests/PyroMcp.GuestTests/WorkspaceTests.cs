@@ -7,8 +7,15 @@ using System.Text.Json;
 namespace PyroMcp.GuestTests;
 
 /// <summary><c>pyro workspace ...</c> against real guests: every command, its failures, concurrency, faults.</summary>
-public sealed class WorkspaceTests : GuestTest
+[TestCaseOrderer(LaneOrderer.Name, LaneOrderer.Assembly)]
+public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
 {
+    public override Task InitializeAsync()
+    {
+        lanes.Begin(GetType(), key => key == nameof(ExpiredWorkspacesAreReapedBySupervisorOrByReap) ? ExpiryLaneAsync : throw new ArgumentException($"no lane {key}", nameof(key)));
+        return base.InitializeAsync();
+    }
+
     private async Task<string> CreateAsync(params string[] extra)
     {
         var id = await CreateWorkspaceAsync(extra);
@@ -230,30 +237,66 @@ public sealed class WorkspaceTests : GuestTest
         Assert.Equal([1, 2], sequences);
     }
 
+    /// <summary>
+    /// Mostly waiting for TTLs to run out, so it runs in a lane beside the class's other tests,
+    /// with scratch of its own (reap is global to a state directory).
+    /// </summary>
     [Fact]
-    public async Task ExpiredWorkspacesAreReapedBySupervisorOrByReap()
+    [Lane(1)]
+    public Task ExpiredWorkspacesAreReapedBySupervisorOrByReap() => lanes.RunAsync(nameof(ExpiredWorkspacesAreReapedBySupervisorOrByReap), ExpiryLaneAsync);
+
+    private static async Task ExpiryLaneAsync()
     {
-        // Each TTL must outlast its own create on a slow CI machine: a TTL that runs out while the
-        // VM boots deletes the workspace under its create (seen in CI with 10 s), and an orphan's
-        // TTL that ran out before the kill below would be enforced by its live supervisor.
-        var bySupervisor = await CreateAsync("--ttl-seconds", "30");
-        var orphan = await CreateAsync("--ttl-seconds", "45");
-        var orphanPid = (await Ok("workspace", "status", orphan, "--json")).Json.GetProperty("supervisor_pid").GetInt32();
-        Assert.Equal(0, Kill(orphanPid, 9));
+        await using var scratch = new LaneScratch("expiry");
+        var env = scratch.Env;
+        var toDelete = new List<string>();
+        async Task<string> CreateAsync(string ttl)
+        {
+            var created = await PyroCli.RunAsync(["workspace", "create", "debian:12", "--id-only", "--ttl-seconds", ttl], env, TimeSpan.FromMinutes(5));
+            Assert.True(created.ExitCode == 0, created.ToString());
+            var id = created.Stdout.Trim();
+            Assert.Matches("^[0-9a-f]{12}$", id);
+            toDelete.Add(id);
+            return id;
+        }
 
-        await WaitUntilAsync(async () => (await PyroCli.RunAsync("workspace", "status", bySupervisor)).ExitCode == 2, TimeSpan.FromSeconds(90));
-        Forget(bySupervisor);
-        var orphanStatus = (await Ok("workspace", "status", orphan, "--json")).Json;
-        Assert.Equal("crashed", orphanStatus.GetProperty("state").GetString());
-        // Nobody is left to enforce the orphan's TTL: once it has passed, only reap removes it.
-        var expires = orphanStatus.GetProperty("expires_at").GetDateTimeOffset();
-        await WaitUntilAsync(() => DateTimeOffset.UtcNow > expires.AddSeconds(1), TimeSpan.FromSeconds(90));
-        Assert.Equal("crashed", (await Ok("workspace", "status", orphan, "--json")).Json.GetProperty("state").GetString());
+        Task<ProcessResult> Ok(params string[] args) => PyroCli.OkAsync(env, args);
 
-        var reaped = (await Ok("workspace", "reap", "--json")).Json.EnumerateArray().Select(e => e.GetString()).ToList();
-        Assert.Equal([orphan], reaped);
-        Forget(orphan);
-        Assert.Equal(2, (await PyroCli.RunAsync("workspace", "status", orphan)).ExitCode);
+        try
+        {
+            // Each TTL must outlast its own create on a slow CI machine, with the class's other
+            // tests booting beside it: a TTL that runs out while the VM boots deletes the workspace
+            // under its create (seen in CI with 10 s), and an orphan's TTL that ran out before the
+            // kill below would be enforced by its live supervisor. The lane hides the wait.
+            var bySupervisor = await CreateAsync("60");
+            var orphan = await CreateAsync("90");
+            var orphanPid = (await Ok("workspace", "status", orphan, "--json")).Json.GetProperty("supervisor_pid").GetInt32();
+            Assert.Equal(0, Kill(orphanPid, 9));
+
+            await WaitUntilAsync(async () => (await PyroCli.RunAsync(["workspace", "status", bySupervisor], env)).ExitCode == 2, TimeSpan.FromSeconds(150));
+            toDelete.Remove(bySupervisor);
+            var orphanStatus = (await Ok("workspace", "status", orphan, "--json")).Json;
+            Assert.Equal("crashed", orphanStatus.GetProperty("state").GetString());
+            // Nobody is left to enforce the orphan's TTL: once it has passed, only reap removes it.
+            var expires = orphanStatus.GetProperty("expires_at").GetDateTimeOffset();
+            await WaitUntilAsync(() => DateTimeOffset.UtcNow > expires.AddSeconds(1), TimeSpan.FromSeconds(150));
+            Assert.Equal("crashed", (await Ok("workspace", "status", orphan, "--json")).Json.GetProperty("state").GetString());
+
+            var reaped = (await Ok("workspace", "reap", "--json")).Json.EnumerateArray().Select(e => e.GetString()).ToList();
+            Assert.Equal([orphan], reaped);
+            toDelete.Remove(orphan);
+            Assert.Equal(2, (await PyroCli.RunAsync(["workspace", "status", orphan], env)).ExitCode);
+        }
+        finally
+        {
+            // Cleanup, not a check: what a failed run left.
+            foreach (var id in toDelete)
+            {
+                await PyroCli.RunAsync(["workspace", "delete", id], env);
+            }
+        }
+
+        await scratch.AssertCleanAsync();
     }
 
     [Fact]
@@ -343,21 +386,22 @@ public sealed class WorkspaceTests : GuestTest
         Assert.Equal("hello from the seed\n", (await Ok("workspace", "exec", id, "--", "cat", "note.txt")).Stdout);
     }
 
-    [Theory]
-    [InlineData("read", "../etc/passwd")]
-    [InlineData("read", "/etc/passwd")]
-    [InlineData("write", "/etc/pyro-was-here")]
-    [InlineData("write", "../root/pyro-was-here")]
-    public async Task PathsOutsideTheWorkspaceAreRefused(string verb, string path)
+    [Fact]
+    public async Task PathsOutsideTheWorkspaceAreRefused()
     {
+        // One guest for every path: a refused call changes nothing, so the cases cannot see each other.
         var id = await CreateAsync();
-        var args = verb == "read" ? new[] { "workspace", "file", "read", id, path } : ["workspace", "file", "write", id, path, "--text", "x"];
+        foreach (var (verb, path) in new[] { ("read", "../etc/passwd"), ("read", "/etc/passwd"), ("write", "/etc/pyro-was-here"), ("write", "../root/pyro-was-here") })
+        {
+            var args = verb == "read" ? new[] { "workspace", "file", "read", id, path } : ["workspace", "file", "write", id, path, "--text", "x"];
 
-        var result = await PyroCli.RunAsync(args);
+            var result = await PyroCli.RunAsync(args);
 
-        Assert.NotEqual(0, result.ExitCode);
-        Assert.Matches("path_escapes_workspace|outside_workspace", result.Stderr);
-        Assert.Equal(1, (await PyroCli.RunAsync("workspace", "exec", id, "--", "test", "-e", "/etc/pyro-was-here")).ExitCode);
+            Assert.True(result.ExitCode != 0, $"{verb} {path} was not refused:\n{result}");
+            Assert.Matches("path_escapes_workspace|outside_workspace", result.Stderr);
+            Assert.Equal(1, (await PyroCli.RunAsync("workspace", "exec", id, "--", "test", "-e", "/etc/pyro-was-here")).ExitCode);
+            Assert.Equal(1, (await PyroCli.RunAsync("workspace", "exec", id, "--", "test", "-e", "/root/pyro-was-here")).ExitCode);
+        }
     }
 
     private static int QemuOf(string id)
