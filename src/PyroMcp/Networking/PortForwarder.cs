@@ -181,9 +181,11 @@ internal sealed class PortForwarder : IAsyncDisposable
             await _agent.TcpConnectAsync(Published.GuestPort, input, (chunk, token) => ToClientAsync(client, chunk, token), _closing.Token).ConfigureAwait(false);
             clean = true;
         }
-        catch (Exception ex) when (ex is PyroException or OperationCanceledException or SocketException or IOException or ObjectDisposedException)
+        catch (Exception)
         {
-            // This connection is over; the listener and the other connections carry on.
+            // Whatever ended it (the guest refused or garbled it, the client reset, the channel
+            // broke, the forwarder closed), only this connection is over: the listener and the
+            // other connections carry on, and nothing escapes this task.
             Interlocked.Increment(ref _failed);
         }
         finally

@@ -22,6 +22,8 @@ fi
 /bin/busybox mount -t tmpfs -o mode=0755,size=64m tmpfs /newroot/run || fail "cannot mount /run"
 /bin/busybox mkdir -p /newroot/run/pyro
 /bin/busybox cp /pyro/pyro-agent /pyro/tini /bin/busybox /newroot/run/pyro/ || fail "cannot stage the agent"
+# The loopback comes up down; published ports reach guest services on 127.0.0.1.
+/bin/busybox ip link set lo up || fail "cannot bring up the loopback"
 hostname=$(/bin/busybox sed -n 's/.*pyro.hostname=\([^ ]*\).*/\1/p' /proc/cmdline)
 [ -n "$hostname" ] && /bin/busybox hostname "$hostname"
 /bin/busybox mount --move /dev /newroot/dev
