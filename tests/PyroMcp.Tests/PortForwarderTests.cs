@@ -460,7 +460,7 @@ public sealed class PortForwarderTests : IAsyncLifetime
         Assert.Equal("3 bytes then closed", outcomes[Behaviour.StrayFrames]);
         Assert.False(agent.Closed.IsCompleted);
         Assert.InRange(agent.BufferedBytesHighWater, 1, agent.StreamBufferBytes + FrameCodec.HeaderLength + 64 * 1024);
-        Assert.True(guest.FloodSent > agent.StreamBufferBytes, $"the flood sent only {guest.FloodSent} bytes");
+        Assert.True(guest.FloodSent >= agent.StreamBufferBytes, $"the flood sent only {guest.FloodSent} bytes, less than the cap it should have hit");
         Figures.Record("published port hostile guest",
             $"garbage result: {outcomes[Behaviour.GarbageResult]}; garbage error: {outcomes[Behaviour.GarbageError]}; stderr and other streams' frames: {outcomes[Behaviour.StrayFrames]}; " +
             $"{guest.FloodSent >> 20} MiB flood past the window to a client reading nothing: {outcomes[Behaviour.Flood]}, host held at most {agent.BufferedBytesHighWater >> 10} KiB (cap {agent.StreamBufferBytes >> 20} MiB); " +
