@@ -40,7 +40,7 @@ public sealed class FrameCodecTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(9)]
+    [InlineData(10)]
     [InlineData(255)]
     public void UnknownFrameTypesAreRejected(byte type)
     {

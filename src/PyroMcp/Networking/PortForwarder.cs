@@ -16,6 +16,11 @@ internal sealed class PortForwarder : IAsyncDisposable
     /// <summary>Connections carried at once per published port.</summary>
     internal const int MaxConnections = 64;
 
+    // Linux socket option numbers (asm-generic/socket.h).
+    internal const int SolSocket = 1;
+    internal const int SoReuseAddr = 2;
+    internal const int SoReusePort = 15;
+
     private readonly GuestAgentClient _agent;
     private readonly Socket _listener;
     private readonly CancellationTokenSource _closing = new();
@@ -39,6 +44,9 @@ internal sealed class PortForwarder : IAsyncDisposable
 
     /// <summary>The address the listener is bound to, as the kernel reports it.</summary>
     internal IPEndPoint ListenerEndPoint { get; private init; } = new(IPAddress.None, 0);
+
+    /// <summary>SO_REUSEADDR and SO_REUSEPORT of the listener as the kernel reports them (tests check the second is 0).</summary>
+    internal (int ReuseAddress, int ReusePort) ReuseOptions => (RawOption(SoReuseAddr), RawOption(SoReusePort));
 
     /// <summary>Connections being carried now.</summary>
     internal int ActiveConnections
@@ -73,12 +81,13 @@ internal sealed class PortForwarder : IAsyncDisposable
         var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            // On Linux SO_REUSEADDR only lets a listener bind over connections in TIME_WAIT (left by
-            // any connection whose guest side closed first); it never lets a second socket bind a
-            // port one is listening on, so nothing can take over a published port. Without it,
-            // publishing the port again (after unpublish, stop/start) fails for a minute.
-            // SO_REUSEPORT, which would share the port, stays off.
-            listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            // SO_REUSEADDR alone, set raw: .NET's ReuseAddress option also sets SO_REUSEPORT on
+            // Linux, which would let another socket of the same user bind the port beside ours and
+            // take a share of its connections. SO_REUSEADDR alone never lets a second socket bind a
+            // port one is listening on; it only lets a listener bind over connections in TIME_WAIT
+            // (left by every connection whose guest side closed first), without which publishing
+            // the port again (after unpublish, stop and start) would fail for a minute.
+            listener.SetRawSocketOption(SolSocket, SoReuseAddr, BitConverter.GetBytes(1));
             listener.Bind(new IPEndPoint(IPAddress.Loopback, hostPort ?? 0));
             listener.Listen(MaxConnections);
         }
@@ -99,6 +108,13 @@ internal sealed class PortForwarder : IAsyncDisposable
         var forwarder = new PortForwarder(agent, listener, new PublishedPort { HostPort = bound.Port, GuestPort = guestPort }) { ListenerEndPoint = bound };
         forwarder._accepting = Task.Run(forwarder.AcceptLoopAsync);
         return forwarder;
+    }
+
+    private int RawOption(int name)
+    {
+        var value = new byte[sizeof(int)];
+        _listener.GetRawSocketOption(SolSocket, name, value);
+        return BitConverter.ToInt32(value);
     }
 
     private async Task AcceptLoopAsync()
@@ -165,9 +181,11 @@ internal sealed class PortForwarder : IAsyncDisposable
             await _agent.TcpConnectAsync(Published.GuestPort, input, (chunk, token) => ToClientAsync(client, chunk, token), _closing.Token).ConfigureAwait(false);
             clean = true;
         }
-        catch (Exception ex) when (ex is PyroException or OperationCanceledException or SocketException or IOException or ObjectDisposedException)
+        catch (Exception)
         {
-            // This connection is over; the listener and the other connections carry on.
+            // Whatever ended it (the guest refused or garbled it, the client reset, the channel
+            // broke, the forwarder closed), only this connection is over: the listener and the
+            // other connections carry on, and nothing escapes this task.
             Interlocked.Increment(ref _failed);
         }
         finally

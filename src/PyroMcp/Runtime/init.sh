@@ -23,7 +23,7 @@ fi
 /bin/busybox mkdir -p /newroot/run/pyro
 /bin/busybox cp /pyro/pyro-agent /pyro/tini /bin/busybox /newroot/run/pyro/ || fail "cannot stage the agent"
 # Services bound to 127.0.0.1 and published ports (tunnelled to the guest's loopback) need lo.
-/bin/busybox ip link set lo up
+/bin/busybox ip link set lo up || fail "cannot bring up the loopback"
 if /bin/busybox grep -q 'pyro.net=dhcp' /proc/cmdline; then
   # eth0 is the user-mode network of passt on the host. The lease mirrors the host's address and
   # gateway; what it gave is recorded for the agent (hello) and becomes /etc/resolv.conf.
