@@ -90,7 +90,7 @@ public sealed class NetworkTests(NetworkWallsTally tally) : GuestTest, IClassFix
         Assert.Equal("lo", Line(off, "net"));
         Assert.Equal("failed", Line(off, "download"));
         Assert.Equal(0, http.Requests(Blob));
-        walls.Check("off", off, tally);
+        walls.Check("off", off, tally, egress: false);
 
         // 2. pyro run --network: the blob by address and by name, the name from the lab resolver.
         var run = await RunAsync(["--network"], $"""
@@ -106,7 +106,7 @@ public sealed class NetworkTests(NetworkWallsTally tally) : GuestTest, IClassFix
         Assert.Equal(sha, Line(run, "byname"));
         Assert.Equal(2, http.Requests(Blob));
         Assert.True(dns.QueriesFor("files.pyro.test") >= 2, "the guest's names did not come from the lab resolver: " + string.Join(", ", dns.Queries));
-        walls.Check("egress", run, tally);
+        walls.Check("egress", run, tally, egress: true);
 
         // 3. A VM made over MCP with network=true, inside the lab: vm_network_info tells the
         // guest's address, gateway and resolver as passt handed them out.
@@ -144,7 +144,7 @@ public sealed class NetworkTests(NetworkWallsTally tally) : GuestTest, IClassFix
             """);
         Assert.Equal(sha, Line(egress, "sha"));
         Assert.Equal(3, http.Requests(Blob));
-        walls.Check("egress", egress, tally);
+        walls.Check("egress", egress, tally, egress: true);
 
         var deleted = await CallOkAsync(mcp, "vm_delete", new() { ["vm_id"] = vm });
         Assert.True(deleted.GetProperty("deleted").GetBoolean());
@@ -179,7 +179,7 @@ public sealed class NetworkTests(NetworkWallsTally tally) : GuestTest, IClassFix
             {walls.Script}
             """);
         Assert.Equal("started", Line(first, "httpd"));
-        walls.Check("egress+published-ports", first, tally);
+        walls.Check("egress+published-ports", first, tally, egress: true);
 
         var published = (await Lab.PyroOkAsync(["workspace", "publish", id, "8080", "--json"])).Json;
         Assert.Equal("127.0.0.1", published.GetProperty("host_address").GetString());
@@ -366,7 +366,7 @@ public sealed class NetworkTests(NetworkWallsTally tally) : GuestTest, IClassFix
         Assert.True(await Lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, loopback.Port)), "the host cannot reach its own 127.0.0.1 listener");
         Assert.True(await Lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Parse(Lab.ClientAddress), any.Port)), "the host cannot reach its own 0.0.0.0 listener");
         await WaitForAcceptsAsync(loopback, any);
-        return new Walls(Lab, loopback, any);
+        return new Walls(Lab, loopback, any, Lab.StartTestHostServer());
     }
 
     private static async Task WaitForAcceptsAsync(LocalServer loopback, LocalServer any)
@@ -379,10 +379,11 @@ public sealed class NetworkTests(NetworkWallsTally tally) : GuestTest, IClassFix
         }
     }
 
-    private sealed class Walls(NetLab lab, LocalServer loopback, LocalServer any)
+    private sealed class Walls(NetLab lab, LocalServer loopback, LocalServer any, LocalServer control)
     {
         private int _loopbackSeen = loopback.Accepted;
         private int _anySeen = any.Accepted;
+        private int _controlSeen;
 
         /// <summary>Every address a guest could take for its host, with both host ports.</summary>
         internal IReadOnlyList<string> Targets { get; } =
@@ -391,13 +392,23 @@ public sealed class NetworkTests(NetworkWallsTally tally) : GuestTest, IClassFix
                 .SelectMany(a => new[] { $"{a} {loopback.Port}", $"{a} {any.Port}" }),
         ];
 
-        /// <summary>Shell lines that probe every target at once and print "reached T" or "blocked T" each.</summary>
-        internal string Script => string.Join('\n', Targets.Select(t =>
-            $"( if timeout 10 /run/pyro/busybox nc -w 4 {t} </dev/null >/dev/null 2>&1; then echo 'probe: reached {t}'; else echo 'probe: blocked {t}'; fi ) &")) + "\nwait";
+        /// <summary>
+        /// Shell lines that probe every target at once and print "reached T" or "blocked T" each,
+        /// and the same probe of a lab server that a guest with egress must reach (so a broken
+        /// probe cannot pass for a wall).
+        /// </summary>
+        internal string Script => string.Join('\n', Targets.Select(t => Probe("probe", t)).Append(Probe("control", $"{lab.HostAddress} {control.Port}"))) + "\nwait";
+
+        private static string Probe(string key, string target)
+            => $"( if timeout 10 /run/pyro/busybox nc -w 4 {target} </dev/null >/dev/null 2>&1; then echo '{key}: reached {target}'; else echo '{key}: blocked {target}'; fi ) &";
 
         /// <summary>Counts this policy's probes, and fails if the host's listeners accepted any or the guest says it connected.</summary>
-        internal void Check(string policy, string stdout, NetworkWallsTally tally)
+        internal void Check(string policy, string stdout, NetworkWallsTally tally, bool egress)
         {
+            var controlSeen = control.Accepted;
+            Assert.Equal(egress ? "reached" : "blocked", Line(stdout, "control").Split(' ')[0]);
+            Assert.True(egress == (controlSeen > _controlSeen), $"under {policy} the lab's control server accepted {controlSeen - _controlSeen} connections");
+            _controlSeen = controlSeen;
             var lines = stdout.Split('\n').Where(l => l.StartsWith("probe: ", StringComparison.Ordinal)).ToList();
             Assert.True(lines.Count == Targets.Count, $"{Targets.Count} probes were to run under {policy}; the guest printed:\n{stdout}");
             var (loopbackNow, anyNow) = (loopback.Accepted, any.Accepted);

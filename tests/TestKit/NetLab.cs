@@ -88,6 +88,10 @@ internal sealed partial class NetLab : IAsyncDisposable
     internal LocalServer StartClientServer(IPAddress address, int port = 0)
         => Track(new LocalServer(NetNamespace.Listen(Client, address, port)));
 
+    /// <summary>A listener in the test host on <see cref="HostAddress"/>:<paramref name="port"/> that answers one line and counts connections: a target a guest with egress must reach.</summary>
+    internal LocalServer StartTestHostServer(int port = 0)
+        => Track(new LocalServer(NetNamespace.Listen(TestHost, IPAddress.Parse(HostAddress), port)));
+
     /// <summary>Whether a TCP connection from the client namespace to <paramref name="target"/> is accepted within <paramref name="deadline"/> (default 3 s).</summary>
     internal Task<bool> CanConnectFromClientAsync(IPEndPoint target, TimeSpan? deadline = null)
         => NetNamespace.CanConnectAsync(Client, target, deadline ?? TimeSpan.FromSeconds(3));
