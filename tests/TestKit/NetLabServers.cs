@@ -15,6 +15,7 @@ namespace PyroMcp.TestKit;
 internal sealed class HttpServer : IAsyncDisposable
 {
     private const int MaxHeader = 16 * 1024;
+    private const int MaxPaths = 10_000;
     private readonly Socket _listener;
     private readonly ConcurrentDictionary<string, byte[]> _files = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int> _hits = new(StringComparer.Ordinal);
@@ -97,7 +98,9 @@ internal sealed class HttpServer : IAsyncDisposable
             var method = requestLine[0];
             var target = requestLine[1];
             var path = target.Split('?')[0];
-            _hits.AddOrUpdate(path, 1, (_, n) => n + 1);
+
+            // A guest can ask for endless distinct paths: past the cap they share one counter.
+            _hits.AddOrUpdate(_hits.Count < MaxPaths || _hits.ContainsKey(path) ? path : "*", 1, (_, n) => n + 1);
             if (method is not ("GET" or "HEAD"))
             {
                 await SendAsync(client, 405, "Method Not Allowed", [], true, limit.Token);
@@ -168,6 +171,7 @@ internal sealed class HttpServer : IAsyncDisposable
 internal sealed class DnsServer : IAsyncDisposable
 {
     private const ushort TypeA = 1;
+    private const int MaxLog = 100_000;
     private readonly Socket _socket;
     private readonly string _suffix;
     private readonly IPAddress _answer;
@@ -183,7 +187,7 @@ internal sealed class DnsServer : IAsyncDisposable
         _loop = Task.Run(ServeAsync);
     }
 
-    /// <summary>Every question so far, as "TYPE name" (TYPE is the number, 1 = A, 28 = AAAA).</summary>
+    /// <summary>Every question so far (the first 100,000), as "TYPE name" (TYPE is the number, 1 = A, 28 = AAAA).</summary>
     internal IReadOnlyList<string> Queries => [.. _log];
 
     /// <summary>How many questions of any type named <paramref name="name"/>.</summary>
@@ -264,7 +268,10 @@ internal sealed class DnsServer : IAsyncDisposable
         var type = BinaryPrimitives.ReadUInt16BigEndian(query[at..]);
         var questionEnd = at + 4;
         var name = string.Join('.', labels);
-        _log.Enqueue($"{type} {name}");
+        if (_log.Count < MaxLog)
+        {
+            _log.Enqueue($"{type} {name}");
+        }
 
         var ours = name == _suffix || name.EndsWith("." + _suffix, StringComparison.Ordinal);
         var answer = ours && type == TypeA;
@@ -303,6 +310,7 @@ internal sealed class LocalServer : IAsyncDisposable
     private readonly ConcurrentQueue<string> _peers = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
+    private int _accepted;
 
     internal LocalServer(Socket listener)
     {
@@ -316,9 +324,9 @@ internal sealed class LocalServer : IAsyncDisposable
     internal int Port => EndPoint.Port;
 
     /// <summary>How many connections were ever accepted.</summary>
-    internal int Accepted => _peers.Count;
+    internal int Accepted => Volatile.Read(ref _accepted);
 
-    /// <summary>The remote end of every accepted connection.</summary>
+    /// <summary>The remote end of every accepted connection (the first thousand).</summary>
     internal IReadOnlyList<string> Peers => [.. _peers];
 
     private async Task AcceptLoopAsync()
@@ -338,7 +346,12 @@ internal sealed class LocalServer : IAsyncDisposable
 
             using (client)
             {
-                _peers.Enqueue(client.RemoteEndPoint?.ToString() ?? "?");
+                Interlocked.Increment(ref _accepted);
+                if (_peers.Count < 1000)
+                {
+                    _peers.Enqueue(client.RemoteEndPoint?.ToString() ?? "?");
+                }
+
                 try
                 {
                     await client.SendAsync(banner, SocketFlags.None, _stop.Token);
