@@ -38,6 +38,9 @@ internal static class DoctorCommand
             Console.WriteLine($"Guest agent: {report.AgentPath} ({(report.AgentPresent ? "present" : "missing")})");
             Console.WriteLine($"Environment cache: {report.EnvironmentCacheDir}");
             Console.WriteLine($"Runtime cache: {report.RuntimeCacheDir}");
+            var net = report.Networking;
+            Console.WriteLine($"Networking: passt={Yes(net.PasstPath is not null)}{(net.PasstVersion is null ? "" : $" version={net.PasstVersion}")} starts={Yes(net.PasstStarts)}");
+            Console.WriteLine($"  {net.Detail}");
             Console.WriteLine($"Capabilities: vm_boot={Yes(report.Capabilities.VmBoot)} guest_exec={Yes(report.Capabilities.GuestExec)} guest_network={Yes(report.Capabilities.GuestNetwork)}");
             if (report.MissingPackages.Count == 0)
             {

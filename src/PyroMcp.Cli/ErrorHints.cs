@@ -21,6 +21,13 @@ internal static class ErrorHints
                 ? $"put the command after --, e.g. pyro workspace exec {w} -- git status"
                 : "put the command after --, e.g. pyro run debian:12 -- git --version",
             "invalid_vcpu_count" => "--vcpu-count takes 1 to 32",
+            "network_policy_invalid" => "--network-policy takes off, egress or egress+published-ports",
+            "network_failed" => "'pyro doctor' checks passt; without --network (or with --network-policy off) the guest needs none",
+            "port_invalid" => $"publish takes GUEST_PORT or HOST_PORT:GUEST_PORT, e.g. pyro workspace publish {w} 8080 (host ports 1024-65535)",
+            "port_in_use" => $"pick another host port, or give only the guest port: pyro workspace publish {w} GUEST_PORT",
+            "publish_not_allowed" => "create the workspace with --network-policy egress+published-ports",
+            "port_not_published" => $"'pyro workspace status {w}' lists the published ports",
+            "port_limit" => $"'pyro workspace unpublish {w} HOST_PORT' frees one",
             "invalid_mem_mib" => "--mem-mib takes 128 to 65536",
             "invalid_timeout" => "--timeout-seconds takes 1 to 86400",
             "invalid_ttl" => "--ttl-seconds takes 10 to 604800",

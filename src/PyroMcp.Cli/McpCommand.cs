@@ -3,7 +3,7 @@ using PyroMcp.Server;
 
 namespace PyroMcp.Cli;
 
-/// <summary><c>pyro mcp serve [--profile P] [--allow-path DIR]... [--allow-host-compat]</c>: the MCP server on stdin/stdout.</summary>
+/// <summary><c>pyro mcp serve [--profile P] [--allow-path DIR]... [--allow-host-compat] [--max-network-policy P]</c>: the MCP server on stdin/stdout.</summary>
 internal static class McpCommand
 {
     internal static Command Build()
@@ -22,7 +22,12 @@ internal static class McpCommand
         {
             Description = "Let tool calls ask for host compatibility mode: when this host cannot boot any guest, vm_run runs the command on the host WITHOUT isolation. Off by default.",
         };
-        var serve = new Command("serve", "Serve MCP over stdio for a chat host (Claude Code, Codex, OpenCode...). stdout carries only the protocol; diagnostics go to stderr.") { profile, allowPath, allowHostCompat };
+        var maxNetwork = new Option<string>("--max-network-policy")
+        {
+            Description = "The most network a tool call may give a guest: off, egress or egress+published-ports (default). No policy lets a guest reach the host itself.",
+            DefaultValueFactory = _ => "egress+published-ports",
+        };
+        var serve = new Command("serve", "Serve MCP over stdio for a chat host (Claude Code, Codex, OpenCode...). stdout carries only the protocol; diagnostics go to stderr.") { profile, allowPath, allowHostCompat, maxNetwork };
         serve.SetAction(async (parse, _) =>
         {
             var chosen = parse.GetValue(profile)!;
@@ -41,7 +46,17 @@ internal static class McpCommand
                 return Output.Fail(false, "invalid_allow_path", ex.Message + ": give an existing directory to --allow-path", CliApp.ExitUsage);
             }
 
-            var policy = new McpServerPolicy { AllowHostCompat = parse.GetValue(allowHostCompat), AllowedPaths = paths };
+            NetworkPolicy ceiling;
+            try
+            {
+                ceiling = NetworkPolicyNames.Parse(parse.GetValue(maxNetwork));
+            }
+            catch (PyroInputException ex)
+            {
+                return Output.Fail(false, ex.Code, ex.Message + ": give --max-network-policy one of them", CliApp.ExitUsage);
+            }
+
+            var policy = new McpServerPolicy { AllowHostCompat = parse.GetValue(allowHostCompat), AllowedPaths = paths, MaxNetworkPolicy = ceiling };
             try
             {
                 await PyroMcpServer.RunStdioAsync(chosen, null, policy, CliApp.Interrupted);

@@ -24,9 +24,10 @@ internal static class RunCommand
         var env = new Option<string[]>("--env") { Description = "Set a variable for the command: --env KEY=VALUE (repeatable).", AllowMultipleArgumentsPerToken = false };
         var cwd = new Option<string?>("--cwd") { Description = "Working directory in the guest (default /)." };
         var hostCompat = new Option<bool>("--allow-host-compat") { Description = "If no guest can boot, run on the host WITHOUT isolation. Off by default: pyro fails closed." };
+        var network = new Option<bool>("--network") { Description = "Give the guest outbound network (passt; DNS through the host's resolver). Off by default: no network device. The guest never reaches the host itself." };
         var run = new Command("run", "Run one command inside a fresh microVM, then delete the VM.")
         {
-            environment, command, vcpu, mem, timeout, env, cwd, hostCompat, Accel, Output.Json,
+            environment, command, vcpu, mem, timeout, env, cwd, network, hostCompat, Accel, Output.Json,
         };
         run.SetAction((parse, _) =>
         {
@@ -43,6 +44,7 @@ internal static class RunCommand
                     Env = ParseEnv(parse.GetValue(env)),
                     Cwd = parse.GetValue(cwd),
                     AllowHostCompat = parse.GetValue(hostCompat),
+                    Network = parse.GetValue(network),
                     Accelerator = parse.GetValue(Accel) is { } a ? PyroOptions.ParseAccelerator(a) : null,
                     Progress = Output.StderrProgress,
                     OnStdout = json ? null : Forward(Console.OpenStandardOutput()),

@@ -41,8 +41,13 @@ internal static class WorkspaceCommands
         var ttl = new Option<int>("--ttl-seconds") { Description = "Lifetime; the workspace is deleted when it runs out (10-604800).", DefaultValueFactory = _ => 3600 };
         var vcpu = new Option<int>("--vcpu-count") { Description = "Virtual CPUs (1-32).", DefaultValueFactory = _ => 1 };
         var mem = new Option<int>("--mem-mib") { Description = "Guest memory in MiB (128-65536).", DefaultValueFactory = _ => 1024 };
+        var network = new Option<string>("--network-policy")
+        {
+            Description = "The guest's network: off (no network device), egress (outbound; DNS through the host's resolver) or egress+published-ports (also lets 'workspace publish' expose guest ports on the host's 127.0.0.1). Kept across stop, start and reset.",
+            DefaultValueFactory = _ => "off",
+        };
         var idOnly = new Option<bool>("--id-only") { Description = "Print only the new workspace's id." };
-        var create = new Command("create", "Create a workspace and boot its VM.") { environment, seed, name, label, ttl, vcpu, mem, idOnly, Output.Json };
+        var create = new Command("create", "Create a workspace and boot its VM.") { environment, seed, name, label, ttl, vcpu, mem, network, idOnly, Output.Json };
         create.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var info = await new Pyro().CreateWorkspaceAsync(new WorkspaceCreateRequest
@@ -54,6 +59,7 @@ internal static class WorkspaceCommands
                 TtlSeconds = parse.GetValue(ttl),
                 VcpuCount = parse.GetValue(vcpu),
                 MemMib = parse.GetValue(mem),
+                NetworkPolicy = NetworkPolicyNames.Parse(parse.GetValue(network)),
                 Progress = Output.StderrProgress,
             }, CliApp.Interrupted);
             if (parse.GetValue(idOnly))
@@ -496,6 +502,21 @@ internal static class WorkspaceCommands
 
         Console.WriteLine($"Workspace path: {info.WorkspacePath}");
         Console.WriteLine($"Resources: {info.VcpuCount} vCPU, {info.MemMib} MiB{(info.Accelerator is { } accelerator ? $", {Output.Word(accelerator)}" : "")}");
+        Console.WriteLine($"Network policy: {info.NetworkPolicy.ToName()}");
+        if (info.Network is { } guestNetwork)
+        {
+            Console.WriteLine($"Guest network: {guestNetwork}");
+        }
+        else if (info.NetworkError is { } networkError)
+        {
+            Console.WriteLine($"Guest network: none ({networkError})");
+        }
+
+        if (info.NetworkPolicy.AllowsPublishing() || info.PublishedPorts.Count > 0)
+        {
+            Console.WriteLine($"Published ports: {(info.PublishedPorts.Count == 0 ? "none" : string.Join(", ", info.PublishedPorts))}");
+        }
+
         Console.WriteLine($"Commands: {info.CommandCount}  Resets: {info.ResetCount}");
         Console.WriteLine($"Created: {info.CreatedAt.ToString("u", CultureInfo.InvariantCulture)}  Expires: {info.ExpiresAt.ToString("u", CultureInfo.InvariantCulture)}");
         if (info.Labels.Count > 0)

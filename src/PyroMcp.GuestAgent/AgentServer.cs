@@ -59,7 +59,10 @@ internal sealed class AgentServer : IAsyncDisposable
             case FrameType.Cancel when _operations.TryGetValue(frame.StreamId, out var target):
                 target.Cancel.Cancel();
                 return ValueTask.CompletedTask;
-            case FrameType.Stdin or FrameType.StdinEnd or FrameType.Cancel:
+            case FrameType.Ack when _operations.TryGetValue(frame.StreamId, out var target):
+                target.Window.Grant(frame.Payload.Length == sizeof(uint) ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(frame.Payload.Span) : 0);
+                return ValueTask.CompletedTask;
+            case FrameType.Stdin or FrameType.StdinEnd or FrameType.Cancel or FrameType.Ack:
                 // The operation finished while the frame was in flight.
                 return ValueTask.CompletedTask;
             default:
@@ -87,6 +90,7 @@ internal sealed class AgentServer : IAsyncDisposable
                 AgentOps.TarOut => new AgentResponse { Tar = await Tar(streamId, operation).PackAsync(TarBody(request)) },
                 AgentOps.TarIn => new AgentResponse { Tar = await Tar(streamId, operation).ExtractAsync(TarBody(request)) },
                 AgentOps.Sync => Sync(),
+                AgentOps.TcpConnect => new AgentResponse { Tcp = await new TcpTunnel(_connection, streamId, operation).RunAsync(request.Tcp ?? throw new AgentFailure("bad_request", "tcp.connect needs a tcp body")) },
                 _ => throw new AgentFailure("unknown_op", $"unknown operation '{request.Op}'"),
             };
             var payload = ProtocolJsonContext.Encode(response);
@@ -167,6 +171,39 @@ internal sealed class AgentServer : IAsyncDisposable
             KernelRelease = ReadOrEmpty("/proc/sys/kernel/osrelease").Trim(),
             OsPrettyName = ReadOsPrettyName(),
             ClockError = clockError,
+            Network = ReadNetwork(),
+        };
+    }
+
+    /// <summary>
+    /// The lease the initramfs recorded (src/PyroMcp/Runtime/init.sh writes /run/pyro/network as
+    /// key=value lines); null when the guest was booted without a network device.
+    /// </summary>
+    private static GuestNetworkReply? ReadNetwork()
+    {
+        const string path = "/run/pyro/network";
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var line in File.ReadAllText(path).Split('\n'))
+        {
+            var eq = line.IndexOf('=', StringComparison.Ordinal);
+            if (eq > 0)
+            {
+                values[line[..eq].Trim()] = line[(eq + 1)..].Trim().Trim('"');
+            }
+        }
+
+        return new GuestNetworkReply
+        {
+            Address = values.GetValueOrDefault("address"),
+            PrefixLength = int.TryParse(values.GetValueOrDefault("prefix"), out var prefix) ? prefix : 0,
+            Gateway = values.GetValueOrDefault("gateway") is { Length: > 0 } gateway ? gateway : null,
+            Dns = values.GetValueOrDefault("dns")?.Split(' ', StringSplitOptions.RemoveEmptyEntries),
+            Error = values.GetValueOrDefault("error"),
         };
     }
 
@@ -193,6 +230,7 @@ internal sealed class Operation
 {
     internal Channel<ReadOnlyMemory<byte>> Stdin { get; } = Channel.CreateBounded<ReadOnlyMemory<byte>>(16);
     internal CancellationTokenSource Cancel { get; } = new();
+    internal SendWindow Window { get; } = new(TcpConnectRequest.WindowBytes);
 }
 
 /// <summary>A request that failed in a way the host should be told about by code.</summary>

@@ -19,6 +19,13 @@ public enum FrameType : byte
     Error = 7,
     /// <summary>Host to guest: stop the operation of this stream.</summary>
     Cancel = 8,
+    /// <summary>
+    /// Host to guest: the host has passed on this many more bytes of the stream's Stdout frames,
+    /// headers included (payload: u32 big-endian). Only tcp.connect streams wait for it: they keep
+    /// at most <see cref="TcpConnectRequest.WindowBytes"/> unacknowledged, so a TCP client that
+    /// stops reading stops the guest's sender instead of filling the host.
+    /// </summary>
+    Ack = 9,
 }
 
 /// <summary>One unit on the channel: a header of 9 bytes (payload length, stream id, type) and the payload.</summary>

@@ -50,7 +50,7 @@ public static class FrameCodec
             throw new ProtocolViolationException($"peer announced a frame of {length} bytes; the limit is {MaxPayloadLength}");
         }
 
-        if (type is < (byte)FrameType.Request or > (byte)FrameType.Cancel)
+        if (type is < (byte)FrameType.Request or > (byte)FrameType.Ack)
         {
             throw new ProtocolViolationException($"peer sent unknown frame type {type}");
         }

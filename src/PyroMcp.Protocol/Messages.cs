@@ -26,6 +26,15 @@ public static class AgentOps
     public const string TarIn = "tar.in";
     /// <summary>Flushes guest file systems to disk (sync).</summary>
     public const string Sync = "sync";
+    /// <summary>
+    /// Opens a TCP connection to 127.0.0.1:<see cref="TcpConnectRequest.Port"/> in the guest and
+    /// copies bytes both ways: Stdin frames go to the guest socket and StdinEnd shuts down its
+    /// sending side; the guest socket's bytes come back as Stdout frames, and an empty Stdout frame
+    /// says the guest side finished sending. The Result (a <see cref="TcpSummary"/>) follows once
+    /// both directions are done; an Error ends it early (<c>connection_refused</c> when nothing
+    /// listens, <c>connection_reset</c>). Cancel closes the socket.
+    /// </summary>
+    public const string TcpConnect = "tcp.connect";
 }
 
 /// <summary>The JSON payload of a <see cref="FrameType.Request"/> frame.</summary>
@@ -41,6 +50,8 @@ public sealed record AgentRequest
     public FilesRequest? Files { get; init; }
     /// <summary>Set for <see cref="AgentOps.TarOut"/> and <see cref="AgentOps.TarIn"/>.</summary>
     public TarRequest? Tar { get; init; }
+    /// <summary>Set when <see cref="Op"/> is <see cref="AgentOps.TcpConnect"/>.</summary>
+    public TcpConnectRequest? Tcp { get; init; }
 }
 
 /// <summary>The JSON payload of a <see cref="FrameType.Result"/> frame.</summary>
@@ -56,6 +67,8 @@ public sealed record AgentResponse
     public FileEntry? File { get; init; }
     /// <summary>Reply to <see cref="AgentOps.TarOut"/> and <see cref="AgentOps.TarIn"/>.</summary>
     public TarSummary? Tar { get; init; }
+    /// <summary>Reply to <see cref="AgentOps.TcpConnect"/>.</summary>
+    public TcpSummary? Tcp { get; init; }
 }
 
 /// <summary>The JSON payload of an <see cref="FrameType.Error"/> frame.</summary>
@@ -79,6 +92,23 @@ public sealed record HelloReply
     public string? OsPrettyName { get; init; }
     /// <summary>Why the clock could not be set, when it could not.</summary>
     public string? ClockError { get; init; }
+    /// <summary>The network the guest was given at boot (DHCP from passt), or null when it has no network device.</summary>
+    public GuestNetworkReply? Network { get; init; }
+}
+
+/// <summary>What the guest's init recorded of its DHCP lease. Claims of a guest: the host checks every field.</summary>
+public sealed record GuestNetworkReply
+{
+    /// <summary>IPv4 address of eth0.</summary>
+    public string? Address { get; init; }
+    /// <summary>Prefix length of the address.</summary>
+    public int PrefixLength { get; init; }
+    /// <summary>Default gateway.</summary>
+    public string? Gateway { get; init; }
+    /// <summary>Name servers, as the lease gave them.</summary>
+    public IReadOnlyList<string>? Dns { get; init; }
+    /// <summary>Why the guest has no address, when it has none.</summary>
+    public string? Error { get; init; }
 }
 
 /// <summary>One command to run in the guest. Exactly one of <see cref="Argv"/> and <see cref="Shell"/> is set.</summary>
@@ -188,6 +218,28 @@ public sealed record TarSummary
 /// <param name="Reason">Why it was refused.</param>
 public sealed record SkippedEntry(string Name, string Reason);
 
+/// <summary>A TCP connection to a port on the guest's own loopback; the guest never connects anywhere else.</summary>
+public sealed record TcpConnectRequest
+{
+    /// <summary>
+    /// Bytes of Stdout frames (headers included) the agent sends ahead of the host's
+    /// <see cref="FrameType.Ack"/>s on one tcp.connect stream.
+    /// </summary>
+    public const int WindowBytes = 512 * 1024;
+
+    /// <summary>The port on 127.0.0.1 in the guest, 1 to 65535.</summary>
+    public int Port { get; init; }
+}
+
+/// <summary>What one TCP connection carried.</summary>
+public sealed record TcpSummary
+{
+    /// <summary>Bytes the host sent into the guest socket.</summary>
+    public long BytesToGuest { get; init; }
+    /// <summary>Bytes the guest socket sent back.</summary>
+    public long BytesFromGuest { get; init; }
+}
+
 /// <summary>Source-generated JSON metadata: the agent is trimmed, so no reflection.</summary>
 [JsonSourceGenerationOptions(
     PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
@@ -196,6 +248,8 @@ public sealed record SkippedEntry(string Name, string Reason);
 [JsonSerializable(typeof(AgentRequest))]
 [JsonSerializable(typeof(AgentResponse))]
 [JsonSerializable(typeof(AgentError))]
+[JsonSerializable(typeof(TcpConnectRequest))]
+[JsonSerializable(typeof(TcpSummary))]
 public sealed partial class ProtocolJsonContext : JsonSerializerContext
 {
     /// <summary>Serializes a message to UTF-8 JSON.</summary>

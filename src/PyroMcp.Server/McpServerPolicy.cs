@@ -19,4 +19,12 @@ public sealed record McpServerPolicy
     /// Default: the server's working directory (the project the chat host opened).
     /// </summary>
     public IReadOnlyList<string> AllowedPaths { get; init; } = [Environment.CurrentDirectory];
+
+    /// <summary>
+    /// The most network a tool call may give a guest (<c>network</c>, <c>network_policy</c>). Default
+    /// <see cref="NetworkPolicy.EgressPublishedPorts"/>: everything, since no policy lets a guest reach
+    /// the host; an operator who wants sandboxes without egress sets <see cref="NetworkPolicy.Off"/>.
+    /// A call that asks for more gets the tool error <c>network_policy_not_allowed</c>.
+    /// </summary>
+    public NetworkPolicy MaxNetworkPolicy { get; init; } = NetworkPolicy.EgressPublishedPorts;
 }

@@ -29,6 +29,7 @@ public sealed class PyroTools
     private const string VmId = "VM id as returned by vm_create.";
     private const string ShellCommand = "Shell command line, run through /bin/sh -c (pipes, &&, quotes and $VARS work). A bare word such as 'true' runs directly.";
 
+    private const string NetworkFlag = "Give the guest outbound network (egress: connections out and DNS through the host's resolver). Leave false unless the command must download something; the guest never reaches the host itself either way.";
     private const string HostCompat = "Ask for host compatibility mode: if this host cannot boot any VM, run on the host WITHOUT isolation. Only works when the operator started the server with --allow-host-compat; otherwise the call fails with host_compat_disabled. Leave false unless the user asked for it.";
 
     private readonly Pyro _pyro;
@@ -57,6 +58,33 @@ public sealed class PyroTools
         }
     }
 
+    /// <summary>
+    /// The network a call may give its guest is capped by the operator (<c>--max-network-policy</c>):
+    /// a model steered by guest output cannot open more than that.
+    /// </summary>
+    private NetworkPolicy CheckNetwork(NetworkPolicy requested, string parameter)
+    {
+        if (requested > _policy.MaxNetworkPolicy)
+        {
+            throw new ToolError("network_policy_not_allowed",
+                $"this MCP server allows guest networks up to '{_policy.MaxNetworkPolicy.ToName()}' (the operator's 'pyro mcp serve --max-network-policy'); {parameter} asked for '{requested.ToName()}'. Call again with less, or ask the operator.");
+        }
+
+        return requested;
+    }
+
+    private static NetworkPolicy ParseNetworkPolicy(string? value)
+    {
+        try
+        {
+            return NetworkPolicyNames.Parse(value);
+        }
+        catch (PyroInputException ex)
+        {
+            throw new ToolError(ex.Code, ex.Message.Replace("network policy", "network_policy", StringComparison.Ordinal));
+        }
+    }
+
     /// <summary>vm_run.</summary>
     [McpServerTool(Name = "vm_run", Destructive = false, OpenWorld = false)]
     [Description("""
@@ -74,13 +102,16 @@ public sealed class PyroTools
         [Description("Virtual CPUs, 1 to 32."), Range(1, 32)] int vcpu_count = 1,
         [Description("Guest memory in MiB, 128 to 65536."), Range(128, 65536)] int mem_mib = 1024,
         [Description("Seconds before the command's whole process group is killed (exit_code 124, timed_out true), 1 to 86400."), Range(1, 86400)] int timeout_seconds = 30,
+        [Description(NetworkFlag)] bool network = false,
         [Description(HostCompat)] bool allow_host_compat = false,
         CancellationToken cancellationToken = default)
         => Guard(context, async progress =>
         {
             CheckHostCompat(allow_host_compat);
+            CheckNetwork(network ? NetworkPolicy.Egress : NetworkPolicy.Off, "network");
             var result = await _pyro.RunAsync(new RunRequest
             {
+                Network = network,
                 Environment = environment,
                 Command = [command],
                 VcpuCount = vcpu_count,
@@ -125,13 +156,21 @@ public sealed class PyroTools
         [Description("Lifetime in seconds, 10 to 604800; the workspace is deleted when it runs out."), Range(10, 604800)] int ttl_seconds = 3600,
         [Description("Virtual CPUs, 1 to 32."), Range(1, 32)] int vcpu_count = 1,
         [Description("Guest memory in MiB, 128 to 65536."), Range(128, 65536)] int mem_mib = 1024,
+        [Description("""
+            The guest's network, kept across stop, start and reset: "off" (default: no network device), "egress"
+            (outbound connections and DNS; ask for it only when the task needs downloads such as package installs or a
+            git clone), or "egress+published-ports" (egress, and guest TCP ports may be published on the host's
+            127.0.0.1). Whatever the policy, the guest cannot reach the host itself.
+            """)] string network_policy = "off",
         [Description(HostCompat + " A workspace itself always runs in a VM.")] bool allow_host_compat = false,
         CancellationToken cancellationToken = default)
         => Guard(context, async progress =>
         {
             CheckHostCompat(allow_host_compat);
+            var policy = CheckNetwork(ParseNetworkPolicy(network_policy), "network_policy");
             var info = await _pyro.CreateWorkspaceAsync(new WorkspaceCreateRequest
             {
+                NetworkPolicy = policy,
                 Environment = environment,
                 SeedPath = seed_path is null ? null : _roots.Confine(seed_path, "seed_path"),
                 Name = name,
@@ -420,13 +459,16 @@ public sealed class PyroTools
         [Description("Virtual CPUs, 1 to 32."), Range(1, 32)] int vcpu_count = 1,
         [Description("Guest memory in MiB, 128 to 65536."), Range(128, 65536)] int mem_mib = 1024,
         [Description("Lifetime in seconds, 10 to 604800; the VM is deleted when it runs out."), Range(10, 604800)] int ttl_seconds = 600,
+        [Description(NetworkFlag)] bool network = false,
         [Description(HostCompat + " The VM itself always runs as a VM.")] bool allow_host_compat = false,
         CancellationToken cancellationToken = default)
         => Guard(context, async progress =>
         {
             CheckHostCompat(allow_host_compat);
+            CheckNetwork(network ? NetworkPolicy.Egress : NetworkPolicy.Off, "network");
             var info = await _pyro.CreateVmAsync(new VmCreateRequest
             {
+                Network = network,
                 Environment = environment,
                 TtlSeconds = ttl_seconds,
                 VcpuCount = vcpu_count,
@@ -487,6 +529,22 @@ public sealed class PyroTools
     [Description("Shows a VM made by vm_create: state (running, stopped, crashed, failed), resources and expiry.")]
     public Task<CallToolResult> VmStatus([Description(VmId)] string vm_id, CancellationToken cancellationToken = default)
         => Guard(async () => Vm(await _pyro.GetVmAsync(vm_id, cancellationToken).ConfigureAwait(false)));
+
+    /// <summary>vm_network_info.</summary>
+    [McpServerTool(Name = "vm_network_info", ReadOnly = true, Idempotent = true, OpenWorld = false)]
+    [Description("""
+        Shows a VM's network: network_policy, and while it runs the guest's address, prefix_length, gateway and
+        dns_servers (network is null for a VM made without network=true), and published_ports.
+        """)]
+    public Task<CallToolResult> VmNetworkInfo([Description(VmId)] string vm_id, CancellationToken cancellationToken = default)
+        => Guard(async () =>
+        {
+            var info = await _pyro.GetVmNetworkInfoAsync(vm_id, cancellationToken).ConfigureAwait(false);
+            var summary = info.Network is { } net
+                ? $"vm {info.VmId}: {info.NetworkPolicy.ToName()}, {net}"
+                : $"vm {info.VmId}: {info.NetworkPolicy.ToName()}, no guest network{(info.NetworkError is null ? "" : $" ({info.NetworkError})")}";
+            return Ok(Json(info, PyroJsonContext.Default.VmNetworkInfo), summary);
+        });
 
     /// <summary>vm_reap_expired.</summary>
     [McpServerTool(Name = "vm_reap_expired", Destructive = true, Idempotent = true, OpenWorld = false)]

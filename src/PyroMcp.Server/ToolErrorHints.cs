@@ -15,6 +15,8 @@ internal static class ToolErrorHints
     internal static string? For(string code, string? field) => code switch
     {
         "missing_command" => "command must not be empty",
+        "network_policy_invalid" => "network_policy takes off, egress or egress+published-ports",
+        "network_failed" => "retry without a network (network_policy off, network false); the host's passt did not start",
         "invalid_vcpu_count" => "vcpu_count must be between 1 and 32",
         "invalid_mem_mib" => "mem_mib must be between 128 and 65536",
         "invalid_timeout" => "timeout_seconds must be between 1 and 86400",

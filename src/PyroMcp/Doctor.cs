@@ -29,6 +29,8 @@ public sealed record DoctorReport
     public required string RuntimeCacheDir { get; init; }
     /// <summary>Per-VM scratch root.</summary>
     public required string RunDir { get; init; }
+    /// <summary>Guest networking: passt, and whether it starts here.</summary>
+    public required NetworkingStatus Networking { get; init; }
     /// <summary>What pyro can do on this host.</summary>
     public required Capabilities Capabilities { get; init; }
     /// <summary>Host packages that are missing.</summary>
@@ -68,7 +70,7 @@ public sealed record QemuConfinement(string Sandbox, string? RunsAs, bool Dedica
 /// <summary>Capabilities of this host.</summary>
 /// <param name="VmBoot">Guests can boot.</param>
 /// <param name="GuestExec">Commands can run in guests (agent present).</param>
-/// <param name="GuestNetwork">Guests can reach the network (not implemented yet: always false).</param>
+/// <param name="GuestNetwork">Guests can be given a network: guests boot and passt started and served its socket in this check.</param>
 public sealed record Capabilities(bool VmBoot, bool GuestExec, bool GuestNetwork);
 
 /// <summary>A host package pyro needs and does not find.</summary>
@@ -76,3 +78,10 @@ public sealed record Capabilities(bool VmBoot, bool GuestExec, bool GuestNetwork
 /// <param name="Package">The Debian package that provides it.</param>
 /// <param name="Purpose">What pyro uses it for.</param>
 public sealed record MissingPackage(string Tool, string Package, string Purpose);
+
+/// <summary>Guest networking on this host.</summary>
+/// <param name="PasstPath">Where passt is, or null when it is not installed.</param>
+/// <param name="PasstVersion">The Debian package version of passt, when known.</param>
+/// <param name="PasstStarts">Whether passt started and opened its socket in this check.</param>
+/// <param name="Detail">What the check found, in words (why it failed, when it failed).</param>
+public sealed record NetworkingStatus(string? PasstPath, string? PasstVersion, bool PasstStarts, string Detail);

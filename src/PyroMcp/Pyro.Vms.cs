@@ -31,8 +31,25 @@ public sealed partial class Pyro
             TtlSeconds = request.TtlSeconds,
             VcpuCount = request.VcpuCount,
             MemMib = request.MemMib,
+            NetworkPolicy = request.Network ? NetworkPolicy.Egress : NetworkPolicy.Off,
             Progress = request.Progress,
         }, cancellationToken);
+    }
+
+    /// <summary>The VM's network: its policy, the address, gateway and DNS its guest got, and its published ports.</summary>
+    /// <exception cref="PyroInputException"><c>workspace_not_found</c> when there is no such VM; <c>not_a_vm</c> when it is a workspace.</exception>
+    public async Task<VmNetworkInfo> GetVmNetworkInfoAsync(string vmId, CancellationToken cancellationToken = default)
+    {
+        var info = await GetVmAsync(vmId, cancellationToken).ConfigureAwait(false);
+        return new VmNetworkInfo
+        {
+            VmId = info.WorkspaceId,
+            NetworkPolicy = info.NetworkPolicy,
+            State = info.State,
+            Network = info.Network,
+            NetworkError = info.NetworkError,
+            PublishedPorts = info.PublishedPorts,
+        };
     }
 
     /// <summary>A VM's state, checked against the processes that really exist, like <see cref="GetWorkspaceAsync"/>.</summary>

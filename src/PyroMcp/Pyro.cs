@@ -64,7 +64,8 @@ public sealed partial class Pyro
     /// <summary>Checks the host: packages, KVM, accelerator, caches, capabilities.</summary>
     public async Task<DoctorReport> DoctorAsync(CancellationToken cancellationToken = default)
     {
-        var missing = HostTools.All.Where(t => t.Find() is null).Select(t => new MissingPackage(t.Name, t.Package, t.Purpose)).ToList();
+        // passt is needed only for guests with a network; its absence is reported under Networking, not as a failure.
+        var missing = HostTools.All.Where(t => t != HostTools.Passt && t.Find() is null).Select(t => new MissingPackage(t.Name, t.Package, t.Purpose)).ToList();
         if (HostTools.Busybox.Find() is { } busybox && !HostTools.IsStaticElf(busybox))
         {
             missing.Add(new MissingPackage("busybox (static)", "busybox-static", "the initramfs needs a statically linked busybox"));
@@ -121,6 +122,7 @@ public sealed partial class Pyro
         }
 
         var vmBoot = GuestBootBlocker(Options.Accelerator) is null;
+        var networking = await Networking.NetworkCheck.RunAsync(Options, cancellationToken).ConfigureAwait(false);
         var (kernelPackage, kernelVersion) = RuntimeBundle.KernelPin();
         return new DoctorReport
         {
@@ -137,7 +139,8 @@ public sealed partial class Pyro
             EnvironmentCacheDir = Options.EnvironmentCacheDir,
             RuntimeCacheDir = Options.RuntimeCacheDir,
             RunDir = Options.RunDir,
-            Capabilities = new Capabilities(vmBoot, vmBoot && agentPresent, false),
+            Networking = networking,
+            Capabilities = new Capabilities(vmBoot, vmBoot && agentPresent, vmBoot && networking.PasstStarts),
             MissingPackages = missing,
             InstallCommand = missing.Count > 0 ? HostTools.InstallCommand(missing.Select(m => m.Package)) : null,
             Warnings = warnings,
@@ -170,11 +173,17 @@ public sealed partial class Pyro
 
         var vmId = QemuVm.NewId();
         RequireBootTools();
+        if (request.Network)
+        {
+            HostTools.Passt.Require();
+        }
+
         var accelerator = KvmProbe.Detect().Choose(request.Accelerator ?? Options.Accelerator).Chosen;
         var environment = await _store.PullAsync(spec, CachedPullQuiet(progress), cancellationToken).ConfigureAwait(false);
         var bundle = await RuntimeBundle.EnsureAsync(Options, progress, cancellationToken).ConfigureAwait(false);
         progress?.Report(new PyroProgress("run", "start", [new("vm_id", vmId), new("accelerator", accelerator.ToString().ToLowerInvariant())]));
-        var vm = await QemuVm.StartAsync(vmId, new VmSpec(request.VcpuCount, request.MemMib, accelerator), environment.RootfsImage, bundle, Options, cancellationToken).ConfigureAwait(false);
+        var vm = await QemuVm.StartAsync(vmId, new VmSpec(request.VcpuCount, request.MemMib, accelerator), environment.RootfsImage, bundle, Options, cancellationToken,
+            network: request.Network ? NetworkPolicy.Egress : NetworkPolicy.Off).ConfigureAwait(false);
         await using var vmScope = vm.ConfigureAwait(false);
         vm.DiscardOnDispose = true;
         progress?.Report(new PyroProgress("run", "execute", [new("vm_id", vmId)]));

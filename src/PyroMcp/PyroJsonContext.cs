@@ -28,6 +28,8 @@ namespace PyroMcp;
 [JsonSerializable(typeof(FileEntry))]
 [JsonSerializable(typeof(IReadOnlyList<FileEntry>))]
 [JsonSerializable(typeof(IReadOnlyList<string>))]
+[JsonSerializable(typeof(PublishedPort))]
+[JsonSerializable(typeof(VmNetworkInfo))]
 public sealed partial class PyroJsonContext : JsonSerializerContext;
 
 /// <summary>Source-generated JSON for pyro's own files in the caches.</summary>
@@ -37,4 +39,6 @@ public sealed partial class PyroJsonContext : JsonSerializerContext;
 [JsonSerializable(typeof(RuntimeManifest))]
 [JsonSerializable(typeof(EnvironmentManifest))]
 [JsonSerializable(typeof(IReadOnlyDictionary<string, string>))]
+[JsonSerializable(typeof(GuestNetwork))]
+[JsonSerializable(typeof(IReadOnlyList<PublishedPort>))]
 internal sealed partial class InternalJsonContext : JsonSerializerContext;

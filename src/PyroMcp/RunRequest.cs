@@ -27,6 +27,13 @@ public sealed record RunRequest
     /// <summary>Working directory in the guest. Default <c>/</c>.</summary>
     public string? Cwd { get; init; }
 
+    /// <summary>
+    /// Give the guest outbound network (policy <see cref="NetworkPolicy.Egress"/>: passt on the
+    /// host, DNS through the host's resolver). Off by default: the guest has no network device.
+    /// The guest never reaches the host itself either way.
+    /// </summary>
+    public bool Network { get; init; }
+
     /// <summary>Run on the host, without isolation, when no guest can boot. Off by default: pyro fails closed.</summary>
     public bool AllowHostCompat { get; init; }
 

@@ -29,6 +29,8 @@ public sealed record VmCreateRequest
     public int MemMib { get; init; } = 1024;
     /// <summary>Lifetime in seconds (10 to 604800); when it runs out the VM is deleted. Default 600.</summary>
     public int TtlSeconds { get; init; } = 600;
+    /// <summary>Give the guest outbound network (<see cref="NetworkPolicy.Egress"/>); off by default.</summary>
+    public bool Network { get; init; }
     /// <summary>Receives <c>[workspace-create] phase=...</c> updates (and pull phases when the environment is built).</summary>
     public IProgress<PyroProgress>? Progress { get; init; }
 }
@@ -79,4 +81,21 @@ public sealed record VmExecResult : ExecResult
     /// <summary>The VM was deleted after the command, as every <see cref="Pyro.ExecVmAsync"/> does: always true when a result is returned.</summary>
     [JsonPropertyOrder(2)]
     public bool AutoDeleted { get; init; }
+}
+
+/// <summary>A VM's network (<see cref="Pyro.GetVmNetworkInfoAsync"/>).</summary>
+public sealed record VmNetworkInfo
+{
+    /// <summary>The VM.</summary>
+    public required string VmId { get; init; }
+    /// <summary>Its policy: <see cref="NetworkPolicy.Off"/> or <see cref="NetworkPolicy.Egress"/>.</summary>
+    public NetworkPolicy NetworkPolicy { get; init; }
+    /// <summary>Its state; the guest network exists only while it runs.</summary>
+    public WorkspaceState State { get; init; }
+    /// <summary>Address, gateway and DNS the guest got at boot; null without a network or while not running.</summary>
+    public GuestNetwork? Network { get; init; }
+    /// <summary>Why a guest that should have a network has none, if so.</summary>
+    public string? NetworkError { get; init; }
+    /// <summary>Guest ports published on the host's 127.0.0.1.</summary>
+    public IReadOnlyList<PublishedPort> PublishedPorts { get; init; } = [];
 }

@@ -37,6 +37,14 @@ public sealed record WorkspaceInfo
     public int? SupervisorPid { get; init; }
     /// <summary>Accelerator the VM runs under.</summary>
     public Accelerator? Accelerator { get; init; }
+    /// <summary>The guest's network policy; kept across stop, start and reset.</summary>
+    public NetworkPolicy NetworkPolicy { get; init; }
+    /// <summary>Address, gateway and DNS the running guest got at boot; null without a network or while not running.</summary>
+    public GuestNetwork? Network { get; init; }
+    /// <summary>Why a guest that should have a network has none, while it runs.</summary>
+    public string? NetworkError { get; init; }
+    /// <summary>Guest ports published on the host's 127.0.0.1; released on stop, reset, delete and crash.</summary>
+    public IReadOnlyList<PublishedPort> PublishedPorts { get; init; } = [];
 }
 
 /// <summary>One command of a workspace's history.</summary>

@@ -19,6 +19,13 @@ public sealed record WorkspaceCreateRequest
     public int VcpuCount { get; init; } = 1;
     /// <summary>Guest memory in MiB, 128 to 65536. Default 1024.</summary>
     public int MemMib { get; init; } = 1024;
+    /// <summary>
+    /// The guest's network, kept across stop, start and reset. Default <see cref="NetworkPolicy.Off"/>:
+    /// no network device. Ask for <see cref="NetworkPolicy.Egress"/> only when the work needs to
+    /// download (packages, a clone), and <see cref="NetworkPolicy.EgressPublishedPorts"/> when a
+    /// guest service must be reached from the host.
+    /// </summary>
+    public NetworkPolicy NetworkPolicy { get; init; }
     /// <summary>Receives <c>[workspace-create] phase=...</c> updates (and pull phases when the environment is built).</summary>
     public IProgress<PyroProgress>? Progress { get; init; }
 }

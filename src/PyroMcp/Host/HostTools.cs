@@ -66,6 +66,7 @@ internal static class HostTools
     internal static readonly HostTool Unshare = Get("unshare");
     internal static readonly HostTool AptGet = Get("apt-get");
     internal static readonly HostTool DpkgDeb = Get("dpkg-deb");
+    internal static readonly HostTool Passt = Get("passt");
 
     /// <summary>
     /// Reads the package list: one tool a line as <c>name | package | candidates | purpose | override variable</c>,
@@ -117,6 +118,27 @@ internal static class HostTools
     /// Null when pyro does not run as root: QEMU already has only its caller's rights.
     /// </summary>
     internal static string? QemuDropUser() => !RunningAsRoot ? null : UserExists(DedicatedQemuUser) ? DedicatedQemuUser : "nobody";
+
+    /// <summary>The uid and gid of a local user from /etc/passwd, or null when there is none.</summary>
+    internal static (int Uid, int Gid)? UserIds(string name)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/etc/passwd"))
+            {
+                var fields = line.Split(':');
+                if (fields.Length >= 4 && fields[0] == name && int.TryParse(fields[2], out var uid) && int.TryParse(fields[3], out var gid))
+                {
+                    return (uid, gid);
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+
+        return null;
+    }
 
     /// <summary>Whether a local user of that name is in /etc/passwd (system users never come from NSS elsewhere here).</summary>
     internal static bool UserExists(string name)

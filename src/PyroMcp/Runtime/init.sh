@@ -22,6 +22,35 @@ fi
 /bin/busybox mount -t tmpfs -o mode=0755,size=64m tmpfs /newroot/run || fail "cannot mount /run"
 /bin/busybox mkdir -p /newroot/run/pyro
 /bin/busybox cp /pyro/pyro-agent /pyro/tini /bin/busybox /newroot/run/pyro/ || fail "cannot stage the agent"
+# Services bound to 127.0.0.1 and published ports (tunnelled to the guest's loopback) need lo.
+/bin/busybox ip link set lo up
+if /bin/busybox grep -q 'pyro.net=dhcp' /proc/cmdline; then
+  # eth0 is the user-mode network of passt on the host. The lease mirrors the host's address and
+  # gateway; what it gave is recorded for the agent (hello) and becomes /etc/resolv.conf.
+  /bin/busybox cat > /pyro/udhcpc.sh <<'EOS'
+#!/bin/busybox sh
+case "$1" in
+  bound|renew)
+    /bin/busybox ip addr flush dev "$interface"
+    /bin/busybox ip addr add "$ip/${mask:-24}" dev "$interface"
+    gw="${router%% *}"
+    [ -n "$gw" ] && /bin/busybox ip route replace default via "$gw" dev "$interface"
+    printf 'address=%s\nprefix=%s\ngateway=%s\ndns="%s"\n' "$ip" "${mask:-24}" "$gw" "$dns" > /newroot/run/pyro/network
+    { for s in $dns; do echo "nameserver $s"; done; echo "options timeout:2 attempts:2"; } > /newroot/run/pyro/resolv.conf
+    ;;
+esac
+exit 0
+EOS
+  /bin/busybox chmod 0755 /pyro/udhcpc.sh
+  /bin/busybox ip link set eth0 up 2>/dev/null
+  if ! /bin/busybox udhcpc -i eth0 -f -q -n -t 5 -T 1 -s /pyro/udhcpc.sh >/dev/null 2>&1; then
+    echo 'error="no DHCP lease on eth0 from the host passt"' > /newroot/run/pyro/network
+  fi
+  if [ -f /newroot/run/pyro/resolv.conf ]; then
+    /bin/busybox rm -f /newroot/etc/resolv.conf
+    /bin/busybox cp /newroot/run/pyro/resolv.conf /newroot/etc/resolv.conf
+  fi
+fi
 hostname=$(/bin/busybox sed -n 's/.*pyro.hostname=\([^ ]*\).*/\1/p' /proc/cmdline)
 [ -n "$hostname" ] && /bin/busybox hostname "$hostname"
 /bin/busybox mount --move /dev /newroot/dev

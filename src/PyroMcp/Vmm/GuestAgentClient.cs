@@ -10,7 +10,7 @@ namespace PyroMcp.Vmm;
 /// multiplexes concurrent calls by stream id. Everything the guest sends is checked and capped
 /// here; a guest that breaks the protocol loses its channel, never the host process.
 /// </summary>
-internal sealed class GuestAgentClient : IAsyncDisposable
+internal sealed partial class GuestAgentClient : IAsyncDisposable
 {
     /// <summary>
     /// Default bytes one stream's reply may hold while its consumer catches up: 4 MiB, four times
@@ -335,6 +335,7 @@ internal sealed class GuestAgentClient : IAsyncDisposable
             && await call.EnqueueAsync(frame, cancellationToken).ConfigureAwait(false) == Enqueued.Overflowed)
         {
             CancelInGuest(call, frame.StreamId);
+            call.SignalOverflow();
         }
     }
 
@@ -415,12 +416,20 @@ internal sealed class GuestAgentClient : IAsyncDisposable
     {
         private readonly Channel<Frame> _frames = Channel.CreateUnbounded<Frame>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         private readonly Lock _gate = new();
+        // Not disposed: a consumer may still hold its token when the stream is dropped.
+        private readonly CancellationTokenSource _overflow = new();
         private TaskCompletionSource _space = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private long _bytes;
         private bool _closed;
         private int _cancelled;
 
         internal bool Overflowed { get; private set; }
+
+        /// <summary>Cancelled once the queue has overflowed, to free a consumer stuck on a stalled client.</summary>
+        internal CancellationToken OverflowToken => _overflow.Token;
+
+        /// <summary>Cancels <see cref="OverflowToken"/> off the channel's reader loop (the callbacks close sockets).</summary>
+        internal void SignalOverflow() => _ = _overflow.CancelAsync();
 
         internal async ValueTask<Enqueued> EnqueueAsync(Frame frame, CancellationToken cancellationToken)
         {
@@ -633,6 +642,8 @@ internal sealed record CallLimits
         AgentOps.Sync => (null, SyncIdle),
         // The first hello waits for the guest to boot, which its caller bounds with the boot timeout; this is only a backstop.
         AgentOps.Hello => (HelloTotal, null),
+        // A TCP connection lives as long as its two ends want; silence is normal, not a dead guest.
+        AgentOps.TcpConnect => (null, null),
         _ => (null, OtherIdle),
     };
 }

@@ -21,7 +21,8 @@ internal sealed record VmSpec(int VcpuCount, int MemMib, Accelerator Accelerator
 /// The benchmark floor (bench/PyroMcp.Bench): the same machine, but the initramfs hands the root
 /// disk straight to a shell that powers off (<c>pyro.bare=1</c>); no agent starts.
 /// </param>
-internal sealed record QemuLaunch(string Id, VmSpec Spec, string KernelPath, string InitramfsPath, string DiskPath, string AgentSocketPath, string? RunAsUser, bool Bare = false);
+/// <param name="NetworkSocketPath">passt's socket, for a guest with a network; null for none (no network device at all).</param>
+internal sealed record QemuLaunch(string Id, VmSpec Spec, string KernelPath, string InitramfsPath, string DiskPath, string AgentSocketPath, string? RunAsUser, bool Bare = false, string? NetworkSocketPath = null);
 
 /// <summary>Builds QEMU's arguments. Pure, so the escaping and the sandbox options are unit-tested.</summary>
 internal static class QemuCommandLine
@@ -63,7 +64,8 @@ internal static class QemuCommandLine
         var append = "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable no_timer_check rw pyro.hostname=pyro-" + launch.Id
             // Under TCG the kernel cannot calibrate the TSC and hangs without this.
             + (kvm ? "" : " tsc_early_khz=2000000")
-            + (launch.Bare ? " pyro.bare=1" : "");
+            + (launch.Bare ? " pyro.bare=1" : "")
+            + (launch.NetworkSocketPath is null ? "" : " pyro.net=dhcp");
         var args = new List<string>
         {
             "-name", "pyro-" + EscapeOptionValue(launch.Id),
@@ -86,6 +88,16 @@ internal static class QemuCommandLine
             "-device", $"virtserialport,chardev=agent,name={AgentPortName}",
             "-sandbox", launch.RunAsUser is null ? SandboxUnprivileged : SandboxDropping,
         };
+        if (launch.NetworkSocketPath is { } network)
+        {
+            // QEMU connects to passt once, at start-up (before any -runas drop): a stream netdev
+            // over a unix socket, so the host needs no tap device, bridge or firewall rule.
+            args.Add("-netdev");
+            args.Add($"stream,id=net0,server=off,addr.type=unix,addr.path={EscapeOptionValue(Path.GetFullPath(network))}");
+            args.Add("-device");
+            args.Add("virtio-net-device,netdev=net0");
+        }
+
         if (launch.RunAsUser is { } user)
         {
             // Disk, kernel, initramfs and the agent socket are opened before the drop; nothing is opened after.
@@ -107,6 +119,7 @@ internal sealed class QemuVm : IAsyncDisposable
     private readonly BoundedTail _qemuStderr = new(16 * 1024);
     private readonly BoundedTail _console = new(32 * 1024);
     private Process? _qemu;
+    private Networking.PasstProcess? _passt;
     private Task? _pumps;
     private bool _disposed;
     private bool _persistent;
@@ -141,7 +154,7 @@ internal sealed class QemuVm : IAsyncDisposable
     /// workspace's directory: its disk (<c>disk.qcow2</c>, made if missing) is kept on dispose.
     /// </summary>
     internal static async Task<QemuVm> StartAsync(string id, VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options,
-        CancellationToken cancellationToken, string? persistentDirectory = null)
+        CancellationToken cancellationToken, string? persistentDirectory = null, NetworkPolicy network = NetworkPolicy.Off)
     {
         string directory;
         if (persistentDirectory is null)
@@ -160,7 +173,7 @@ internal sealed class QemuVm : IAsyncDisposable
         var vm = new QemuVm(id, directory, spec.Accelerator) { _persistent = persistentDirectory is not null };
         try
         {
-            await vm.BootAsync(spec, rootfsImage, bundle, options, cancellationToken).ConfigureAwait(false);
+            await vm.BootAsync(spec, rootfsImage, bundle, options, network, cancellationToken).ConfigureAwait(false);
             return vm;
         }
         catch
@@ -180,7 +193,7 @@ internal sealed class QemuVm : IAsyncDisposable
         }
     }
 
-    private async Task BootAsync(VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options, CancellationToken cancellationToken)
+    private async Task BootAsync(VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options, NetworkPolicy network, CancellationToken cancellationToken)
     {
         var disk = Path.Combine(Directory, "disk.qcow2");
         if (!File.Exists(disk))
@@ -192,7 +205,12 @@ internal sealed class QemuVm : IAsyncDisposable
         File.Delete(socketPath);
         var kvm = spec.Accelerator == Accelerator.Kvm;
         var dropTo = HostTools.QemuDropUser();
-        var args = QemuCommandLine.Build(new QemuLaunch(Id, spec, bundle.KernelPath, bundle.InitramfsPath, disk, socketPath, dropTo));
+        if (network.HasEgress())
+        {
+            _passt = await Networking.PasstProcess.StartAsync(Directory, cancellationToken).ConfigureAwait(false);
+        }
+
+        var args = QemuCommandLine.Build(new QemuLaunch(Id, spec, bundle.KernelPath, bundle.InitramfsPath, disk, socketPath, dropTo, NetworkSocketPath: _passt?.SocketPath));
         var bootTimeout = options.BootTimeout ?? (kvm ? TimeSpan.FromSeconds(30) : TimeSpan.FromSeconds(120));
         // A QEMU that drops to another user loses its parent-death signal (the kernel clears it
         // on a uid change), so it runs in a PID namespace whose root init keeps it: see ProcessRunner.
@@ -257,6 +275,11 @@ internal sealed class QemuVm : IAsyncDisposable
         var console = _console.Text();
         var message = $"{what} (accelerator {Accelerator.ToString().ToLowerInvariant()}).";
         message += stderr.Length > 0 ? $"\n--- QEMU stderr (tail) ---\n{stderr}" : "\n--- QEMU stderr: empty ---";
+        if (_passt?.StderrTail() is { Length: > 0 } passt)
+        {
+            message += $"\n--- passt stderr (tail) ---\n{passt}";
+        }
+
         message += console.Length > 0 ? $"\n--- guest console (tail) ---\n{console}" : "\n--- guest console: empty ---";
         message += Accelerator == Accelerator.Kvm ? "\nIf KVM is the problem, retry with the TCG accelerator." : "\nThe doctor check (Pyro.DoctorAsync) looks the host over.";
         return new VmBootException(code, message, stderr, console);
@@ -384,6 +407,11 @@ internal sealed class QemuVm : IAsyncDisposable
         if (Agent is not null)
         {
             await Agent.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (_passt is not null)
+        {
+            await _passt.DisposeAsync().ConfigureAwait(false);
         }
 
         if (_pumps is not null)

@@ -40,6 +40,11 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             tool.Require();
         }
 
+        if (request.NetworkPolicy.HasEgress())
+        {
+            HostTools.Passt.Require();
+        }
+
         Report("prepare", new KeyValuePair<string, string>("environment", spec.Name));
         var environment = await environments.PullAsync(spec, Pyro.CachedPullQuiet(progress), cancellationToken).ConfigureAwait(false);
         await RuntimeBundle.EnsureAsync(options, progress, cancellationToken).ConfigureAwait(false);
@@ -63,6 +68,7 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             StateReason = "preparing its disk",
             Labels = request.Labels ?? new Dictionary<string, string>(),
             SeedSource = request.SeedPath is null ? null : Path.GetFullPath(request.SeedPath),
+            NetworkPolicy = request.NetworkPolicy,
         };
         try
         {

@@ -216,6 +216,10 @@ internal sealed partial class WorkspaceManager
             SeedSource = record.SeedSource,
             SupervisorPid = live ? record.SupervisorPid : null,
             Accelerator = record.Accelerator is { } accelerator ? PyroOptions.ParseAccelerator(accelerator) : null,
+            NetworkPolicy = record.NetworkPolicy,
+            Network = state == WorkspaceState.Running ? record.GuestNetwork : null,
+            NetworkError = state == WorkspaceState.Running ? record.NetworkError : null,
+            PublishedPorts = state == WorkspaceState.Running ? record.PublishedPorts : [],
         };
     }
 
@@ -243,6 +247,11 @@ internal sealed partial class WorkspaceManager
         if (request.MemMib is < 128 or > 65536)
         {
             throw new PyroInputException("invalid_mem_mib", $"guest memory must be between 128 and 65536 MiB (got {request.MemMib})", nameof(WorkspaceCreateRequest.MemMib));
+        }
+
+        if (!Enum.IsDefined(request.NetworkPolicy))
+        {
+            throw new PyroInputException("network_policy_invalid", $"unknown network policy value {(int)request.NetworkPolicy}: use Off, Egress or EgressPublishedPorts", nameof(WorkspaceCreateRequest.NetworkPolicy));
         }
 
         host.Check(request.VcpuCount, request.MemMib);

@@ -31,6 +31,14 @@ internal sealed record WorkspaceRecord
     public bool Booted { get; init; }
     /// <summary>Why the registered supervisor could not boot its VM, when it could not.</summary>
     public string? SupervisorError { get; init; }
+    /// <summary>The network the guest gets; kept across stop, start and reset.</summary>
+    public NetworkPolicy NetworkPolicy { get; init; }
+    /// <summary>What the running guest was given at boot; null while not running or without a network.</summary>
+    public GuestNetwork? GuestNetwork { get; init; }
+    /// <summary>Why a guest that should have a network has none (no lease), while it runs.</summary>
+    public string? NetworkError { get; init; }
+    /// <summary>Ports the supervisor publishes now; empty whenever the workspace is not running.</summary>
+    public IReadOnlyList<PublishedPort> PublishedPorts { get; init; } = [];
 }
 
 /// <summary>
@@ -85,6 +93,8 @@ internal sealed class WorkspaceStore
         foreach (var (column, type) in new[]
                  {
                      ("supervisor_start_ticks", "INTEGER"), ("supervisor_uid", "INTEGER"), ("booted", "INTEGER NOT NULL DEFAULT 0"), ("supervisor_error", "TEXT"),
+                     ("network_policy", "TEXT NOT NULL DEFAULT 'off'"), ("guest_network", "TEXT"), ("network_error", "TEXT"),
+                     ("published_ports", "TEXT NOT NULL DEFAULT '[]'"),
                  })
         {
             if (columns.Contains(column))
@@ -184,13 +194,13 @@ internal sealed class WorkspaceStore
         {
             Execute(connection, """
                 INSERT INTO workspaces (id, name, environment, vcpu_count, mem_mib, ttl_seconds, created_at, expires_at, state,
-                    state_reason, supervisor_pid, reset_count, accelerator, labels, seed_source)
-                VALUES ($id, $name, $env, $vcpu, $mem, $ttl, $created, $expires, $state, $reason, $pid, 0, $accel, $labels, $seed)
+                    state_reason, supervisor_pid, reset_count, accelerator, labels, seed_source, network_policy)
+                VALUES ($id, $name, $env, $vcpu, $mem, $ttl, $created, $expires, $state, $reason, $pid, 0, $accel, $labels, $seed, $network)
                 """,
                 ("$id", record.Id), ("$name", record.Name), ("$env", record.Environment), ("$vcpu", record.VcpuCount), ("$mem", record.MemMib),
                 ("$ttl", record.TtlSeconds), ("$created", Time(record.CreatedAt)), ("$expires", Time(record.ExpiresAt)), ("$state", record.State.ToName()),
                 ("$reason", record.StateReason), ("$pid", record.SupervisorPid), ("$accel", record.Accelerator),
-                ("$labels", JsonSerializer.Serialize(record.Labels, InternalJsonContext.Default.IReadOnlyDictionaryStringString)), ("$seed", record.SeedSource));
+                ("$labels", JsonSerializer.Serialize(record.Labels, InternalJsonContext.Default.IReadOnlyDictionaryStringString)), ("$seed", record.SeedSource), ("$network", record.NetworkPolicy.ToName()));
         }
         catch (SqliteException ex) when (ex.SqliteErrorCode == 19)
         {
@@ -238,8 +248,15 @@ internal sealed class WorkspaceStore
         }
 
         using var connection = Open();
-        using var command = Command(connection, "UPDATE workspaces SET state = $to, state_reason = $reason WHERE id = $id AND state = $from",
-            ("$id", id), ("$to", transition.To.ToName()), ("$from", from.ToName()), ("$reason", reason));
+        // What the running guest has (its lease, its published ports) ends with it: whatever moves
+        // a workspace into any state but running forgets them in the same write.
+        using var command = Command(connection, """
+            UPDATE workspaces SET state = $to, state_reason = $reason,
+                guest_network = CASE WHEN $to = 'running' THEN guest_network ELSE NULL END,
+                network_error = CASE WHEN $to = 'running' THEN network_error ELSE NULL END,
+                published_ports = CASE WHEN $to = 'running' THEN published_ports ELSE '[]' END
+            WHERE id = $id AND state = $from
+            """, ("$id", id), ("$to", transition.To.ToName()), ("$from", from.ToName()), ("$reason", reason));
         return command.ExecuteNonQuery() == 1;
     }
 
@@ -262,7 +279,8 @@ internal sealed class WorkspaceStore
         var identity = ProcessIdentity.Of(pid);
         using var connection = Open();
         using var command = Command(connection, """
-            UPDATE workspaces SET supervisor_pid = $pid, supervisor_start_ticks = $ticks, supervisor_uid = $uid, booted = 0, supervisor_error = NULL
+            UPDATE workspaces SET supervisor_pid = $pid, supervisor_start_ticks = $ticks, supervisor_uid = $uid, booted = 0, supervisor_error = NULL,
+                guest_network = NULL, network_error = NULL, published_ports = '[]'
             WHERE id = $id AND state IN ('creating', 'starting', 'resetting')
             """, ("$id", id), ("$pid", pid), ("$ticks", identity?.StartTicks), ("$uid", identity?.Uid));
         return command.ExecuteNonQuery() == 1;
@@ -272,15 +290,28 @@ internal sealed class WorkspaceStore
     internal void ClearSupervisor(string id)
     {
         using var connection = Open();
-        Execute(connection, "UPDATE workspaces SET supervisor_pid = NULL, supervisor_start_ticks = NULL, supervisor_uid = NULL, booted = 0, supervisor_error = NULL WHERE id = $id",
-            ("$id", id));
+        Execute(connection, """
+            UPDATE workspaces SET supervisor_pid = NULL, supervisor_start_ticks = NULL, supervisor_uid = NULL, booted = 0, supervisor_error = NULL,
+                guest_network = NULL, network_error = NULL, published_ports = '[]'
+            WHERE id = $id
+            """, ("$id", id));
     }
 
-    /// <summary>The registered supervisor's VM is up and its socket listens.</summary>
-    internal bool MarkBooted(string id, int pid)
+    /// <summary>The registered supervisor's VM is up and its socket listens; with the network its guest was given.</summary>
+    internal bool MarkBooted(string id, int pid, GuestNetwork? network = null, string? networkError = null)
     {
         using var connection = Open();
-        using var command = Command(connection, "UPDATE workspaces SET booted = 1 WHERE id = $id AND supervisor_pid = $pid", ("$id", id), ("$pid", pid));
+        using var command = Command(connection, "UPDATE workspaces SET booted = 1, guest_network = $net, network_error = $neterr WHERE id = $id AND supervisor_pid = $pid",
+            ("$id", id), ("$pid", pid), ("$net", network is null ? null : JsonSerializer.Serialize(network, InternalJsonContext.Default.GuestNetwork)), ("$neterr", networkError));
+        return command.ExecuteNonQuery() == 1;
+    }
+
+    /// <summary>The ports the registered supervisor publishes now (it alone holds their listeners).</summary>
+    internal bool SetPublishedPorts(string id, int pid, IReadOnlyList<PublishedPort> ports)
+    {
+        using var connection = Open();
+        using var command = Command(connection, "UPDATE workspaces SET published_ports = $ports WHERE id = $id AND supervisor_pid = $pid AND state = 'running'",
+            ("$id", id), ("$pid", pid), ("$ports", JsonSerializer.Serialize(ports, InternalJsonContext.Default.IReadOnlyListPublishedPort)));
         return command.ExecuteNonQuery() == 1;
     }
 
@@ -414,6 +445,10 @@ internal sealed class WorkspaceStore
             SeedSource = Str("seed_source"),
             Booted = (Int("booted") ?? 0) != 0,
             SupervisorError = Str("supervisor_error"),
+            NetworkPolicy = NetworkPolicyNames.Parse(Str("network_policy") ?? "off"),
+            GuestNetwork = Str("guest_network") is { } net ? JsonSerializer.Deserialize(net, InternalJsonContext.Default.GuestNetwork) : null,
+            NetworkError = Str("network_error"),
+            PublishedPorts = JsonSerializer.Deserialize(Str("published_ports") ?? "[]", InternalJsonContext.Default.IReadOnlyListPublishedPort) ?? [],
         };
     }
 

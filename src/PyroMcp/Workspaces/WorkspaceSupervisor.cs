@@ -102,7 +102,7 @@ internal sealed class WorkspaceSupervisor
             var accelerator = KvmProbe.Detect().Choose(_options.Accelerator).Chosen;
             _store.SetAccelerator(id, accelerator.ToString().ToLowerInvariant());
             vm = await QemuVm.StartAsync(id, new VmSpec(_record.VcpuCount, _record.MemMib, accelerator), environment.RootfsImage, bundle, _options,
-                CancellationToken.None, directory).ConfigureAwait(false);
+                CancellationToken.None, directory, _record.NetworkPolicy).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -117,7 +117,8 @@ internal sealed class WorkspaceSupervisor
         File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         listener.Listen(64);
         _ = AcceptLoopAsync(listener, vm.Agent);
-        _store.MarkBooted(id, Environment.ProcessId);
+        var hasNetwork = _record.NetworkPolicy.HasEgress();
+        _store.MarkBooted(id, Environment.ProcessId, Networking.GuestLease.Read(vm.Guest.Network), Networking.GuestLease.Problem(vm.Guest.Network, hasNetwork));
         FaultPoint.Hit("supervisor.after-boot");
 
         var ttl = _record.ExpiresAt - DateTimeOffset.UtcNow;
