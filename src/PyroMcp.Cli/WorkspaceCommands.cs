@@ -27,6 +27,8 @@ internal static class WorkspaceCommands
         workspace.Subcommands.Add(Reset());
         workspace.Subcommands.Add(Simple("stop", "Power the VM off cleanly; the disk is kept for 'workspace start'.", (p, id) => p.StopWorkspaceAsync(id, CliApp.Interrupted)));
         workspace.Subcommands.Add(Simple("start", "Boot a stopped or crashed workspace again from its disk.", (p, id) => p.StartWorkspaceAsync(id, CliApp.Interrupted)));
+        workspace.Subcommands.Add(Publish());
+        workspace.Subcommands.Add(Unpublish());
         workspace.Subcommands.Add(Delete());
         workspace.Subcommands.Add(Reap());
         return workspace;
@@ -74,6 +76,50 @@ internal static class WorkspaceCommands
             return 0;
         }));
         return create;
+    }
+
+    private static Command Publish()
+    {
+        var port = new Argument<string>("port") { Description = "GUEST_PORT (a free host port is picked) or HOST_PORT:GUEST_PORT; host ports 1024-65535." };
+        var publish = new Command("publish", "Publish a guest TCP port on the host's 127.0.0.1 while the workspace runs (policy egress+published-ports). Closed on stop, reset, delete and crash.") { Workspace, port, Output.Json };
+        publish.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        {
+            var id = parse.GetValue(Workspace)!;
+            var published = await new Pyro().PublishPortAsync(id, parse.GetValue(port)!, CliApp.Interrupted);
+            if (parse.GetValue(Output.Json))
+            {
+                Output.WriteJson(published, PyroJsonContext.Default.PublishedPort);
+            }
+            else
+            {
+                Console.WriteLine($"[workspace-publish] workspace_id={id} published={published}");
+            }
+
+            return 0;
+        }));
+        return publish;
+    }
+
+    private static Command Unpublish()
+    {
+        var port = new Argument<int>("host-port") { Description = "The host port to close." };
+        var unpublish = new Command("unpublish", "Stop publishing a host port; its open connections are closed.") { Workspace, port, Output.Json };
+        unpublish.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        {
+            var id = parse.GetValue(Workspace)!;
+            var left = await new Pyro().UnpublishPortAsync(id, parse.GetValue(port), CliApp.Interrupted);
+            if (parse.GetValue(Output.Json))
+            {
+                Output.WriteJson(left, PyroJsonContext.Default.IReadOnlyListPublishedPort);
+            }
+            else
+            {
+                Console.WriteLine($"[workspace-unpublish] workspace_id={id} host_port={parse.GetValue(port)} still_published={(left.Count == 0 ? "none" : string.Join(",", left))}");
+            }
+
+            return 0;
+        }));
+        return unpublish;
     }
 
     private static Command List()

@@ -52,6 +52,8 @@ public sealed record AgentRequest
     public TarRequest? Tar { get; init; }
     /// <summary>Set when <see cref="Op"/> is <see cref="AgentOps.TcpConnect"/>.</summary>
     public TcpConnectRequest? Tcp { get; init; }
+    /// <summary>Body of the supervisor's own port operations (publish, unpublish); never relayed to the guest.</summary>
+    public PortMapping? Port { get; init; }
 }
 
 /// <summary>The JSON payload of a <see cref="FrameType.Result"/> frame.</summary>
@@ -69,6 +71,8 @@ public sealed record AgentResponse
     public TarSummary? Tar { get; init; }
     /// <summary>Reply to <see cref="AgentOps.TcpConnect"/>.</summary>
     public TcpSummary? Tcp { get; init; }
+    /// <summary>The ports a supervisor publishes after a port operation.</summary>
+    public IReadOnlyList<PortMapping>? Ports { get; init; }
 }
 
 /// <summary>The JSON payload of an <see cref="FrameType.Error"/> frame.</summary>
@@ -238,6 +242,15 @@ public sealed record TcpSummary
     public long BytesToGuest { get; init; }
     /// <summary>Bytes the guest socket sent back.</summary>
     public long BytesFromGuest { get; init; }
+}
+
+/// <summary>A host port on 127.0.0.1 and the guest port its connections reach; 0 as host port asks for a free one.</summary>
+public sealed record PortMapping
+{
+    /// <summary>Host port on 127.0.0.1.</summary>
+    public int HostPort { get; init; }
+    /// <summary>Port on the guest's 127.0.0.1.</summary>
+    public int GuestPort { get; init; }
 }
 
 /// <summary>Source-generated JSON metadata: the agent is trimmed, so no reflection.</summary>

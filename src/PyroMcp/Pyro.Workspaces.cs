@@ -98,6 +98,23 @@ public sealed partial class Pyro
     public Task<WorkspaceInfo> ResetWorkspaceAsync(string workspace, string? snapshot = null, CancellationToken cancellationToken = default)
         => Workspaces.ResetAsync(workspace, snapshot, cancellationToken);
 
+    /// <summary>
+    /// Publishes a guest TCP port on the host's 127.0.0.1 while the workspace runs:
+    /// <paramref name="publication"/> is <c>GUEST_PORT</c> (a free host port is picked) or
+    /// <c>HOST_PORT:GUEST_PORT</c> (host ports 1024 to 65535). Connections reach 127.0.0.1:GUEST_PORT
+    /// inside the guest. Only for workspaces with <see cref="NetworkPolicy.EgressPublishedPorts"/>; the
+    /// port closes on stop, reset, delete and crash.
+    /// </summary>
+    /// <exception cref="PyroInputException"><c>port_invalid</c>, <c>port_in_use</c>, <c>port_limit</c>, <c>publish_not_allowed</c>.</exception>
+    /// <exception cref="WorkspaceStateException"><c>workspace_not_running</c>.</exception>
+    public Task<PublishedPort> PublishPortAsync(string workspace, string publication, CancellationToken cancellationToken = default)
+        => Workspaces.PublishAsync(workspace, publication, cancellationToken);
+
+    /// <summary>Stops publishing <paramref name="hostPort"/>; open connections through it are closed.</summary>
+    /// <exception cref="PyroInputException"><c>port_not_published</c>.</exception>
+    public Task<IReadOnlyList<PublishedPort>> UnpublishPortAsync(string workspace, int hostPort, CancellationToken cancellationToken = default)
+        => Workspaces.UnpublishAsync(workspace, hostPort, cancellationToken);
+
     /// <summary>Powers the VM off cleanly; the disk is kept for <see cref="StartWorkspaceAsync"/>.</summary>
     public Task<WorkspaceInfo> StopWorkspaceAsync(string workspace, CancellationToken cancellationToken = default)
         => Workspaces.StopAsync(workspace, cancellationToken);

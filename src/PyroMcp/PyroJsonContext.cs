@@ -29,6 +29,7 @@ namespace PyroMcp;
 [JsonSerializable(typeof(IReadOnlyList<FileEntry>))]
 [JsonSerializable(typeof(IReadOnlyList<string>))]
 [JsonSerializable(typeof(PublishedPort))]
+[JsonSerializable(typeof(IReadOnlyList<PublishedPort>))]
 [JsonSerializable(typeof(VmNetworkInfo))]
 public sealed partial class PyroJsonContext : JsonSerializerContext;
 

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using PyroMcp.Environments;
 using PyroMcp.Host;
+using PyroMcp.Networking;
 using PyroMcp.Protocol;
 using PyroMcp.Runtime;
 using PyroMcp.Vmm;
@@ -21,6 +22,8 @@ internal sealed class WorkspaceSupervisor
     /// <summary>Ops the supervisor answers itself instead of relaying.</summary>
     internal const string StopOp = "supervisor.stop";
     internal const string PingOp = "supervisor.ping";
+    internal const string PublishOp = "supervisor.publish";
+    internal const string UnpublishOp = "supervisor.unpublish";
     internal const string SocketName = "supervisor.sock";
 
     private readonly WorkspaceStore _store;
@@ -28,6 +31,9 @@ internal sealed class WorkspaceSupervisor
     private readonly PyroOptions _options;
     private readonly TaskCompletionSource<string> _stop = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ConcurrentDictionary<ClientSession, byte> _clients = new();
+    // One port change at a time, so the list written to the store is always the latest.
+    private readonly SemaphoreSlim _portChanges = new(1, 1);
+    private PortTable? _ports;
 
     private WorkspaceSupervisor(WorkspaceStore store, WorkspaceRecord record, PyroOptions options)
     {
@@ -116,6 +122,8 @@ internal sealed class WorkspaceSupervisor
         listener.Bind(new UnixDomainSocketEndPoint(socketPath));
         File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         listener.Listen(64);
+        // Published ports are this process's listeners: they close when it ends, however it ends.
+        _ports = _record.NetworkPolicy.AllowsPublishing() ? new PortTable(vm.Agent) : null;
         _ = AcceptLoopAsync(listener, vm.Agent);
         var hasNetwork = _record.NetworkPolicy.HasEgress();
         _store.MarkBooted(id, Environment.ProcessId, Networking.GuestLease.Read(vm.Guest.Network), Networking.GuestLease.Problem(vm.Guest.Network, hasNetwork));
@@ -145,6 +153,11 @@ internal sealed class WorkspaceSupervisor
 
         Log(ended == exited ? $"QEMU exited (code {vm.ExitCode})" : ended == expired ? "TTL ran out" : _stop.Task.Result);
         listener.Close();
+        if (_ports is not null)
+        {
+            await _ports.DisposeAsync().ConfigureAwait(false);
+        }
+
         foreach (var client in _clients.Keys)
         {
             await client.DisposeAsync().ConfigureAwait(false);
@@ -218,13 +231,52 @@ internal sealed class WorkspaceSupervisor
                 return;
             }
 
-            var session = new ClientSession(new NetworkStream(socket, ownsSocket: true), agent, reason => _stop.TrySetResult(reason), StallTimeout());
+            var session = new ClientSession(new NetworkStream(socket, ownsSocket: true), agent, reason => _stop.TrySetResult(reason), StallTimeout(), PortsAsync);
             _clients[session] = 0;
             session.Start(Forget);
         }
     }
 
     private void Forget(ClientSession session) => _clients.TryRemove(session, out _);
+
+    /// <summary>Publishes or unpublishes a port, then records the ports this process now holds.</summary>
+    private async Task<AgentResponse> PortsAsync(AgentRequest request)
+    {
+        if (_ports is null)
+        {
+            throw new PyroInputException("publish_not_allowed",
+                $"workspace {_record.Id} has network policy {_record.NetworkPolicy.ToName()}; only egress+published-ports publishes guest ports");
+        }
+
+        var mapping = request.Port ?? throw new PyroInputException("bad_request", $"{request.Op} needs a port body");
+        await _portChanges.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            PublishedPort? published = null;
+            if (request.Op == PublishOp)
+            {
+                PortPublication.CheckGuestPort(mapping.GuestPort);
+                var host = mapping.HostPort == 0 ? (int?)null : mapping.HostPort;
+                PortPublication.CheckHostPort(host);
+                published = _ports.Publish(host, mapping.GuestPort);
+                Log($"published {published}");
+            }
+            else if (!await _ports.UnpublishAsync(mapping.HostPort).ConfigureAwait(false))
+            {
+                throw new PyroInputException("port_not_published", $"host port {mapping.HostPort} is not published by workspace {_record.Id}");
+            }
+
+            var ports = _ports.List();
+            _store.SetPublishedPorts(_record.Id, Environment.ProcessId, ports);
+            // A publish answers with the new port first, then the others.
+            var ordered = published is null ? ports : [published, .. ports.Where(p => p.HostPort != published.HostPort)];
+            return new AgentResponse { Ports = [.. ordered.Select(p => new PortMapping { HostPort = p.HostPort, GuestPort = p.GuestPort })] };
+        }
+        finally
+        {
+            _portChanges.Release();
+        }
+    }
 }
 
 /// <summary>
@@ -241,13 +293,16 @@ internal sealed class ClientSession : IAsyncDisposable
     private readonly FrameConnection _connection;
     private readonly GuestAgentClient _agent;
     private readonly Action<string> _stop;
+    private readonly Func<AgentRequest, Task<AgentResponse>>? _portOps;
     private readonly ConcurrentDictionary<uint, Channel<Frame>> _streams = new();
     private readonly CancellationTokenSource _gone = new();
 
-    internal ClientSession(Stream stream, GuestAgentClient agent, Action<string> stop, TimeSpan? stallTimeout = null)
+    internal ClientSession(Stream stream, GuestAgentClient agent, Action<string> stop, TimeSpan? stallTimeout = null,
+        Func<AgentRequest, Task<AgentResponse>>? portOps = null)
     {
         _agent = agent;
         _stop = stop;
+        _portOps = portOps;
         StallTimeout = stallTimeout ?? DefaultStallTimeout;
         _connection = new FrameConnection(stream, OnFrameAsync);
     }
@@ -284,6 +339,12 @@ internal sealed class ClientSession : IAsyncDisposable
                         _stop(WorkspaceSupervisor.StoppedOnRequest);
                     }
 
+                    return;
+                }
+
+                if (request.Op is WorkspaceSupervisor.PublishOp or WorkspaceSupervisor.UnpublishOp)
+                {
+                    _ = AnswerPortsAsync(frame.StreamId, request);
                     return;
                 }
 
@@ -360,6 +421,31 @@ internal sealed class ClientSession : IAsyncDisposable
         {
             _streams.TryRemove(frame.StreamId, out _);
             upstream.Writer.TryComplete();
+        }
+    }
+
+    private async Task AnswerPortsAsync(uint streamId, AgentRequest request)
+    {
+        Frame reply;
+        try
+        {
+            var response = _portOps is null
+                ? throw new PyroInputException("publish_not_allowed", "this supervisor publishes no ports")
+                : await _portOps(request).ConfigureAwait(false);
+            reply = new Frame(streamId, FrameType.Result, ProtocolJsonContext.Encode(response));
+        }
+        catch (Exception ex) when (ex is PyroException or IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
+        {
+            var error = new AgentError(ex is PyroException p ? p.Code : "port_failed", ex.Message);
+            reply = new Frame(streamId, FrameType.Error, ProtocolJsonContext.Encode(error));
+        }
+
+        try
+        {
+            await ToClientAsync(reply, _gone.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException)
+        {
         }
     }
 
