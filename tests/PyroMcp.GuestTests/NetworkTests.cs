@@ -393,14 +393,15 @@ public sealed class NetworkTests(NetworkWallsTally tally) : GuestTest, IClassFix
         ];
 
         /// <summary>
-        /// Shell lines that probe every target at once and print "reached T" or "blocked T" each,
+        /// Shell lines that probe every target at once and print "reached T" (the target sent the
+        /// lab listeners' banner) or "blocked T" each,
         /// and the same probe of a lab server that a guest with egress must reach (so a broken
         /// probe cannot pass for a wall).
         /// </summary>
         internal string Script => string.Join('\n', Targets.Select(t => Probe("probe", t)).Append(Probe("control", $"{lab.HostAddress} {control.Port}"))) + "\nwait";
 
         private static string Probe(string key, string target)
-            => $"( if timeout 10 /run/pyro/busybox nc -w 4 {target} </dev/null >/dev/null 2>&1; then echo '{key}: reached {target}'; else echo '{key}: blocked {target}'; fi ) &";
+            => $"( case \"$(timeout 10 /run/pyro/busybox nc -w 4 {target} </dev/null 2>/dev/null)\" in *pyro-lab*) echo '{key}: reached {target}';; *) echo '{key}: blocked {target}';; esac ) &";
 
         /// <summary>Counts this policy's probes, and fails if the host's listeners accepted any or the guest says it connected.</summary>
         internal void Check(string policy, string stdout, NetworkWallsTally tally, bool egress)
