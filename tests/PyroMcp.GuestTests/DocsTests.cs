@@ -28,7 +28,7 @@ public sealed partial class DocsTests(Lanes lanes) : GuestTest, IClassFixture<La
             foreach (Match block in BashBlock().Matches(text))
             {
                 // A block that starts with '# script' is one walkthrough: its lines run together, in order.
-                if (block.Groups[1].Value.StartsWith("# script\n", StringComparison.Ordinal))
+                if (block.Groups[1].Value.StartsWith("# script\n", StringComparison.Ordinal) || block.Groups[1].Value.StartsWith(NetworkLab, StringComparison.Ordinal))
                 {
                     data.Add(doc, block.Groups[1].Value);
                     continue;
@@ -60,6 +60,12 @@ public sealed partial class DocsTests(Lanes lanes) : GuestTest, IClassFixture<La
             return;
         }
 
+        if (command.StartsWith(NetworkLab, StringComparison.Ordinal))
+        {
+            await RunInNetworkLabAsync(doc, command);
+            return;
+        }
+
         var isScript = command.StartsWith("# script\n", StringComparison.Ordinal);
         Assert.True(isScript || command.StartsWith("./pyro ") || command.StartsWith("pyro ") || command.StartsWith("dotnet run -c Release --project " + Bench),
             $"{doc}: '{command}' is neither a pyro command nor listed with the test that runs it");
@@ -72,6 +78,29 @@ public sealed partial class DocsTests(Lanes lanes) : GuestTest, IClassFixture<La
 
         // `pyro` is the installed tool; the built CLI is the same program.
         await RunAsync(doc, command, Repo.ScratchEnvironment);
+    }
+
+    /// <summary>
+    /// A block that starts with '# network lab' runs as one script with pyro inside a network
+    /// namespace of the test's own (DESIGN.md section 5): its only way out leads to a second
+    /// namespace where a DNS server answers for debian.org and a web server answers every path,
+    /// standing in for the internet. No traffic leaves the lab.
+    /// </summary>
+    private const string NetworkLab = "# network lab\n";
+
+    private static async Task RunInNetworkLabAsync(string doc, string command)
+    {
+        await using var lab = await NetLab.StartAsync();
+        var dns = lab.StartDnsServer("debian.org");
+        var http = lab.StartHttpServer();
+        http.Serve("/debian/", System.Text.Encoding.UTF8.GetBytes("<html><title>Index of /debian</title>a stand-in for the Debian mirror</html>\n"));
+        lab.UseResolver([lab.HostAddress]);
+        var script = $"set -euo pipefail\npyro() {{ dotnet '{Repo.CliDll}' \"$@\"; }}\n{command}";
+        var result = await Processes.RunAsync("ip", lab.InClient("bash", ["-c", script]), Repo.Root, Repo.ScratchEnvironment, TimeSpan.FromMinutes(15));
+        Assert.True(result.ExitCode == 0, $"{doc}: network lab block exited {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
+        // The guests really went out: the lab's servers saw their lookups and downloads.
+        Assert.True(http.Requests("/debian/") >= 2, $"the lab web server saw {http.Requests("/debian/")} requests for /debian/\n{result.Stdout}");
+        Assert.True(dns.QueriesFor("deb.debian.org") >= 1, "the lab DNS server saw no lookup of deb.debian.org");
     }
 
     private static Func<Task> BenchLane(string key)
