@@ -54,12 +54,15 @@ internal static class DemoCommand
         return demo;
     }
 
-    /// <summary>Shows the lease the guest got, then downloads the URL with the guest's own busybox wget.</summary>
+    /// <summary>
+    /// Shows the lease the guest got, then downloads the URL with the guest's own busybox wget
+    /// (under coreutils' timeout: busybox 1.35's own -T option crashes it).
+    /// </summary>
     private const string NetworkScript = """
         set -e
         . /run/pyro/network
         echo "guest address=$address/$prefix gateway=$gateway dns=$dns"
-        /run/pyro/busybox wget -q -T 20 -O /tmp/pyro-demo "$PYRO_DEMO_URL"
+        timeout 30 /run/pyro/busybox wget -q -O /tmp/pyro-demo "$PYRO_DEMO_URL"
         echo "downloaded $(wc -c < /tmp/pyro-demo) bytes from $PYRO_DEMO_URL"
         """;
 }

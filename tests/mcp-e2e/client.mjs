@@ -22,7 +22,7 @@ const expected = {
   ],
   "workspace-full": [
     "snapshot_create", "snapshot_delete", "snapshot_list", "vm_create", "vm_delete", "vm_exec",
-    "vm_list_environments", "vm_reap_expired", "vm_run", "vm_start", "vm_status", "vm_stop",
+    "vm_list_environments", "vm_network_info", "vm_reap_expired", "vm_run", "vm_start", "vm_status", "vm_stop",
     "workspace_create", "workspace_delete", "workspace_diff", "workspace_exec", "workspace_export",
     "workspace_file_list", "workspace_file_read", "workspace_file_write", "workspace_list", "workspace_logs",
     "workspace_patch_apply", "workspace_reset", "workspace_start", "workspace_status", "workspace_stop",
