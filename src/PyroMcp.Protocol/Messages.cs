@@ -35,6 +35,38 @@ public static class AgentOps
     /// listens, <c>connection_reset</c>). Cancel closes the socket.
     /// </summary>
     public const string TcpConnect = "tcp.connect";
+
+    /// <summary>
+    /// Starts a named service (<c>/bin/sh -c</c> command in its own session and process group,
+    /// supervised by the agent) and waits for its readiness probe. Result: the service
+    /// (<see cref="AgentResponse.Service"/>). Errors: <c>service_not_ready</c> (probe never passed
+    /// in time; the service is stopped), <c>service_exited</c> (it exited before it was ready),
+    /// <c>service_exists</c> (a service of that name is running), <c>service_limit</c>,
+    /// <c>service_name_invalid</c>, <c>cwd_not_found</c>, <c>readiness_invalid</c>. Cancel stops the
+    /// service if it is not ready yet.
+    /// </summary>
+    public const string ServiceStart = "service.start";
+    /// <summary>Every service the agent knows, running or not (<see cref="AgentResponse.Services"/>).</summary>
+    public const string ServiceList = "service.list";
+    /// <summary>One service (<see cref="AgentResponse.Service"/>); <c>service_not_found</c> when unknown.</summary>
+    public const string ServiceStatus = "service.status";
+    /// <summary>One service and the last <see cref="ServiceRequest.TailLines"/> lines of its stdout and stderr (<see cref="AgentResponse.ServiceLogs"/>).</summary>
+    public const string ServiceLogs = "service.logs";
+    /// <summary>Stops a service: TERM to its process group, KILL after <see cref="ServiceRequest.StopGraceMs"/>. Stopping a service that is not running returns it as it is.</summary>
+    public const string ServiceStop = "service.stop";
+
+    /// <summary>Opens a shell on a new PTY (<see cref="AgentResponse.Shell"/>); <c>shell_limit</c> when too many are open.</summary>
+    public const string ShellOpen = "shell.open";
+    /// <summary>Writes <see cref="ShellRequest.Input"/> to a shell's PTY; <c>shell_not_found</c>, <c>shell_closed</c>, <c>shell_input_too_large</c>.</summary>
+    public const string ShellWrite = "shell.write";
+    /// <summary>Reads a shell's output from <see cref="ShellRequest.Cursor"/> (<see cref="AgentResponse.ShellOutput"/>).</summary>
+    public const string ShellRead = "shell.read";
+    /// <summary>Signals the PTY's foreground process group (as a terminal's Ctrl-C does); <c>signal_invalid</c> for an unknown name.</summary>
+    public const string ShellSignal = "shell.signal";
+    /// <summary>Closes a shell: HUP then KILL to its session, and forgets it.</summary>
+    public const string ShellClose = "shell.close";
+    /// <summary>The open shells (<see cref="AgentResponse.Shells"/>).</summary>
+    public const string ShellList = "shell.list";
 }
 
 /// <summary>The JSON payload of a <see cref="FrameType.Request"/> frame.</summary>
@@ -52,6 +84,10 @@ public sealed record AgentRequest
     public TarRequest? Tar { get; init; }
     /// <summary>Set when <see cref="Op"/> is <see cref="AgentOps.TcpConnect"/>.</summary>
     public TcpConnectRequest? Tcp { get; init; }
+    /// <summary>Set for the <c>service.*</c> operations.</summary>
+    public ServiceRequest? Service { get; init; }
+    /// <summary>Set for the <c>shell.*</c> operations.</summary>
+    public ShellRequest? Shell { get; init; }
     /// <summary>Body of the supervisor's own port operations (publish, unpublish); never relayed to the guest.</summary>
     public PortMapping? Port { get; init; }
 }
@@ -73,6 +109,18 @@ public sealed record AgentResponse
     public TcpSummary? Tcp { get; init; }
     /// <summary>The ports a supervisor publishes after a port operation.</summary>
     public IReadOnlyList<PortMapping>? Ports { get; init; }
+    /// <summary>Reply to service.start, service.status, service.stop.</summary>
+    public ServiceInfo? Service { get; init; }
+    /// <summary>Reply to service.list, oldest first.</summary>
+    public IReadOnlyList<ServiceInfo>? Services { get; init; }
+    /// <summary>Reply to service.logs.</summary>
+    public ServiceLogTail? ServiceLogs { get; init; }
+    /// <summary>Reply to shell.open, shell.write, shell.signal, shell.close.</summary>
+    public ShellInfo? Shell { get; init; }
+    /// <summary>Reply to shell.list, oldest first.</summary>
+    public IReadOnlyList<ShellInfo>? Shells { get; init; }
+    /// <summary>Reply to shell.read.</summary>
+    public ShellOutput? ShellOutput { get; init; }
 }
 
 /// <summary>The JSON payload of an <see cref="FrameType.Error"/> frame.</summary>
@@ -251,6 +299,160 @@ public sealed record PortMapping
     public int HostPort { get; init; }
     /// <summary>Port on the guest's 127.0.0.1.</summary>
     public int GuestPort { get; init; }
+    /// <summary>The service the port follows, if any: the supervisor releases it once that service no longer runs.</summary>
+    public string? Service { get; init; }
+}
+
+/// <summary>A service operation. <see cref="Name"/> is required except for service.list.</summary>
+public sealed record ServiceRequest
+{
+    /// <summary>Longest service name: letters, digits, <c>.</c>, <c>_</c>, <c>-</c>, starting with a letter or digit.</summary>
+    public const int MaxNameLength = 64;
+    /// <summary>Longest command, in bytes of UTF-8.</summary>
+    public const int MaxCommandBytes = 16 * 1024;
+
+    /// <summary>The service's name, unique in the guest.</summary>
+    public string? Name { get; init; }
+    /// <summary>service.start: the command line, run as <c>/bin/sh -c</c>.</summary>
+    public string? Command { get; init; }
+    /// <summary>service.start: working directory in the guest (default <c>/workspace</c>); relative paths are under <c>/workspace</c>.</summary>
+    public string? Cwd { get; init; }
+    /// <summary>service.start: variables added to the base environment.</summary>
+    public IReadOnlyDictionary<string, string>? Env { get; init; }
+    /// <summary>service.start: how to tell the service is ready; null means ready once started.</summary>
+    public ReadinessProbe? Readiness { get; init; }
+    /// <summary>service.start: how long readiness may take (default 30 s, at most 10 min).</summary>
+    public int ReadyTimeoutMs { get; init; }
+    /// <summary>service.start: time between probes (default 500 ms, 50 ms to 60 s).</summary>
+    public int ReadyIntervalMs { get; init; }
+    /// <summary>service.logs: lines of each stream to return (default 200, at most 5,000).</summary>
+    public int TailLines { get; init; }
+    /// <summary>service.stop: time between TERM and KILL (default 5 s, at most 60 s).</summary>
+    public int StopGraceMs { get; init; }
+}
+
+/// <summary>A readiness check, run inside the guest.</summary>
+public sealed record ReadinessProbe
+{
+    /// <summary>
+    /// <c>file</c> (Target is a path, relative to the service's cwd, that must exist),
+    /// <c>tcp</c> (Target is HOST:PORT that must accept a connection),
+    /// <c>http</c> (Target is an http:// URL that must answer 2xx or 3xx),
+    /// <c>command</c> (Target is a shell command that must exit 0, run in the service's cwd).
+    /// </summary>
+    public required string Type { get; init; }
+    /// <summary>What the probe checks; see <see cref="Type"/>.</summary>
+    public required string Target { get; init; }
+}
+
+/// <summary>A service as the agent knows it. Claims of a guest: the host checks and bounds every field.</summary>
+public sealed record ServiceInfo
+{
+    /// <summary>The name.</summary>
+    public required string Name { get; init; }
+    /// <summary><c>starting</c>, <c>running</c>, <c>exited</c> (ended by itself), <c>stopped</c> (by request, or by the workspace stopping), <c>failed</c> (never became ready; stopped).</summary>
+    public required string State { get; init; }
+    /// <summary>The command line.</summary>
+    public required string Command { get; init; }
+    /// <summary>The working directory.</summary>
+    public required string Cwd { get; init; }
+    /// <summary>The readiness probe, when one was given.</summary>
+    public ReadinessProbe? Readiness { get; init; }
+    /// <summary>Process id (and process group) in the guest, while it runs.</summary>
+    public int Pid { get; init; }
+    /// <summary>Exit status once it ended (128+N for signal N).</summary>
+    public int? ExitCode { get; init; }
+    /// <summary>Start time, ms since the Unix epoch (guest clock, set from the host's at boot).</summary>
+    public long StartedAtMs { get; init; }
+    /// <summary>End time, when it ended.</summary>
+    public long? EndedAtMs { get; init; }
+    /// <summary>Why it is not running, in words (exit, stop request, failed probe, workspace stop).</summary>
+    public string? Reason { get; init; }
+    /// <summary>The last readiness probe's result, in words.</summary>
+    public string? LastProbe { get; init; }
+}
+
+/// <summary>The end of a service's logs.</summary>
+public sealed record ServiceLogTail
+{
+    /// <summary>The service.</summary>
+    public required ServiceInfo Service { get; init; }
+    /// <summary>Last lines of stdout (UTF-8, invalid bytes replaced).</summary>
+    public required string Stdout { get; init; }
+    /// <summary>Last lines of stderr.</summary>
+    public required string Stderr { get; init; }
+    /// <summary>Older output was rotated away or left out of the tail.</summary>
+    public bool Truncated { get; init; }
+}
+
+/// <summary>A shell operation. <see cref="Id"/> is required except for shell.open and shell.list.</summary>
+public sealed record ShellRequest
+{
+    /// <summary>Largest shell.write input, in bytes of UTF-8.</summary>
+    public const int MaxInputBytes = 64 * 1024;
+    /// <summary>Largest shell.read answer, in characters.</summary>
+    public const int MaxReadChars = 256 * 1024;
+
+    /// <summary>The shell's id, as shell.open returned it.</summary>
+    public string? Id { get; init; }
+    /// <summary>shell.open: working directory (default <c>/workspace</c>).</summary>
+    public string? Cwd { get; init; }
+    /// <summary>shell.open: terminal width (default 120, 10 to 1,000).</summary>
+    public int Cols { get; init; }
+    /// <summary>shell.open: terminal height (default 30, 5 to 1,000).</summary>
+    public int Rows { get; init; }
+    /// <summary>shell.open: variables added to the base environment.</summary>
+    public IReadOnlyDictionary<string, string>? Env { get; init; }
+    /// <summary>shell.write: the text to type.</summary>
+    public string? Input { get; init; }
+    /// <summary>shell.write: type a newline after <see cref="Input"/>.</summary>
+    public bool AppendNewline { get; init; }
+    /// <summary>shell.read: the character offset to read from (0 = the start of the shell's output).</summary>
+    public long Cursor { get; init; }
+    /// <summary>shell.read: characters to return at most (default 65,536, at most <see cref="MaxReadChars"/>).</summary>
+    public int MaxChars { get; init; }
+    /// <summary>shell.signal: INT, TERM, HUP, KILL, QUIT, TSTP, CONT, USR1, USR2 (with or without SIG).</summary>
+    public string? Signal { get; init; }
+}
+
+/// <summary>A shell as the agent knows it.</summary>
+public sealed record ShellInfo
+{
+    /// <summary>The id.</summary>
+    public required string Id { get; init; }
+    /// <summary><c>running</c>, <c>exited</c> (the shell process ended; its output stays readable until closed), <c>closed</c>.</summary>
+    public required string State { get; init; }
+    /// <summary>The working directory it was opened in.</summary>
+    public required string Cwd { get; init; }
+    /// <summary>Terminal width.</summary>
+    public int Cols { get; init; }
+    /// <summary>Terminal height.</summary>
+    public int Rows { get; init; }
+    /// <summary>The shell's process id (its session).</summary>
+    public int Pid { get; init; }
+    /// <summary>Exit status once it ended.</summary>
+    public int? ExitCode { get; init; }
+    /// <summary>Open time, ms since the Unix epoch.</summary>
+    public long StartedAtMs { get; init; }
+    /// <summary>Characters of output so far: the cursor of the next character to arrive.</summary>
+    public long OutputChars { get; init; }
+}
+
+/// <summary>Output of a shell from a cursor.</summary>
+public sealed record ShellOutput
+{
+    /// <summary>The shell.</summary>
+    public required ShellInfo Shell { get; init; }
+    /// <summary>The characters, raw (escape sequences kept).</summary>
+    public required string Output { get; init; }
+    /// <summary>Where <see cref="Output"/> starts; later than the cursor asked for when that output was dropped from the ring.</summary>
+    public long Cursor { get; init; }
+    /// <summary>The cursor to read from next.</summary>
+    public long NextCursor { get; init; }
+    /// <summary>Characters between the cursor asked for and <see cref="Cursor"/> that had already left the ring.</summary>
+    public long DroppedChars { get; init; }
+    /// <summary>More output is already waiting past <see cref="NextCursor"/> (the answer hit MaxChars).</summary>
+    public bool Truncated { get; init; }
 }
 
 /// <summary>Source-generated JSON metadata: the agent is trimmed, so no reflection.</summary>
@@ -263,6 +465,7 @@ public sealed record PortMapping
 [JsonSerializable(typeof(AgentError))]
 [JsonSerializable(typeof(TcpConnectRequest))]
 [JsonSerializable(typeof(TcpSummary))]
+[JsonSerializable(typeof(ServiceInfo))]
 public sealed partial class ProtocolJsonContext : JsonSerializerContext
 {
     /// <summary>Serializes a message to UTF-8 JSON.</summary>

@@ -31,6 +31,12 @@ namespace PyroMcp;
 [JsonSerializable(typeof(PublishedPort))]
 [JsonSerializable(typeof(IReadOnlyList<PublishedPort>))]
 [JsonSerializable(typeof(VmNetworkInfo))]
+[JsonSerializable(typeof(WorkspaceService))]
+[JsonSerializable(typeof(WorkspaceServiceList))]
+[JsonSerializable(typeof(WorkspaceServiceLogs))]
+[JsonSerializable(typeof(WorkspaceShell))]
+[JsonSerializable(typeof(IReadOnlyList<WorkspaceShell>))]
+[JsonSerializable(typeof(ShellReadResult))]
 public sealed partial class PyroJsonContext : JsonSerializerContext;
 
 /// <summary>Source-generated JSON for pyro's own files in the caches.</summary>

@@ -45,6 +45,12 @@ public sealed record WorkspaceInfo
     public string? NetworkError { get; init; }
     /// <summary>Guest ports published on the host's 127.0.0.1; released on stop, reset, delete and crash.</summary>
     public IReadOnlyList<PublishedPort> PublishedPorts { get; init; } = [];
+    /// <summary>Services the guest knows (running or not), when the status asked the running guest; null otherwise.</summary>
+    public int? ServiceCount { get; init; }
+    /// <summary>Services running, when the status asked the running guest; null otherwise.</summary>
+    public int? RunningServices { get; init; }
+    /// <summary>Shells open, when the status asked the running guest; null otherwise.</summary>
+    public int? OpenShells { get; init; }
 }
 
 /// <summary>One command of a workspace's history.</summary>

@@ -18,6 +18,9 @@ public sealed record PublishedPort
     /// <summary>The port on 127.0.0.1 inside the guest, 1 to 65535.</summary>
     public int GuestPort { get; init; }
 
+    /// <summary>The service this port follows (released when it stops, exits or fails), or null for a port published on its own.</summary>
+    public string? Service { get; init; }
+
     /// <summary>The transport: always <c>tcp</c>.</summary>
     public string Protocol { get; init; } = "tcp";
 
