@@ -7,13 +7,18 @@ cd "$root"
 # shellcheck source=scripts/host-setup.sh
 source "$root/scripts/host-setup.sh"
 pyro_ensure_host
-# The end-to-end MCP test drives pyro with the official TypeScript client, which needs Node.js.
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+# The end-to-end MCP test drives pyro with the official TypeScript client, which needs Node.js;
+# the service tests probe published ports with curl, as a user would.
+test_packages=()
+command -v node >/dev/null 2>&1 || test_packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || test_packages+=(npm)
+command -v curl >/dev/null 2>&1 || test_packages+=(curl)
+if [[ ${#test_packages[@]} -gt 0 ]]; then
   if [[ $(id -u) -eq 0 ]]; then
-    echo "[setup] installing nodejs and npm for the MCP client tests" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+    echo "[setup] installing ${test_packages[*]} for the tests" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${test_packages[@]}" >&2
   else
-    echo "pyro: the tests need Node.js: sudo apt-get install -y nodejs npm" >&2; exit 1
+    echo "pyro: the tests need: sudo apt-get install -y ${test_packages[*]}" >&2; exit 1
   fi
 fi
 echo "[test] building the solution" >&2
@@ -27,10 +32,16 @@ dotnet test pyro.slnx -c Release --no-build -nologo --logger "console;verbosity=
 # One closing line in the plain 'N passed, N failed' form, summed over the test projects.
 count() { { grep -aoE "$1: +[0-9]+" "$log" || true; } | awk '{ s += $2 } END { print s + 0 }'; }
 passed=$(count Passed); failed=$(count Failed); skipped=$(count Skipped)
+# Failures again at the very end, where a reader of the tail of a long log looks first.
+failures=$(grep -a -A12 -E '^\s+Failed [A-Za-z]' "$log" | cut -c1-400 | head -n 120 || true)
 rm -f "$log"
 if [[ -s artifacts/test-figures.txt ]]; then
   echo "--- figures ---"
   sort artifacts/test-figures.txt
+fi
+if [[ -n "$failures" ]]; then
+  echo "--- failures ---"
+  echo "$failures"
 fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit "$status"

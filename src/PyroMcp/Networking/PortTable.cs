@@ -13,10 +13,15 @@ internal sealed class PortTable(GuestAgentClient agent) : IAsyncDisposable
 
     private readonly Lock _gate = new();
     private readonly SortedDictionary<int, PortForwarder> _ports = [];
+    // Host port -> the service it follows; ports published on their own have no entry.
+    private readonly Dictionary<int, string> _owners = [];
     private bool _disposed;
 
-    /// <summary>Publishes <paramref name="guestPort"/> on <paramref name="hostPort"/> (a free port when null).</summary>
-    internal PublishedPort Publish(int? hostPort, int guestPort)
+    /// <summary>
+    /// Publishes <paramref name="guestPort"/> on <paramref name="hostPort"/> (a free port when null),
+    /// following <paramref name="service"/> when one is named.
+    /// </summary>
+    internal PublishedPort Publish(int? hostPort, int guestPort, string? service = null)
     {
         lock (_gate)
         {
@@ -35,7 +40,12 @@ internal sealed class PortTable(GuestAgentClient agent) : IAsyncDisposable
 
             var forwarder = PortForwarder.Open(agent, hostPort, guestPort);
             _ports.Add(forwarder.Published.HostPort, forwarder);
-            return forwarder.Published;
+            if (service is not null)
+            {
+                _owners[forwarder.Published.HostPort] = service;
+            }
+
+            return forwarder.Published with { Service = service };
         }
     }
 
@@ -49,6 +59,8 @@ internal sealed class PortTable(GuestAgentClient agent) : IAsyncDisposable
             {
                 return false;
             }
+
+            _owners.Remove(hostPort);
         }
 
         await forwarder.DisposeAsync().ConfigureAwait(false);
@@ -60,7 +72,25 @@ internal sealed class PortTable(GuestAgentClient agent) : IAsyncDisposable
     {
         lock (_gate)
         {
-            return [.. _ports.Values.Select(f => f.Published)];
+            return [.. _ports.Values.Select(f => f.Published with { Service = _owners.GetValueOrDefault(f.Published.HostPort) })];
+        }
+    }
+
+    /// <summary>The services that own at least one port.</summary>
+    internal IReadOnlySet<string> Owners()
+    {
+        lock (_gate)
+        {
+            return _owners.Values.ToHashSet(StringComparer.Ordinal);
+        }
+    }
+
+    /// <summary>The host ports that follow <paramref name="service"/>.</summary>
+    internal IReadOnlyList<int> PortsOf(string service)
+    {
+        lock (_gate)
+        {
+            return [.. _owners.Where(o => o.Value == service).Select(o => o.Key)];
         }
     }
 
@@ -82,6 +112,7 @@ internal sealed class PortTable(GuestAgentClient agent) : IAsyncDisposable
             _disposed = true;
             all = [.. _ports.Values];
             _ports.Clear();
+            _owners.Clear();
         }
 
         foreach (var forwarder in all)

@@ -1,11 +1,124 @@
+using PyroMcp.Protocol;
+using PyroMcp.Shells;
+using PyroMcp.Vmm;
+
 namespace PyroMcp.Workspaces;
 
+/// <summary>
+/// Shells: interactive shells on PTYs the guest agent holds between calls. Each call is a short
+/// request; the shell and its output ring live in the agent until it is closed or the VM stops.
+/// </summary>
 internal sealed partial class WorkspaceManager
 {
-    internal Task<WorkspaceShell> OpenShellAsync(string idOrName, ShellOpenRequest request, CancellationToken cancellationToken) => throw new NotImplementedException();
-    internal Task<WorkspaceShell> WriteShellAsync(string idOrName, string shellId, string input, bool appendNewline, CancellationToken cancellationToken) => throw new NotImplementedException();
-    internal Task<ShellReadResult> ReadShellAsync(string idOrName, string shellId, long cursor, int maxChars, bool plain, CancellationToken cancellationToken) => throw new NotImplementedException();
-    internal Task<WorkspaceShell> SignalShellAsync(string idOrName, string shellId, string signal, CancellationToken cancellationToken) => throw new NotImplementedException();
-    internal Task<WorkspaceShell> CloseShellAsync(string idOrName, string shellId, CancellationToken cancellationToken) => throw new NotImplementedException();
-    internal Task<IReadOnlyList<WorkspaceShell>> ListShellsAsync(string idOrName, CancellationToken cancellationToken) => throw new NotImplementedException();
+    internal async Task<WorkspaceShell> OpenShellAsync(string idOrName, ShellOpenRequest request, CancellationToken cancellationToken)
+    {
+        if (request.Cols is < 10 or > 1000 || request.Rows is < 5 or > 1000)
+        {
+            throw new PyroInputException("shell_size_invalid", $"a shell is 10 to 1000 columns and 5 to 1000 rows (got {request.Cols}x{request.Rows})", "cols");
+        }
+
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
+        var body = new ShellRequest { Cwd = GuestPath(request.Cwd), Cols = request.Cols, Rows = request.Rows, Env = request.Env };
+        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellOpen, Shell = body }, cancellationToken).ConfigureAwait(false);
+        return ToShell(record.Id, response.Shell);
+    }
+
+    internal async Task<WorkspaceShell> WriteShellAsync(string idOrName, string shellId, string input, bool appendNewline, CancellationToken cancellationToken)
+    {
+        CheckShellId(shellId);
+        ArgumentNullException.ThrowIfNull(input);
+        if (System.Text.Encoding.UTF8.GetByteCount(input) > ShellRequest.MaxInputBytes)
+        {
+            throw new PyroInputException("shell_input_too_large", $"shell input is limited to {ShellRequest.MaxInputBytes / 1024} KiB a call; write a longer text to a file with workspace file write and run it", "input");
+        }
+
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
+        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellWrite, Shell = new ShellRequest { Id = shellId, Input = input, AppendNewline = appendNewline } }, cancellationToken).ConfigureAwait(false);
+        return ToShell(record.Id, response.Shell);
+    }
+
+    internal async Task<ShellReadResult> ReadShellAsync(string idOrName, string shellId, long cursor, int maxChars, bool plain, CancellationToken cancellationToken)
+    {
+        CheckShellId(shellId);
+        if (cursor < 0)
+        {
+            throw new PyroInputException("bad_request", $"the cursor is 0 or a next_cursor a read returned (got {cursor})", "cursor");
+        }
+
+        if (maxChars is < 1 or > ShellRequest.MaxReadChars)
+        {
+            throw new PyroInputException("bad_request", $"max_chars must be 1 to {ShellRequest.MaxReadChars} (got {maxChars})", "max_chars");
+        }
+
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
+        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellRead, Shell = new ShellRequest { Id = shellId, Cursor = cursor, MaxChars = maxChars } }, cancellationToken).ConfigureAwait(false);
+        var output = response.ShellOutput ?? throw new GuestChannelException("guest_protocol", "the guest agent answered shell.read without output");
+        // The guest's numbers are claims: the text is cut to what was asked, and the cursors must move forward.
+        var text = output.Output.Length > maxChars ? output.Output[..maxChars] : output.Output;
+        var start = Math.Max(cursor, output.Cursor);
+        return new ShellReadResult
+        {
+            Shell = ToShell(record.Id, output.Shell),
+            Output = plain ? TerminalText.Plain(text) : text,
+            Cursor = start,
+            NextCursor = Math.Max(start, Math.Min(output.NextCursor, start + text.Length)),
+            DroppedChars = Math.Max(0, output.DroppedChars),
+            Truncated = output.Truncated,
+            Plain = plain,
+        };
+    }
+
+    internal async Task<WorkspaceShell> SignalShellAsync(string idOrName, string shellId, string signal, CancellationToken cancellationToken)
+    {
+        CheckShellId(shellId);
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
+        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellSignal, Shell = new ShellRequest { Id = shellId, Signal = signal } }, cancellationToken).ConfigureAwait(false);
+        return ToShell(record.Id, response.Shell);
+    }
+
+    internal async Task<WorkspaceShell> CloseShellAsync(string idOrName, string shellId, CancellationToken cancellationToken)
+    {
+        CheckShellId(shellId);
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
+        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellClose, Shell = new ShellRequest { Id = shellId } }, cancellationToken).ConfigureAwait(false);
+        return ToShell(record.Id, response.Shell);
+    }
+
+    internal async Task<IReadOnlyList<WorkspaceShell>> ListShellsAsync(string idOrName, CancellationToken cancellationToken)
+    {
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
+        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellList }, cancellationToken).ConfigureAwait(false);
+        return [.. (response.Shells ?? []).Take(256).Select(s => ToShell(record.Id, s))];
+    }
+
+    private static void CheckShellId(string? shellId)
+    {
+        if (string.IsNullOrEmpty(shellId) || shellId.Length > 64 || !shellId.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+        {
+            throw new PyroInputException("shell_not_found", $"'{GuestAgentClient.Sanitize(shellId, 80)}' is not a shell id; shell open returns one, shell list shows the open ones", "shell_id");
+        }
+    }
+
+    private static WorkspaceShell ToShell(string workspaceId, ShellInfo? info)
+    {
+        if (info is null)
+        {
+            throw new GuestChannelException("guest_protocol", "the guest agent answered a shell call without the shell");
+        }
+
+        var state = info.State is "running" or "exited" or "closed" ? info.State : "unknown";
+        return new WorkspaceShell
+        {
+            WorkspaceId = workspaceId,
+            ShellId = GuestAgentClient.Sanitize(info.Id, 64),
+            State = state,
+            Cwd = GuestAgentClient.Sanitize(info.Cwd, 4096),
+            Cols = info.Cols,
+            Rows = info.Rows,
+            Pid = state == "running" && info.Pid > 0 ? info.Pid : null,
+            ExitCode = info.ExitCode,
+            StartedAt = Time(info.StartedAtMs),
+            OutputChars = Math.Max(0, info.OutputChars),
+        };
+    }
 }

@@ -58,7 +58,13 @@ internal sealed partial class WorkspaceManager
     }
 
     internal async Task<WorkspaceInfo> StatusAsync(string idOrName, CancellationToken cancellationToken)
-        => ToInfo(await GetAsync(idOrName, cancellationToken).ConfigureAwait(false));
+    {
+        var info = ToInfo(await GetAsync(idOrName, cancellationToken).ConfigureAwait(false));
+        // Only a running guest knows its services and shells; the list of workspaces does not ask each one.
+        return info.State == WorkspaceState.Running && await SessionCountsAsync(Store.Get(info.WorkspaceId), cancellationToken).ConfigureAwait(false) is { } counts
+            ? info with { ServiceCount = counts.Services, RunningServices = counts.Running, OpenShells = counts.Shells }
+            : info;
+    }
 
     internal async Task<CappedList<WorkspaceInfo>> ListAsync(IReadOnlyDictionary<string, string>? labels, CancellationToken cancellationToken)
     {

@@ -24,6 +24,11 @@ internal sealed class WorkspaceSupervisor
     internal const string PingOp = "supervisor.ping";
     internal const string PublishOp = "supervisor.publish";
     internal const string UnpublishOp = "supervisor.unpublish";
+    /// <summary>Releases every port that follows the service named in the port body.</summary>
+    internal const string ReleaseServiceOp = "supervisor.release-service";
+
+    /// <summary>How often the supervisor looks whether services that own ports still run.</summary>
+    private static readonly TimeSpan ServiceWatchInterval = TimeSpan.FromSeconds(1);
     internal const string SocketName = "supervisor.sock";
 
     private readonly WorkspaceStore _store;
@@ -125,6 +130,8 @@ internal sealed class WorkspaceSupervisor
         // Published ports are this process's listeners: they close when it ends, however it ends.
         _ports = _record.NetworkPolicy.AllowsPublishing() ? new PortTable(vm.Agent) : null;
         _ = AcceptLoopAsync(listener, vm.Agent);
+        using var watching = new CancellationTokenSource();
+        var watcher = _ports is null ? Task.CompletedTask : WatchServicePortsAsync(vm.Agent, watching.Token);
         var hasNetwork = _record.NetworkPolicy.HasEgress();
         _store.MarkBooted(id, Environment.ProcessId, Networking.GuestLease.Read(vm.Guest.Network), Networking.GuestLease.Problem(vm.Guest.Network, hasNetwork));
         FaultPoint.Hit("supervisor.after-boot");
@@ -153,6 +160,8 @@ internal sealed class WorkspaceSupervisor
 
         Log(ended == exited ? $"QEMU exited (code {vm.ExitCode})" : ended == expired ? "TTL ran out" : _stop.Task.Result);
         listener.Close();
+        await watching.CancelAsync().ConfigureAwait(false);
+        await watcher.ConfigureAwait(false);
         if (_ports is not null)
         {
             await _ports.DisposeAsync().ConfigureAwait(false);
@@ -258,8 +267,16 @@ internal sealed class WorkspaceSupervisor
                 PortPublication.CheckGuestPort(mapping.GuestPort);
                 var host = mapping.HostPort == 0 ? (int?)null : mapping.HostPort;
                 PortPublication.CheckHostPort(host);
-                published = _ports.Publish(host, mapping.GuestPort);
-                Log($"published {published}");
+                published = _ports.Publish(host, mapping.GuestPort, mapping.Service);
+                Log($"published {published}{(mapping.Service is null ? "" : $" for service {mapping.Service}")}");
+            }
+            else if (request.Op == ReleaseServiceOp)
+            {
+                foreach (var port in _ports.PortsOf(mapping.Service ?? ""))
+                {
+                    await _ports.UnpublishAsync(port).ConfigureAwait(false);
+                    Log($"released host port {port} of service {mapping.Service}");
+                }
             }
             else if (!await _ports.UnpublishAsync(mapping.HostPort).ConfigureAwait(false))
             {
@@ -270,11 +287,48 @@ internal sealed class WorkspaceSupervisor
             _store.SetPublishedPorts(_record.Id, Environment.ProcessId, ports);
             // A publish answers with the new port first, then the others.
             var ordered = published is null ? ports : [published, .. ports.Where(p => p.HostPort != published.HostPort)];
-            return new AgentResponse { Ports = [.. ordered.Select(p => new PortMapping { HostPort = p.HostPort, GuestPort = p.GuestPort })] };
+            return new AgentResponse { Ports = [.. ordered.Select(p => new PortMapping { HostPort = p.HostPort, GuestPort = p.GuestPort, Service = p.Service })] };
         }
         finally
         {
             _portChanges.Release();
+        }
+    }
+
+    /// <summary>
+    /// Ports follow their service: once a service that owns ports is no longer starting or running
+    /// (it exited, failed, was stopped from inside the guest), its ports are released.
+    /// </summary>
+    private async Task WatchServicePortsAsync(GuestAgentClient agent, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(ServiceWatchInterval, cancellationToken).ConfigureAwait(false);
+                if (_ports is null || _ports.Owners() is not { Count: > 0 } owners)
+                {
+                    continue;
+                }
+
+                using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                limit.CancelAfter(TimeSpan.FromSeconds(10));
+                var response = await agent.CallAsync(new AgentRequest { Op = AgentOps.ServiceList }, null, null, limit.Token).ConfigureAwait(false);
+                var live = (response.Services ?? []).Where(s => s.State is "running" or "starting").Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
+                foreach (var owner in owners.Where(o => !live.Contains(o)))
+                {
+                    await PortsAsync(new AgentRequest { Op = ReleaseServiceOp, Port = new PortMapping { Service = owner } }).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is PyroException or IOException or OperationCanceledException or ObjectDisposedException or System.Net.Sockets.SocketException)
+            {
+                // A guest that does not answer keeps its ports until it does, or until the VM ends.
+                Log($"service port watch: {ex.Message}");
+            }
         }
     }
 }
@@ -342,7 +396,7 @@ internal sealed class ClientSession : IAsyncDisposable
                     return;
                 }
 
-                if (request.Op is WorkspaceSupervisor.PublishOp or WorkspaceSupervisor.UnpublishOp)
+                if (request.Op is WorkspaceSupervisor.PublishOp or WorkspaceSupervisor.UnpublishOp or WorkspaceSupervisor.ReleaseServiceOp)
                 {
                     _ = AnswerPortsAsync(frame.StreamId, request);
                     return;
