@@ -214,7 +214,7 @@ internal sealed partial class WorkspaceManager
         }
     }
 
-    private static void CheckReadiness(ServiceReadiness? readiness)
+    internal static void CheckReadiness(ServiceReadiness? readiness)
     {
         if (readiness is null)
         {
@@ -246,14 +246,14 @@ internal sealed partial class WorkspaceManager
     }
 
     /// <summary>A service as the guest describes it, bounded and checked: the guest's words are claims.</summary>
-    private static WorkspaceService ToService(string workspaceId, ServiceInfo? info, IReadOnlyList<PublishedPort> ports)
+    internal static WorkspaceService ToService(string workspaceId, ServiceInfo? info, IReadOnlyList<PublishedPort> ports)
     {
         if (info is null)
         {
             throw new GuestChannelException("guest_protocol", "the guest agent answered a service call without the service");
         }
 
-        var name = GuestAgentClient.Sanitize(info.Name, ServiceRequest.MaxNameLength);
+        var name = OneLine(info.Name, ServiceRequest.MaxNameLength);
         var state = info.State is "starting" or "running" or "exited" or "stopped" or "failed" ? info.State : "unknown";
         return new WorkspaceService
         {
@@ -261,23 +261,26 @@ internal sealed partial class WorkspaceManager
             Name = name,
             State = state,
             Command = GuestAgentClient.Sanitize(info.Command, ServiceRequest.MaxCommandBytes),
-            Cwd = GuestAgentClient.Sanitize(info.Cwd, 4096),
-            Readiness = info.Readiness is { } r ? new ServiceReadiness(GuestAgentClient.Sanitize(r.Type, 16), GuestAgentClient.Sanitize(r.Target, 4096)) : null,
+            Cwd = OneLine(info.Cwd, 4096),
+            Readiness = info.Readiness is { } r ? new ServiceReadiness(OneLine(r.Type, 16), OneLine(r.Target, 4096)) : null,
             Pid = state is "running" or "starting" && info.Pid > 0 ? info.Pid : null,
             ExitCode = info.ExitCode,
             StartedAt = Time(info.StartedAtMs),
             EndedAt = info.EndedAtMs is { } ended ? Time(ended) : null,
-            Reason = info.Reason is null ? null : GuestAgentClient.Sanitize(info.Reason, 2000),
-            LastProbe = info.LastProbe is null ? null : GuestAgentClient.Sanitize(info.LastProbe, 2000),
+            Reason = info.Reason is null ? null : OneLine(info.Reason, 2000),
+            LastProbe = info.LastProbe is null ? null : OneLine(info.LastProbe, 2000),
             PublishedPorts = state is "running" or "starting" ? [.. ports.Where(p => p.Service == name)] : [],
         };
     }
+
+    /// <summary>A field the CLI prints on one line of its own: no control characters, newlines included.</summary>
+    internal static string OneLine(string? text, int maxLength) => GuestAgentClient.Sanitize(text, maxLength).Replace('\n', ' ');
 
     private static DateTimeOffset? Time(long unixMs)
         => unixMs is > 0 and < 253402300799999 ? DateTimeOffset.FromUnixTimeMilliseconds(unixMs) : null;
 
     /// <summary>At most <paramref name="lines"/> lines and 256 KiB of a log tail, whatever the guest sent; control characters but tab and newline removed.</summary>
-    private static string TailText(string? text, int lines)
+    internal static string TailText(string? text, int lines)
     {
         var clean = new string((text ?? "").Where(c => !char.IsControl(c) || c is '\n' or '\t').ToArray());
         if (clean.Length > 256 * 1024)

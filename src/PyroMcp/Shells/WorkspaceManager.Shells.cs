@@ -53,17 +53,23 @@ internal sealed partial class WorkspaceManager
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
         var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellRead, Shell = new ShellRequest { Id = shellId, Cursor = cursor, MaxChars = maxChars } }, cancellationToken).ConfigureAwait(false);
         var output = response.ShellOutput ?? throw new GuestChannelException("guest_protocol", "the guest agent answered shell.read without output");
-        // The guest's numbers are claims: the text is cut to what was asked, and the cursors must move forward.
-        var text = output.Output.Length > maxChars ? output.Output[..maxChars] : output.Output;
+        return ToRead(record.Id, output, cursor, maxChars, plain);
+    }
+
+    /// <summary>The guest's answer to a read, held to what was asked: its numbers are claims, so the text is cut to <paramref name="maxChars"/> and the cursors only move forward.</summary>
+    internal static ShellReadResult ToRead(string workspaceId, ShellOutput output, long cursor, int maxChars, bool plain)
+    {
+        var raw = output.Output ?? "";
+        var text = raw.Length > maxChars ? raw[..maxChars] : raw;
         var start = Math.Max(cursor, output.Cursor);
         return new ShellReadResult
         {
-            Shell = ToShell(record.Id, output.Shell),
+            Shell = ToShell(workspaceId, output.Shell),
             Output = plain ? TerminalText.Plain(text) : text,
             Cursor = start,
-            NextCursor = Math.Max(start, Math.Min(output.NextCursor, start + text.Length)),
-            DroppedChars = Math.Max(0, output.DroppedChars),
-            Truncated = output.Truncated,
+            NextCursor = start + text.Length,
+            DroppedChars = Math.Clamp(output.DroppedChars, 0, start - cursor),
+            Truncated = output.Truncated || raw.Length > maxChars,
             Plain = plain,
         };
     }
@@ -99,7 +105,7 @@ internal sealed partial class WorkspaceManager
         }
     }
 
-    private static WorkspaceShell ToShell(string workspaceId, ShellInfo? info)
+    internal static WorkspaceShell ToShell(string workspaceId, ShellInfo? info)
     {
         if (info is null)
         {
@@ -110,9 +116,9 @@ internal sealed partial class WorkspaceManager
         return new WorkspaceShell
         {
             WorkspaceId = workspaceId,
-            ShellId = GuestAgentClient.Sanitize(info.Id, 64),
+            ShellId = OneLine(info.Id, 64),
             State = state,
-            Cwd = GuestAgentClient.Sanitize(info.Cwd, 4096),
+            Cwd = OneLine(info.Cwd, 4096),
             Cols = info.Cols,
             Rows = info.Rows,
             Pid = state == "running" && info.Pid > 0 ? info.Pid : null,
