@@ -172,7 +172,7 @@ public sealed class RelayTests
 
         // The workspace stays usable.
         var goodPipe = new DuplexPipe();
-        await using var good = new ClientSession(goodPipe.Guest, agent, _ => { }, TimeSpan.FromSeconds(1));
+        await using var good = new ClientSession(goodPipe.Guest, agent, _ => { });
         good.Start();
         await using var goodClient = GuestAgentClient.Over(goodPipe.Host);
         var exit = await goodClient.ExecAsync(new ExecRequest { Argv = ["true"], TimeoutMs = 5000 }, null, null, 1024, CancellationToken.None).WaitAsync(Deadline);
