@@ -28,10 +28,14 @@ internal sealed partial class WorkspaceManager
     {
         if (!record.NetworkPolicy.AllowsPublishing())
         {
-            throw new PyroInputException("publish_not_allowed",
-                $"workspace {record.Id} has network policy {record.NetworkPolicy.ToName()}; only a workspace created with egress+published-ports publishes guest ports (the policy is fixed at creation)");
+            throw PublishNotAllowed(record);
         }
     }
+
+    /// <summary>The one refusal of a port for a workspace whose policy publishes none, wherever it is noticed.</summary>
+    internal static PyroInputException PublishNotAllowed(WorkspaceRecord record)
+        => new("publish_not_allowed",
+            $"workspace {record.Id} has network policy {record.NetworkPolicy.ToName()}; only a workspace created with egress+published-ports publishes guest ports (the policy is fixed at creation)");
 
     private async Task<IReadOnlyList<PublishedPort>> PortCallAsync(WorkspaceRecord record, string op, PortMapping mapping, CancellationToken cancellationToken)
     {

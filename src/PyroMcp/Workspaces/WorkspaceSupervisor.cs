@@ -253,8 +253,7 @@ internal sealed class WorkspaceSupervisor
     {
         if (_ports is null)
         {
-            throw new PyroInputException("publish_not_allowed",
-                $"workspace {_record.Id} has network policy {_record.NetworkPolicy.ToName()}; only egress+published-ports publishes guest ports");
+            throw WorkspaceManager.PublishNotAllowed(_record);
         }
 
         var mapping = request.Port ?? throw new PyroInputException("bad_request", $"{request.Op} needs a port body");
