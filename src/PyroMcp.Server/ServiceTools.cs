@@ -37,7 +37,7 @@ public sealed partial class PyroTools
         Guest ports in published_ports are reachable on the host's 127.0.0.1 while the service runs (the workspace
         needs network_policy egress+published-ports). Returns the service: state, pid, readiness, last_probe,
         published_ports. Progress is reported while it waits.
-        """ + WhichTool)]
+        """ + "\n" + WhichTool)]
     public Task<CallToolResult> ServiceStart(
         RequestContext<CallToolRequestParams> context,
         [Description(WorkspaceId)] string workspace_id,

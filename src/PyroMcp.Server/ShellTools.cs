@@ -19,7 +19,7 @@ public sealed partial class PyroTools
         Opens an interactive shell on a real terminal (PTY) in a workspace. It keeps its state between calls (current
         directory, variables, a program left running such as a REPL or a debugger) until shell_close or the workspace
         stops. Type with shell_write, then read the output with shell_read from a cursor. Returns shell_id.
-        """ + WhichTool)]
+        """ + "\n" + WhichTool)]
     public Task<CallToolResult> ShellOpen(
         [Description(WorkspaceId)] string workspace_id,
         [Description("Working directory; relative paths are under /workspace.")] string cwd = "/workspace",

@@ -106,7 +106,7 @@ public sealed class ServiceShellCliTests : NoGuestTest
     [InlineData("missing_command", "workspace", "service", "start", "000000000000", "web", "--ready-tcp", "127.0.0.1:80")]
     public async Task TheRealProgramRefusesWithExit2BeforeAnyWork(string code, params string[] args)
     {
-        var result = await PyroCli.RunAsync([.. args[..6], "--json", .. args[6..]]);
+        var result = await PyroCli.RunAsync([.. args[..5], "--json", .. args[5..]]);
 
         Assert.True(result.ExitCode == 2, result.ToString());
         Assert.Contains($"pyro: error code: {code}", result.Stderr);
