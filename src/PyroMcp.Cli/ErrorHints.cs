@@ -67,7 +67,7 @@ internal static class ErrorHints
             "shell_not_found" or "shell_closed" => $"see 'pyro workspace shell list {w}'; 'pyro workspace shell open {w}' opens a new one",
             "shell_limit" => $"'pyro workspace shell close {w} SHELL_ID' makes room (see 'pyro workspace shell list {w}')",
             "shell_size_invalid" => "--cols takes 10 to 1000, --rows 5 to 1000",
-            "shell_input_too_large" => "write at most 64 KiB at a time, or copy a file in with 'pyro workspace file write'",
+            "shell_input_too_large" => $"write at most 64 KiB at a time, or copy a file in with 'pyro workspace file write {w} PATH --file HOST_FILE'",
             "signal_invalid" => "--signal takes INT, TERM, HUP, KILL, QUIT, TSTP, CONT, USR1 or USR2",
             _ => field is null ? null : $"check {Flag(field)}",
         };

@@ -76,18 +76,20 @@ public sealed class ServiceShellCliTests : NoGuestTest
             ["--dash", "-n", "--", ";", "&", "|", "<", ">", "(", ")"],
         ];
         var tried = 0;
+        var unchanged = 0;
         foreach (var argv in cases)
         {
             var joined = ServiceCommands.JoinCommand(argv);
             var words = await ShWordsAsync(joined);
-            Assert.Equal(argv, words);
             tried += argv.Length;
+            unchanged += argv.Zip(words).Count(p => p.First == p.Second);
+            Assert.Equal(argv, words);
         }
 
         // One argument is a command line already: taken as it is, so pipes and variables work.
         Assert.Equal("python3 -m http.server 8080 | tee log", ServiceCommands.JoinCommand(["python3 -m http.server 8080 | tee log"]));
         Assert.Equal("python3 -m http.server 8080 | tee log", Start("ws1", "web", "--", "python3 -m http.server 8080 | tee log").Command);
-        Figures.Record("service start -- CMD quoting", $"{tried} words tried through /bin/sh, {tried} came back unchanged, 0 split or expanded");
+        Figures.Record("service start -- CMD quoting", $"{tried} words tried through /bin/sh, {unchanged} came back unchanged, {tried - unchanged} split or expanded");
     }
 
     /// <summary>The words /bin/sh makes of <paramref name="commandLine"/> (each printed NUL-terminated by printf).</summary>
@@ -180,6 +182,7 @@ public sealed class ServiceShellCliTests : NoGuestTest
         ];
         var tried = 0;
         var leaked = 0;
+        var forged = 0;
         foreach (var text in hostile)
         {
             var service = new WorkspaceService
@@ -213,13 +216,39 @@ public sealed class ServiceShellCliTests : NoGuestTest
                 leaked += block.Count(c => char.IsControl(c) && c is not '\n' and not '\t');
             }
 
-            // Headers keep one line per field: the status block has as many lines as with harmless text.
+            // Headers keep one line per field: the status block has as many lines as with harmless text, the start line one service= field.
             var harmless = ServiceCommands.StatusText(service with { Name = "n", State = "s", Command = "c", Cwd = "d", Reason = "r", LastProbe = "p", Readiness = new("t", "t") });
-            Assert.Equal(harmless.Count(c => c == '\n'), ServiceCommands.StatusText(service).Count(c => c == '\n'));
-            Assert.Equal(2, ServiceCommands.StartLine(service).Split(" service=").Length);
+            forged += Math.Abs(harmless.Count(c => c == '\n') - ServiceCommands.StatusText(service).Count(c => c == '\n'));
+            forged += ServiceCommands.StartLine(service).Split(" service=").Length - 2;
         }
 
-        Figures.Record("service/shell CLI text output", $"{hostile.Length} hostile guest strings in {tried} rendered lines and blocks, {leaked} control characters reached the terminal, 0 forged lines");
+        Figures.Record("service/shell CLI text output", $"{hostile.Length} hostile guest strings in {tried} rendered lines and blocks, {leaked} control characters reached the terminal, {forged} forged lines");
         Assert.Equal(0, leaked);
+        Assert.Equal(0, forged);
+    }
+
+    [Theory]
+    [InlineData("service_name_invalid", "service", "start")]
+    [InlineData("service_exists", "service", "start")]
+    [InlineData("service_limit", "service", "start")]
+    [InlineData("service_not_found", "service", "status")]
+    [InlineData("service_not_ready", "service", "start")]
+    [InlineData("service_exited", "service", "start")]
+    [InlineData("readiness_invalid", "service", "start")]
+    [InlineData("shell_not_found", "shell", "read")]
+    [InlineData("shell_closed", "shell", "write")]
+    [InlineData("shell_limit", "shell", "open")]
+    [InlineData("shell_size_invalid", "shell", "open")]
+    [InlineData("shell_input_too_large", "shell", "write")]
+    [InlineData("signal_invalid", "shell", "signal")]
+    public void EveryServiceAndShellCodeHasAHintNamingTheWorkspace(string code, string group, string verb)
+    {
+        var parse = CliApp.Build().Parse(["workspace", group, verb, "my-ws", "x"]);
+        var hint = ErrorHints.For(code, null, parse);
+        Assert.False(string.IsNullOrEmpty(hint), code);
+        if (hint!.Contains("pyro workspace", StringComparison.Ordinal))
+        {
+            Assert.Contains("my-ws", hint);
+        }
     }
 }

@@ -116,7 +116,7 @@ public sealed class ServiceShellMcpTests : NoGuestTest
         }
 
         Assert.Equal(0, (await mcp.OkAsync("workspace_list")).GetProperty("count").GetInt32());
-        Figures.Record("service/shell MCP arguments", $"{tried} malformed or out-of-range arguments tried, {refusedRight} refused with their code before any workspace lookup, 0 reached the SDK");
+        Figures.Record("service/shell MCP arguments", $"{tried} malformed or out-of-range arguments tried, {refusedRight} refused with their code before any workspace lookup, {tried - refusedRight} reached the SDK");
     }
 
     [Fact]
