@@ -19,7 +19,9 @@ internal static class ErrorHints
         {
             "missing_command" => exec
                 ? $"put the command after --, e.g. pyro workspace exec {w} -- git status"
-                : "put the command after --, e.g. pyro run debian:12 -- git --version",
+                : parse?.CommandResult.Command.Name == "start" && parse.CommandResult.Parent is CommandResult { Command.Name: "service" }
+                    ? $"put the command after --, e.g. pyro workspace service start {w} web --ready-tcp 127.0.0.1:8080 -- python3 -m http.server 8080"
+                    : "put the command after --, e.g. pyro run debian:12 -- git --version",
             "invalid_vcpu_count" => "--vcpu-count takes 1 to 32",
             "network_policy_invalid" => "--network-policy takes off, egress or egress+published-ports",
             "network_failed" => "'pyro doctor' checks passt; without --network (or with --network-policy off) the guest needs none",
@@ -55,6 +57,18 @@ internal static class ErrorHints
             "diff_too_large" => $"copy the files out with 'pyro workspace export {w} PATH --output DIR' instead",
             "snapshot_not_found" => $"see 'pyro workspace snapshot list {w}'",
             "snapshot_exists" or "snapshot_limit_reached" or "snapshot_too_large" => $"'pyro workspace snapshot delete {w} NAME' makes room",
+            "service_name_invalid" => "a service name takes letters, digits, '.', '_' and '-' (at most 64), starting with a letter or digit",
+            "service_exists" => $"'pyro workspace service stop {w} NAME' stops the running one, or pick another name",
+            "service_limit" => $"'pyro workspace service list {w}' shows them; 'pyro workspace service stop {w} NAME' makes room",
+            "service_not_found" => $"see 'pyro workspace service list {w}'",
+            "service_not_ready" => $"'pyro workspace service logs {w} NAME' shows why; a slow start needs a longer --ready-timeout-seconds",
+            "service_exited" => $"'pyro workspace service logs {w} NAME' shows its output",
+            "readiness_invalid" => "give at most one of --ready-file, --ready-tcp HOST:PORT, --ready-http http://URL, --ready-command CMD; --ready-timeout-seconds takes 1 to 600, --ready-interval-ms 50 to 60000",
+            "shell_not_found" or "shell_closed" => $"see 'pyro workspace shell list {w}'; 'pyro workspace shell open {w}' opens a new one",
+            "shell_limit" => $"'pyro workspace shell close {w} SHELL_ID' makes room (see 'pyro workspace shell list {w}')",
+            "shell_size_invalid" => "--cols takes 10 to 1000, --rows 5 to 1000",
+            "shell_input_too_large" => $"write at most 64 KiB at a time, or copy a file in with 'pyro workspace file write {w} PATH --file HOST_FILE'",
+            "signal_invalid" => "--signal takes INT, TERM, HUP, KILL, QUIT, TSTP, CONT, USR1 or USR2",
             _ => field is null ? null : $"check {Flag(field)}",
         };
     }
@@ -65,6 +79,7 @@ internal static class ErrorHints
         nameof(RunRequest.Environment) => "ENVIRONMENT",
         nameof(RunRequest.Command) => "the command after --",
         nameof(WorkspaceCreateRequest.Labels) => "--label",
+        nameof(ServiceStartRequest.Readiness) => "the --ready-* flag",
         _ => "--" + string.Concat(field.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "-" : "") + char.ToLowerInvariant(c) : c.ToString())),
     };
 

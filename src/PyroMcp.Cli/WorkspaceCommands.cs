@@ -24,6 +24,8 @@ internal static class WorkspaceCommands
         workspace.Subcommands.Add(Diff());
         workspace.Subcommands.Add(Export());
         workspace.Subcommands.Add(Snapshot());
+        workspace.Subcommands.Add(ServiceCommands.Build());
+        workspace.Subcommands.Add(ShellCommands.Build());
         workspace.Subcommands.Add(Reset());
         workspace.Subcommands.Add(Simple("stop", "Power the VM off cleanly; the disk is kept for 'workspace start'.", (p, id) => p.StopWorkspaceAsync(id, CliApp.Interrupted)));
         workspace.Subcommands.Add(Simple("start", "Boot a stopped or crashed workspace again from its disk.", (p, id) => p.StartWorkspaceAsync(id, CliApp.Interrupted)));
@@ -561,6 +563,16 @@ internal static class WorkspaceCommands
         if (info.NetworkPolicy.AllowsPublishing() || info.PublishedPorts.Count > 0)
         {
             Console.WriteLine($"Published ports: {(info.PublishedPorts.Count == 0 ? "none" : string.Join(", ", info.PublishedPorts))}");
+        }
+
+        if (info.ServiceCount is { } services)
+        {
+            Console.WriteLine($"Services: {info.RunningServices ?? 0} running of {services}");
+        }
+
+        if (info.OpenShells is { } shells)
+        {
+            Console.WriteLine($"Shells: {shells} open");
         }
 
         Console.WriteLine($"Commands: {info.CommandCount}  Resets: {info.ResetCount}");

@@ -19,7 +19,7 @@ namespace PyroMcp.Server;
 /// can read them and act; a thrown exception would reach it only as a generic message.
 /// </remarks>
 [McpServerToolType]
-public sealed class PyroTools
+public sealed partial class PyroTools
 {
     /// <summary>Label that marks a workspace created by <c>vm_create</c> (<see cref="VmLabels.Kind"/>).</summary>
     public const string KindLabel = VmLabels.Kind;

@@ -21,6 +21,8 @@ const expected = {
     "workspace_patch_apply", "workspace_reset", "workspace_status", "workspace_sync_push",
   ],
   "workspace-full": [
+    "service_list", "service_logs", "service_start", "service_status", "service_stop",
+    "shell_close", "shell_open", "shell_read", "shell_signal", "shell_write",
     "snapshot_create", "snapshot_delete", "snapshot_list", "vm_create", "vm_delete", "vm_exec",
     "vm_list_environments", "vm_network_info", "vm_reap_expired", "vm_run", "vm_start", "vm_status", "vm_stop",
     "workspace_create", "workspace_delete", "workspace_diff", "workspace_exec", "workspace_export",
