@@ -41,18 +41,18 @@ public sealed class ServiceShellHostTests
         Assert.Equal("readiness_invalid", await CodeOf(() => pyro.StartServiceAsync(nowhere, new ServiceStartRequest { Name = "web", Command = "true", Readiness = ServiceReadiness.Tcp("8080") })));
         Assert.Equal("readiness_invalid", await CodeOf(() => pyro.StartServiceAsync(nowhere, new ServiceStartRequest { Name = "web", Command = "true", Readiness = ServiceReadiness.Tcp("127.0.0.1:99999") })));
         Assert.Equal("readiness_invalid", await CodeOf(() => pyro.StartServiceAsync(nowhere, new ServiceStartRequest { Name = "web", Command = "true", Readiness = ServiceReadiness.Http("file:///etc/passwd") })));
-        Assert.Equal("bad_request", await CodeOf(() => pyro.StartServiceAsync(nowhere, new ServiceStartRequest { Name = "web", Command = "true", ReadyTimeoutSeconds = 0 })));
-        Assert.Equal("bad_request", await CodeOf(() => pyro.StartServiceAsync(nowhere, new ServiceStartRequest { Name = "web", Command = "true", ReadyIntervalMs = 10 })));
+        Assert.Equal("readiness_invalid", await CodeOf(() => pyro.StartServiceAsync(nowhere, new ServiceStartRequest { Name = "web", Command = "true", ReadyTimeoutSeconds = 0 })));
+        Assert.Equal("readiness_invalid", await CodeOf(() => pyro.StartServiceAsync(nowhere, new ServiceStartRequest { Name = "web", Command = "true", ReadyIntervalMs = 10 })));
         Assert.Equal("port_invalid", await CodeOf(() => pyro.StartServiceAsync(nowhere, new ServiceStartRequest { Name = "web", Command = "true", Publish = ["80:8080"] })));
         Assert.Equal("port_limit", await CodeOf(() => pyro.StartServiceAsync(nowhere, new ServiceStartRequest { Name = "web", Command = "true", Publish = [.. Enumerable.Range(1, 17).Select(i => (8000 + i).ToString(System.Globalization.CultureInfo.InvariantCulture))] })));
-        Assert.Equal("bad_request", await CodeOf(() => pyro.GetServiceLogsAsync(nowhere, "web", tailLines: 0)));
-        Assert.Equal("bad_request", await CodeOf(() => pyro.GetServiceLogsAsync(nowhere, "web", tailLines: 5001)));
+        Assert.Equal("invalid_tail_lines", await CodeOf(() => pyro.GetServiceLogsAsync(nowhere, "web", tailLines: 0)));
+        Assert.Equal("invalid_tail_lines", await CodeOf(() => pyro.GetServiceLogsAsync(nowhere, "web", tailLines: 5001)));
         Assert.Equal("shell_size_invalid", await CodeOf(() => pyro.OpenShellAsync(nowhere, new ShellOpenRequest { Cols = 5 })));
         Assert.Equal("shell_size_invalid", await CodeOf(() => pyro.OpenShellAsync(nowhere, new ShellOpenRequest { Rows = 100_000 })));
         Assert.Equal("shell_input_too_large", await CodeOf(() => pyro.WriteShellAsync(nowhere, "sh-12345678", new string('x', ShellRequest.MaxInputBytes + 1))));
         Assert.Equal("shell_not_found", await CodeOf(() => pyro.WriteShellAsync(nowhere, "../../x", "ls")));
-        Assert.Equal("bad_request", await CodeOf(() => pyro.ReadShellAsync(nowhere, "sh-12345678", cursor: -1)));
-        Assert.Equal("bad_request", await CodeOf(() => pyro.ReadShellAsync(nowhere, "sh-12345678", maxChars: ShellRequest.MaxReadChars + 1)));
+        Assert.Equal("invalid_cursor", await CodeOf(() => pyro.ReadShellAsync(nowhere, "sh-12345678", cursor: -1)));
+        Assert.Equal("invalid_max_chars", await CodeOf(() => pyro.ReadShellAsync(nowhere, "sh-12345678", maxChars: ShellRequest.MaxReadChars + 1)));
         // Good requests get as far as the workspace lookup.
         Assert.Equal("workspace_not_found", await CodeOf(() => pyro.StartServiceAsync(nowhere, new ServiceStartRequest { Name = "web.1_a-b", Command = "true", Readiness = ServiceReadiness.Tcp("[::1]:8080"), Publish = ["18080:8080"] })));
     }
@@ -144,7 +144,7 @@ public sealed class ServiceShellHostTests
         Assert.Equal("web", web.Service);
         Assert.Null(alone.Service);
         Assert.Equal(["web"], table.Owners());
-        Assert.Equal([web.HostPort, web2.HostPort], table.PortsOf("web").Order());
+        Assert.Equal(new[] { web.HostPort, web2.HostPort }.Order(), table.PortsOf("web").Order());
         Assert.Equal(["web", "web", null], table.List().OrderBy(p => p.GuestPort).Select(p => p.Service));
 
         foreach (var port in table.PortsOf("web"))

@@ -40,12 +40,12 @@ internal sealed partial class WorkspaceManager
         CheckReadiness(request.Readiness);
         if (request.ReadyTimeoutSeconds is < 1 or > MaxReadyTimeoutSeconds)
         {
-            throw new PyroInputException("bad_request", $"the readiness timeout must be 1 to {MaxReadyTimeoutSeconds} seconds (got {request.ReadyTimeoutSeconds})", nameof(ServiceStartRequest.ReadyTimeoutSeconds));
+            throw new PyroInputException("readiness_invalid", $"the readiness timeout must be 1 to {MaxReadyTimeoutSeconds} seconds (got {request.ReadyTimeoutSeconds})", nameof(ServiceStartRequest.ReadyTimeoutSeconds));
         }
 
         if (request.ReadyIntervalMs is < 50 or > 60_000)
         {
-            throw new PyroInputException("bad_request", $"the readiness interval must be 50 to 60000 ms (got {request.ReadyIntervalMs})", nameof(ServiceStartRequest.ReadyIntervalMs));
+            throw new PyroInputException("readiness_invalid", $"the readiness interval must be 50 to 60000 ms (got {request.ReadyIntervalMs})", nameof(ServiceStartRequest.ReadyIntervalMs));
         }
 
         var publications = request.Publish.Select(PortPublication.Parse).ToList();
@@ -123,7 +123,7 @@ internal sealed partial class WorkspaceManager
         CheckServiceName(name);
         if (tailLines is < 1 or > MaxTailLines)
         {
-            throw new PyroInputException("bad_request", $"--tail-lines must be 1 to {MaxTailLines} (got {tailLines})", "tail_lines");
+            throw new PyroInputException("invalid_tail_lines", $"--tail-lines must be 1 to {MaxTailLines} (got {tailLines})", "tail_lines");
         }
 
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);

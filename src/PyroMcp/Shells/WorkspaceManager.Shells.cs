@@ -42,12 +42,12 @@ internal sealed partial class WorkspaceManager
         CheckShellId(shellId);
         if (cursor < 0)
         {
-            throw new PyroInputException("bad_request", $"the cursor is 0 or a next_cursor a read returned (got {cursor})", "cursor");
+            throw new PyroInputException("invalid_cursor", $"the cursor is 0 or a next_cursor a read returned (got {cursor})", "cursor");
         }
 
         if (maxChars is < 1 or > ShellRequest.MaxReadChars)
         {
-            throw new PyroInputException("bad_request", $"max_chars must be 1 to {ShellRequest.MaxReadChars} (got {maxChars})", "max_chars");
+            throw new PyroInputException("invalid_max_chars", $"max_chars must be 1 to {ShellRequest.MaxReadChars} (got {maxChars})", "max_chars");
         }
 
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
