@@ -27,13 +27,17 @@ internal sealed class AgentHarness : IAsyncDisposable
     private readonly ConcurrentDictionary<uint, PendingCall> _calls = new();
     private uint _nextStream;
 
-    internal AgentHarness()
+    /// <param name="busybox">The busybox the agent starts commands with (services and shells need a real one).</param>
+    /// <param name="prepareStateDir">Fills the service state dir before the agent starts, as a previous boot would have.</param>
+    internal AgentHarness(string busybox = "/bin/false", Action<string>? prepareStateDir = null)
     {
         Base = Directory.CreateTempSubdirectory("pyro-agent-test-").FullName;
         Root = Directory.CreateDirectory(Path.Combine(Base, "ws")).FullName;
         Outside = Directory.CreateDirectory(Path.Combine(Base, "outside")).FullName;
         Elsewhere = Directory.CreateTempSubdirectory("pyro-agent-elsewhere-").FullName;
-        _server = new AgentServer(_pipe.Guest, new AgentOptions("test", "/bin/false", Root));
+        StateDir = Directory.CreateTempSubdirectory("pyro-agent-state-").FullName;
+        prepareStateDir?.Invoke(StateDir);
+        _server = new AgentServer(_pipe.Guest, new AgentOptions("test", busybox, Root, StateDir));
         _serving = _server.RunAsync();
         _host = new FrameConnection(_pipe.Host, OnFrameAsync);
         _host.Start();
@@ -41,6 +45,9 @@ internal sealed class AgentHarness : IAsyncDisposable
 
     /// <summary>Holds <see cref="Root"/> and <see cref="Outside"/>.</summary>
     internal string Base { get; }
+
+    /// <summary>The agent's service state dir, away from <see cref="Base"/>.</summary>
+    internal string StateDir { get; }
 
     /// <summary>The workspace root the agent serves.</summary>
     internal string Root { get; }
@@ -75,6 +82,12 @@ internal sealed class AgentHarness : IAsyncDisposable
 
     internal Task<Reply> FilesAsync(string op, FilesRequest files, byte[]? stdin = null)
         => CallAsync(new AgentRequest { Op = op, Files = files }, stdin);
+
+    internal Task<Reply> ServiceAsync(string op, ServiceRequest service)
+        => CallAsync(new AgentRequest { Op = op, Service = service });
+
+    internal Task<Reply> ShellAsync(string op, ShellRequest shell)
+        => CallAsync(new AgentRequest { Op = op, Shell = shell });
 
     internal Task<Reply> TarAsync(string op, TarRequest tar, byte[]? stdin = null)
         => CallAsync(new AgentRequest { Op = op, Tar = tar }, stdin);
@@ -149,7 +162,7 @@ internal sealed class AgentHarness : IAsyncDisposable
         await _host.DisposeAsync();
         await _serving.WaitAsync(TimeSpan.FromSeconds(10));
         await _server.DisposeAsync();
-        foreach (var directory in new[] { Base, Elsewhere })
+        foreach (var directory in new[] { Base, Elsewhere, StateDir })
         {
             MakeWritable(directory);
             Directory.Delete(directory, recursive: true);

@@ -109,8 +109,8 @@ internal sealed partial class ServiceManager
 
     internal ServiceLogTail Logs(ServiceRequest request)
     {
-        var entry = Find(request.Name);
         var lines = Range(request.TailLines, DefaultTailLines, 1, MaxTailLines, "tail_lines");
+        var entry = Find(request.Name);
         var (stdout, outCut) = entry.Stdout.Tail(lines, MaxTailBytes);
         var (stderr, errCut) = entry.Stderr.Tail(lines, MaxTailBytes);
         return new ServiceLogTail { Service = entry.Info, Stdout = stdout, Stderr = stderr, Truncated = outCut || errCut };
@@ -118,8 +118,8 @@ internal sealed partial class ServiceManager
 
     internal async Task<ServiceInfo> StopAsync(ServiceRequest request)
     {
-        var entry = Find(request.Name);
         var graceMs = Range(request.StopGraceMs, DefaultStopGraceMs, 1, MaxStopGraceMs, "stop_grace_ms");
+        var entry = Find(request.Name);
         await StopAsync(entry, TimeSpan.FromMilliseconds(graceMs), ServiceStates.Stopped, "stopped on request").ConfigureAwait(false);
         return entry.Info;
     }
