@@ -62,6 +62,13 @@ internal sealed class AgentHarness : IAsyncDisposable
 
     internal async Task<Reply> CallAsync(AgentRequest request, byte[]? stdin = null)
     {
+        var (_, done) = await BeginAsync(request, stdin);
+        return await done.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>Sends a request and returns its stream (to cancel it) and its reply to come.</summary>
+    internal async Task<(uint StreamId, Task<Reply> Done)> BeginAsync(AgentRequest request, byte[]? stdin = null)
+    {
         var streamId = Interlocked.Increment(ref _nextStream);
         var call = new PendingCall();
         _calls[streamId] = call;
@@ -77,8 +84,12 @@ internal sealed class AgentHarness : IAsyncDisposable
             await _host.SendAsync(new Frame(streamId, FrameType.StdinEnd, ReadOnlyMemory<byte>.Empty));
         }
 
-        return await call.Done.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        return (streamId, call.Done.Task);
     }
+
+    /// <summary>Cancels a request as a host whose caller went away does.</summary>
+    internal async Task CancelAsync(uint streamId)
+        => await _host.SendAsync(new Frame(streamId, FrameType.Cancel, ReadOnlyMemory<byte>.Empty));
 
     internal Task<Reply> FilesAsync(string op, FilesRequest files, byte[]? stdin = null)
         => CallAsync(new AgentRequest { Op = op, Files = files }, stdin);

@@ -43,6 +43,7 @@ public sealed class ServiceMetadataHostileTests
                 Dir("escape", f => File.WriteAllBytes(f, ProtocolJsonContext.Encode(Info("../../escape", "running"))));
                 Dir("othername", f => File.WriteAllBytes(f, ProtocolJsonContext.Encode(Info("good", "running"))));
                 Dir("badstate", f => File.WriteAllBytes(f, ProtocolJsonContext.Encode(Info("badstate", "pwned"))));
+                Dir("nullfields", f => File.WriteAllText(f, "{\"name\":\"nullfields\",\"state\":\"running\",\"command\":null,\"cwd\":null,\"readiness\":{\"type\":null,\"target\":null}}"));
                 Dir("missingfields", f => File.WriteAllText(f, "{\"name\":\"missingfields\"}"));
                 Dir("hugecommand", f => File.WriteAllBytes(f, ProtocolJsonContext.Encode(Info("hugecommand", "running") with { Command = new string('x', 60_000) })));
                 Dir("linkfile", f => File.CreateSymbolicLink(f, planted));

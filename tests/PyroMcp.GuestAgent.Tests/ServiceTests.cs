@@ -92,6 +92,32 @@ public sealed class ServiceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task CancellingTheStartStopsTheServiceAsFailed()
+    {
+        var (stream, done) = await _agent.BeginAsync(new AgentRequest
+        {
+            Op = AgentOps.ServiceStart,
+            Service = new ServiceRequest { Name = "waiter", Command = "exec sleep 1000", Readiness = new ReadinessProbe { Type = "file", Target = "never" }, ReadyTimeoutMs = 600_000, ReadyIntervalMs = 100 },
+        });
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        ServiceInfo probing;
+        while ((probing = (await _agent.ServiceAsync(AgentOps.ServiceStatus, new ServiceRequest { Name = "waiter" })).Response?.Service!) is not { LastProbe: not null })
+        {
+            Assert.True(clock.Elapsed < Deadline, "the first probe never ran");
+            await Task.Delay(50);
+        }
+
+        Assert.Equal("starting", probing.State);
+        await _agent.CancelAsync(stream);
+        var reply = await done.WaitAsync(Deadline);
+
+        Assert.Equal("cancelled", reply.FailureCode);
+        var info = (await _agent.ServiceAsync(AgentOps.ServiceStatus, new ServiceRequest { Name = "waiter" })).Ok.Service!;
+        Assert.Equal("failed", info.State);
+        Assert.Empty(GroupMembers(info.Pid));
+    }
+
+    [Fact]
     public async Task StopKillsAChildThatIgnoresTerm()
     {
         var started = (await StartAsync("stubborn", "trap '' TERM; sleep 1000 & echo up > up; wait", new ReadinessProbe { Type = "file", Target = "up" })).Ok.Service!;

@@ -97,7 +97,7 @@ public sealed class ShellTests : IAsyncLifetime
             await OpenAsync();
         }
 
-        Assert.Equal("shell_limit", (await _agent.ShellAsync(AgentOps.ShellOpen, new ShellRequest())).FailureCode);
+        Assert.Equal("shell_limit", (await _agent.ShellAsync(AgentOps.ShellOpen, new ShellRequest { Env = new Dictionary<string, string> { ["HOME"] = _agent.Root } })).FailureCode);
         Assert.Equal(ShellManager.MaxShells, (await _agent.ShellAsync(AgentOps.ShellList, new ShellRequest())).Ok.Shells!.Count);
     }
 
@@ -133,7 +133,12 @@ public sealed class ShellTests : IAsyncLifetime
         Assert.Empty((await _agent.ShellAsync(AgentOps.ShellList, new ShellRequest())).Ok.Shells!);
     }
 
-    private async Task<ShellInfo> OpenAsync() => (await _agent.ShellAsync(AgentOps.ShellOpen, new ShellRequest())).Ok.Shell!;
+    /// <summary>
+    /// Opens a shell whose HOME is the workspace: this host's own ~/.bashrc (which may run slow
+    /// or lock-taking tools) stays out of the tests.
+    /// </summary>
+    private async Task<ShellInfo> OpenAsync()
+        => (await _agent.ShellAsync(AgentOps.ShellOpen, new ShellRequest { Env = new Dictionary<string, string> { ["HOME"] = _agent.Root } })).Ok.Shell!;
 
     private async Task WriteAsync(string id, string line)
         => Assert.Equal("running", (await _agent.ShellAsync(AgentOps.ShellWrite, new ShellRequest { Id = id, Input = line, AppendNewline = true })).Ok.Shell!.State);

@@ -201,7 +201,6 @@ internal sealed partial class ServiceManager
             }
 
             var directory = Path.Combine(StateDir, name);
-            PrepareDirectory(directory);
             var entry = new ServiceEntry(directory, new ServiceInfo
             {
                 Name = name,
@@ -211,8 +210,17 @@ internal sealed partial class ServiceManager
                 Readiness = readiness,
                 StartedAtMs = Now(),
             });
-            entry.Stdout.Reset();
-            entry.Stderr.Reset();
+            try
+            {
+                PrepareDirectory(directory);
+                entry.Stdout.Reset();
+                entry.Stderr.Reset();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new AgentFailure("spawn_failed", $"could not prepare {directory} for the service's logs: {ex.Message}");
+            }
+
             entry.Update(i => i);
             _services[name] = entry;
             return entry;

@@ -203,7 +203,13 @@ internal sealed class ShellSession
             while (count < available && count < maxChars)
             {
                 var c = _ring[(from + count) % RingChars];
-                budget -= c is >= ' ' and < '\u007f' and not ('"' or '\\' or '<' or '>' or '&' or '\'' or '+' or '`') ? 1 : 6;
+                budget -= c switch
+                {
+                    '"' or '\\' or '\n' or '\r' or '\t' => 2,
+                    '<' or '>' or '&' or '\'' or '+' or '`' => 6,
+                    >= ' ' and < '\u007f' => 1,
+                    _ => 6,
+                };
                 if (budget < 0)
                 {
                     break;
