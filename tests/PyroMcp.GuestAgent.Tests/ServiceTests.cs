@@ -203,6 +203,17 @@ public sealed class ServiceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ListClipsLongCommandsAndStatusHasThemWhole()
+    {
+        var command = ": " + new string('x', 8000) + "; exec sleep 1000";
+        Assert.Equal(command, (await StartAsync("long", command, null)).Ok.Service!.Command);
+
+        var listed = Assert.Single((await _agent.ServiceAsync(AgentOps.ServiceList, new ServiceRequest())).Ok.Services!);
+        Assert.True(listed.Command.Length <= ServiceManager.MaxListedCommandChars + 3, $"{listed.Command.Length} chars listed");
+        Assert.Equal(command, (await _agent.ServiceAsync(AgentOps.ServiceStatus, new ServiceRequest { Name = "long" })).Ok.Service!.Command);
+    }
+
+    [Fact]
     public async Task BadRequestsGetTheirCodes()
     {
         var cases = new (ServiceRequest Request, string Code)[]

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Text;
 using PyroMcp.Protocol;
 
 namespace PyroMcp.GuestAgent.Services;
@@ -12,17 +13,6 @@ internal static class Readiness
     private const int MaxTargetChars = 4096;
     private static readonly TimeSpan NetworkProbeTimeout = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan CommandProbeTimeout = TimeSpan.FromSeconds(5);
-
-    private static readonly HttpClient Http = new(new SocketsHttpHandler
-    {
-        // A probe asks the service itself: no proxy from the environment, and a redirect is an answer.
-        UseProxy = false,
-        AllowAutoRedirect = false,
-        PooledConnectionLifetime = TimeSpan.Zero,
-    })
-    {
-        Timeout = Timeout.InfiniteTimeSpan,
-    };
 
     /// <summary>Checks a probe before anything starts; <c>readiness_invalid</c> says what is wrong.</summary>
     internal static void Validate(ReadinessProbe probe)
@@ -99,7 +89,7 @@ internal static class Readiness
         var (host, port) = ParseHostPort(target)!.Value;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(NetworkProbeTimeout);
-        using var client = new TcpClient(host.Contains(':', StringComparison.Ordinal) ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork);
+        using var client = new TcpClient();
         try
         {
             await client.ConnectAsync(host, port, timeout.Token).ConfigureAwait(false);
@@ -120,21 +110,50 @@ internal static class Readiness
         }
     }
 
+    /// <summary>
+    /// A raw HTTP/1.0 GET: the status line is all a probe needs, and the agent stays free of
+    /// the HTTP stack (it is trimmed, and starts at every boot). A redirect is an answer, not followed.
+    /// </summary>
     private static async Task<(bool, string)> ProbeHttpAsync(string target, CancellationToken cancellationToken)
     {
+        var uri = new Uri(target);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(NetworkProbeTimeout);
+        using var client = new TcpClient();
         try
         {
-            using var response = await Http.GetAsync(target, HttpCompletionOption.ResponseHeadersRead, timeout.Token).ConfigureAwait(false);
-            var code = (int)response.StatusCode;
-            return (code is >= 200 and < 400, "HTTP " + code.ToString(CultureInfo.InvariantCulture));
+            await client.ConnectAsync(uri.DnsSafeHost, uri.Port, timeout.Token).ConfigureAwait(false);
+            var stream = client.GetStream();
+            var request = $"GET {uri.PathAndQuery} HTTP/1.0\r\nHost: {uri.Authority}\r\nUser-Agent: pyro-agent\r\nConnection: close\r\n\r\n";
+            await stream.WriteAsync(Encoding.ASCII.GetBytes(request), timeout.Token).ConfigureAwait(false);
+            var buffer = new byte[512];
+            var length = 0;
+            while (length < buffer.Length && Array.IndexOf(buffer, (byte)'\n', 0, length) < 0)
+            {
+                var read = await stream.ReadAsync(buffer.AsMemory(length), timeout.Token).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                length += read;
+            }
+
+            var line = Encoding.ASCII.GetString(buffer, 0, length).Split('\n')[0].TrimEnd('\r');
+            var parts = line.Split(' ', 3);
+            if (parts.Length >= 2 && parts[0].StartsWith("HTTP/", StringComparison.Ordinal)
+                && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var code) && code is >= 100 and < 600)
+            {
+                return (code is >= 200 and < 400, "HTTP " + code.ToString(CultureInfo.InvariantCulture));
+            }
+
+            return (false, length == 0 ? "closed without an answer" : "not an HTTP answer: " + ServiceManager.Clip(line, 80));
         }
-        catch (HttpRequestException ex) when (ex.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionRefused })
+        catch (SocketException ex)
         {
-            return (false, "connection refused");
+            return (false, ex.SocketErrorCode == SocketError.ConnectionRefused ? "connection refused" : ex.Message);
         }
-        catch (HttpRequestException ex)
+        catch (IOException ex)
         {
             return (false, ex.Message);
         }

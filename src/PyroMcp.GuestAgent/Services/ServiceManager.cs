@@ -29,6 +29,9 @@ internal sealed partial class ServiceManager
     /// </summary>
     internal const int MaxTailBytes = 96 * 1024;
 
+    /// <summary>Characters of each command in a service.list answer.</summary>
+    internal const int MaxListedCommandChars = 1024;
+
     /// <summary>A metadata file larger than this was not written by the agent.</summary>
     private const int MaxMetadataBytes = 64 * 1024;
 
@@ -101,7 +104,9 @@ internal sealed partial class ServiceManager
     {
         lock (_gate)
         {
-            return [.. _services.Values.Select(e => e.Info).OrderBy(i => i.StartedAtMs).ThenBy(i => i.Name, StringComparer.Ordinal)];
+            // Commands are clipped so 32 long ones still fit one frame; service.status has each whole.
+            return [.. _services.Values.Select(e => e.Info).OrderBy(i => i.StartedAtMs).ThenBy(i => i.Name, StringComparer.Ordinal)
+                .Select(i => i.Command.Length > MaxListedCommandChars ? i with { Command = Clip(i.Command, MaxListedCommandChars) } : i)];
         }
     }
 
