@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Reflection;
 using System.Threading.Channels;
+using PyroMcp.GuestAgent.Services;
+using PyroMcp.GuestAgent.Shells;
 using PyroMcp.Protocol;
 
 namespace PyroMcp.GuestAgent;
@@ -13,11 +15,15 @@ internal sealed class AgentServer : IAsyncDisposable
     private readonly WorkspacePaths _workspace;
     private readonly ConcurrentDictionary<uint, Operation> _operations = new();
     private readonly TaskCompletionSource _shutdown = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ServiceManager _services;
+    private readonly ShellManager _shells;
 
     internal AgentServer(Stream port, AgentOptions options)
     {
         _options = options;
         _workspace = new WorkspacePaths(options.WorkspaceRoot);
+        _services = new ServiceManager(options, _workspace);
+        _shells = new ShellManager(options, _workspace);
         _connection = new FrameConnection(port, OnFrameAsync);
     }
 
@@ -82,7 +88,7 @@ internal sealed class AgentServer : IAsyncDisposable
                     Exec = await new ExecRunner(_connection, streamId, _options, operation).RunAsync(
                         request.Exec ?? throw new AgentFailure("bad_request", "exec needs an exec body")),
                 },
-                AgentOps.Shutdown => new AgentResponse(),
+                AgentOps.Shutdown => await StopEverythingAsync(),
                 AgentOps.FilesList => new AgentResponse { Listing = Files(streamId, operation).List(FilesBody(request)) },
                 AgentOps.FilesRead => new AgentResponse { File = await Files(streamId, operation).ReadAsync(FilesBody(request)) },
                 AgentOps.FilesWrite => new AgentResponse { File = await Files(streamId, operation).WriteAsync(FilesBody(request)) },
@@ -91,6 +97,17 @@ internal sealed class AgentServer : IAsyncDisposable
                 AgentOps.TarIn => new AgentResponse { Tar = await Tar(streamId, operation).ExtractAsync(TarBody(request)) },
                 AgentOps.Sync => Sync(),
                 AgentOps.TcpConnect => new AgentResponse { Tcp = await new TcpTunnel(_connection, streamId, operation).RunAsync(request.Tcp ?? throw new AgentFailure("bad_request", "tcp.connect needs a tcp body")) },
+                AgentOps.ServiceStart => new AgentResponse { Service = await _services.StartAsync(ServiceBody(request), operation.Cancel.Token) },
+                AgentOps.ServiceList => new AgentResponse { Services = _services.List() },
+                AgentOps.ServiceStatus => new AgentResponse { Service = _services.Status(ServiceBody(request)) },
+                AgentOps.ServiceLogs => new AgentResponse { ServiceLogs = _services.Logs(ServiceBody(request)) },
+                AgentOps.ServiceStop => new AgentResponse { Service = await _services.StopAsync(ServiceBody(request)) },
+                AgentOps.ShellOpen => new AgentResponse { Shell = _shells.Open(ShellBody(request)) },
+                AgentOps.ShellWrite => new AgentResponse { Shell = await _shells.WriteAsync(ShellBody(request), operation.Cancel.Token) },
+                AgentOps.ShellRead => new AgentResponse { ShellOutput = _shells.Read(ShellBody(request)) },
+                AgentOps.ShellSignal => new AgentResponse { Shell = _shells.Signal(ShellBody(request)) },
+                AgentOps.ShellClose => new AgentResponse { Shell = await _shells.CloseAsync(ShellBody(request)) },
+                AgentOps.ShellList => new AgentResponse { Shells = _shells.List() },
                 _ => throw new AgentFailure("unknown_op", $"unknown operation '{request.Op}'"),
             };
             var payload = ProtocolJsonContext.Encode(response);
@@ -144,6 +161,19 @@ internal sealed class AgentServer : IAsyncDisposable
 
     private static TarRequest TarBody(AgentRequest request)
         => request.Tar ?? throw new AgentFailure("bad_request", $"{request.Op} needs a tar body");
+
+    private static ServiceRequest ServiceBody(AgentRequest request)
+        => request.Service ?? throw new AgentFailure("bad_request", $"{request.Op} needs a service body");
+
+    private static ShellRequest ShellBody(AgentRequest request)
+        => request.Shell ?? throw new AgentFailure("bad_request", $"{request.Op} needs a shell body");
+
+    /// <summary>Services and shells end before the guest powers off, so their ends are on record.</summary>
+    private async Task<AgentResponse> StopEverythingAsync()
+    {
+        await Task.WhenAll(_services.StopAllAsync("the workspace was stopped"), _shells.CloseAllAsync());
+        return new AgentResponse();
+    }
 
     private static AgentResponse Sync()
     {
@@ -222,7 +252,12 @@ internal sealed class AgentServer : IAsyncDisposable
 
     private static string ReadOrEmpty(string path) => File.Exists(path) ? File.ReadAllText(path) : "";
 
-    public ValueTask DisposeAsync() => _connection.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        // The processes would outlive the agent otherwise (in tests, the test host's run).
+        await StopEverythingAsync();
+        await _connection.DisposeAsync();
+    }
 }
 
 /// <summary>The agent's bookkeeping for one open stream.</summary>

@@ -150,7 +150,8 @@ internal sealed class ExecRunner(FrameConnection connection, uint streamId, Agen
         return Task.CompletedTask;
     }
 
-    private static Dictionary<string, string> BuildEnvironment(IReadOnlyDictionary<string, string>? extra)
+    /// <summary>The base environment of every command the agent starts, plus the request's variables.</summary>
+    internal static Dictionary<string, string> BuildEnvironment(IReadOnlyDictionary<string, string>? extra)
     {
         var env = new Dictionary<string, string>(StringComparer.Ordinal)
         {

@@ -27,13 +27,17 @@ internal sealed class AgentHarness : IAsyncDisposable
     private readonly ConcurrentDictionary<uint, PendingCall> _calls = new();
     private uint _nextStream;
 
-    internal AgentHarness()
+    /// <param name="busybox">The busybox the agent starts commands with (services and shells need a real one).</param>
+    /// <param name="prepareStateDir">Fills the service state dir before the agent starts, as a previous boot would have.</param>
+    internal AgentHarness(string busybox = "/bin/false", Action<string>? prepareStateDir = null)
     {
         Base = Directory.CreateTempSubdirectory("pyro-agent-test-").FullName;
         Root = Directory.CreateDirectory(Path.Combine(Base, "ws")).FullName;
         Outside = Directory.CreateDirectory(Path.Combine(Base, "outside")).FullName;
         Elsewhere = Directory.CreateTempSubdirectory("pyro-agent-elsewhere-").FullName;
-        _server = new AgentServer(_pipe.Guest, new AgentOptions("test", "/bin/false", Root));
+        StateDir = Directory.CreateTempSubdirectory("pyro-agent-state-").FullName;
+        prepareStateDir?.Invoke(StateDir);
+        _server = new AgentServer(_pipe.Guest, new AgentOptions("test", busybox, Root, StateDir));
         _serving = _server.RunAsync();
         _host = new FrameConnection(_pipe.Host, OnFrameAsync);
         _host.Start();
@@ -41,6 +45,9 @@ internal sealed class AgentHarness : IAsyncDisposable
 
     /// <summary>Holds <see cref="Root"/> and <see cref="Outside"/>.</summary>
     internal string Base { get; }
+
+    /// <summary>The agent's service state dir, away from <see cref="Base"/>.</summary>
+    internal string StateDir { get; }
 
     /// <summary>The workspace root the agent serves.</summary>
     internal string Root { get; }
@@ -54,6 +61,13 @@ internal sealed class AgentHarness : IAsyncDisposable
     internal string InRoot(string relative) => Path.Combine(Root, relative);
 
     internal async Task<Reply> CallAsync(AgentRequest request, byte[]? stdin = null)
+    {
+        var (_, done) = await BeginAsync(request, stdin);
+        return await done.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>Sends a request and returns its stream (to cancel it) and its reply to come.</summary>
+    internal async Task<(uint StreamId, Task<Reply> Done)> BeginAsync(AgentRequest request, byte[]? stdin = null)
     {
         var streamId = Interlocked.Increment(ref _nextStream);
         var call = new PendingCall();
@@ -70,11 +84,21 @@ internal sealed class AgentHarness : IAsyncDisposable
             await _host.SendAsync(new Frame(streamId, FrameType.StdinEnd, ReadOnlyMemory<byte>.Empty));
         }
 
-        return await call.Done.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        return (streamId, call.Done.Task);
     }
+
+    /// <summary>Cancels a request as a host whose caller went away does.</summary>
+    internal async Task CancelAsync(uint streamId)
+        => await _host.SendAsync(new Frame(streamId, FrameType.Cancel, ReadOnlyMemory<byte>.Empty));
 
     internal Task<Reply> FilesAsync(string op, FilesRequest files, byte[]? stdin = null)
         => CallAsync(new AgentRequest { Op = op, Files = files }, stdin);
+
+    internal Task<Reply> ServiceAsync(string op, ServiceRequest service)
+        => CallAsync(new AgentRequest { Op = op, Service = service });
+
+    internal Task<Reply> ShellAsync(string op, ShellRequest shell)
+        => CallAsync(new AgentRequest { Op = op, Shell = shell });
 
     internal Task<Reply> TarAsync(string op, TarRequest tar, byte[]? stdin = null)
         => CallAsync(new AgentRequest { Op = op, Tar = tar }, stdin);
@@ -149,7 +173,7 @@ internal sealed class AgentHarness : IAsyncDisposable
         await _host.DisposeAsync();
         await _serving.WaitAsync(TimeSpan.FromSeconds(10));
         await _server.DisposeAsync();
-        foreach (var directory in new[] { Base, Elsewhere })
+        foreach (var directory in new[] { Base, Elsewhere, StateDir })
         {
             MakeWritable(directory);
             Directory.Delete(directory, recursive: true);
