@@ -88,7 +88,7 @@ public sealed class ServiceTests : GuestTest
         Assert.Contains("bad-started", error.GetProperty("message").GetString());
         var badStatus = (await Lab.PyroOkAsync(["workspace", "service", "status", id, "bad", "--json"])).Json;
         Assert.Equal("failed", badStatus.GetProperty("state").GetString());
-        Assert.Equal("0", (await ExecAsync(id, "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c 'sleep 4242' || true")).Trim());
+        Assert.Equal(0, await CountProcessesAsync(id, "sleep 4242"));
 
         // A service that ends by itself is listed as exited, with its code.
         await Lab.PyroOkAsync(["workspace", "service", "start", id, "oneshot", "--", "sh", "-c", "sleep 1; exit 7"]);
@@ -133,6 +133,15 @@ public sealed class ServiceTests : GuestTest
             Assert.True(clock.Elapsed < Deadline, $"service {name} did not become {state}: {service}");
             await Task.Delay(500);
         }
+    }
+
+    /// <summary>Processes in the guest whose command line contains <paramref name="text"/> (the search itself not counted).</summary>
+    private async Task<int> CountProcessesAsync(string id, string text)
+    {
+        // "[s]leep 4242" matches "sleep 4242" but not the pattern in the searching shell's own command line.
+        var pattern = "[" + text[0] + "]" + text[1..];
+        var output = await ExecAsync(id, $"for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < \"$f\"; echo; done 2>/dev/null | grep -c '{pattern}' || true");
+        return int.Parse(output.Trim(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     private async Task<string> ExecAsync(string id, string script)

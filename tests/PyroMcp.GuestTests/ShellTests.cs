@@ -32,10 +32,11 @@ public sealed class ShellTests : GuestTest
         await Write(id, shell, "echo \"where=$(pwd) keep=$KEEP\"");
         await reader.WaitForAsync("where=/tmp keep=kept-value");
 
-        // Ctrl-C: INT reaches the foreground job, and the shell goes on.
-        await Write(id, shell, "sleep 300; echo \"after-sleep=$?\"");
+        // Ctrl-C: INT reaches the foreground job (it dies of it: status 130), and the shell goes on.
+        await Write(id, shell, "sleep 300");
         await WaitForProcessAsync(id, "sleep 300");
         await PyroCli.OkAsync("workspace", "shell", "signal", id, shell, "--signal", "INT");
+        await Write(id, shell, "echo \"after-sleep=$?\"");
         await reader.WaitForAsync("after-sleep=130");
         await Write(id, shell, "echo alive-$((40+2))");
         await reader.WaitForAsync("alive-42");
@@ -100,12 +101,13 @@ public sealed class ShellTests : GuestTest
 
         // A workspace stop ends its services and shells; after start they are listed as stopped, not restarted.
         await PyroCli.OkAsync("workspace", "shell", "open", id);
+        Assert.True(await CountProcessesAsync(id, "date +tick") > 0, "the ticker service is not running before the stop");
         await PyroCli.OkAsync("workspace", "stop", id);
         var started = await PyroCli.RunAsync(["workspace", "start", id], timeout: TimeSpan.FromMinutes(5));
         Assert.True(started.ExitCode == 0, started.ToString());
         var after = (await PyroCli.OkAsync("workspace", "service", "status", id, "ticker", "--json")).Json;
         Assert.Equal("stopped", after.GetProperty("state").GetString());
-        Assert.Equal("0", (await ExecAsync(id, "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c 'date +tick' || true")).Trim());
+        Assert.Equal(0, await CountProcessesAsync(id, "date +tick"));
         Assert.Empty((await PyroCli.OkAsync("workspace", "shell", "list", id, "--json")).Json.EnumerateArray());
         var counts = (await PyroCli.OkAsync("workspace", "status", id, "--json")).Json;
         Assert.Equal(0, counts.GetProperty("running_services").GetInt32());
@@ -125,11 +127,20 @@ public sealed class ShellTests : GuestTest
     private async Task WaitForProcessAsync(string id, string commandLine)
     {
         var clock = Stopwatch.StartNew();
-        while ((await ExecAsync(id, $"cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c '{commandLine}' || true")).Trim() == "0")
+        while (await CountProcessesAsync(id, commandLine) == 0)
         {
             Assert.True(clock.Elapsed < Deadline, $"'{commandLine}' never ran in the guest");
             await Task.Delay(300);
         }
+    }
+
+    /// <summary>Processes in the guest whose command line contains <paramref name="text"/> (the search itself not counted).</summary>
+    private static async Task<int> CountProcessesAsync(string id, string text)
+    {
+        // "[s]leep 4242" matches "sleep 4242" but not the pattern in the searching shell's own command line.
+        var pattern = "[" + text[0] + "]" + text[1..];
+        var output = await ExecAsync(id, $"for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < \"$f\"; echo; done 2>/dev/null | grep -c '{pattern}' || true");
+        return int.Parse(output.Trim(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     private static async Task<string> ExecAsync(string id, string script)

@@ -17,6 +17,7 @@ public sealed class ServiceShellHostTests
     [InlineData("\u001b]0;user@host: /tmp\u0007prompt$ ", "prompt$ ")]
     [InlineData("\u001b]2;title\u001b\\after", "after")]
     [InlineData("\u001b[?2004hroot@pyro:/workspace# \u001b[?2004l\r\n", "root@pyro:/workspace# \n")]
+    [InlineData("tty\r\n\u001b[?2004l\r/dev/pts/0\r\n", "tty\n/dev/pts/0\n")]
     [InlineData("50%\r100%\n", "50%\n100%\n")]
     [InlineData("abc\b\bX\n", "aX\n")]
     [InlineData("\u009b31mred", "red")]

@@ -54,6 +54,10 @@ fi
 hostname=$(/bin/busybox sed -n 's/.*pyro.hostname=\([^ ]*\).*/\1/p' /proc/cmdline)
 [ -n "$hostname" ] && /bin/busybox hostname "$hostname"
 /bin/busybox mount --move /dev /newroot/dev
+# Terminals for workspace shells: a devpts of the guest's own, with /dev/ptmx pointing into it.
+/bin/busybox mkdir -p /newroot/dev/pts /newroot/dev/shm
+/bin/busybox mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts /newroot/dev/pts || echo "pyro-init: cannot mount /dev/pts: workspace shells will not open" > /newroot/dev/console
+/bin/busybox rm -f /newroot/dev/ptmx && /bin/busybox ln -s pts/ptmx /newroot/dev/ptmx
 /bin/busybox mount --move /proc /newroot/proc
 /bin/busybox mount --move /sys /newroot/sys
 exec /bin/busybox switch_root /newroot /run/pyro/tini -s -g -- /run/pyro/pyro-agent --busybox /run/pyro/busybox

@@ -33,14 +33,12 @@ internal static class TerminalText
 
             if (c == '\r')
             {
-                // "\r\n" is a terminal's newline; a lone "\r" returns to the start of the line,
-                // which plain text shows best as a new line.
-                if (i + 1 < raw.Length && raw[i + 1] == '\n')
-                {
-                    continue;
-                }
-
-                if (i + 1 < raw.Length)
+                // A carriage return goes back to the start of the line. Before a newline, or at
+                // the start of a line already, it adds nothing; elsewhere (a progress line
+                // redrawn) plain text shows the redraw on a line of its own.
+                var atLineStart = text.Length == 0 || text[^1] == '\n';
+                var beforeNewline = i + 1 < raw.Length && raw[i + 1] == '\n';
+                if (!atLineStart && !beforeNewline && i + 1 < raw.Length)
                 {
                     text.Append('\n');
                 }

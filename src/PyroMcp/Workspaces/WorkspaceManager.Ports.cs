@@ -52,6 +52,6 @@ internal sealed partial class WorkspaceManager
             throw new PyroInputException(ex.Code, ex.Message);
         }
 
-        return [.. (response.Ports ?? []).Select(p => new PublishedPort { HostPort = p.HostPort, GuestPort = p.GuestPort })];
+        return [.. (response.Ports ?? []).Select(p => new PublishedPort { HostPort = p.HostPort, GuestPort = p.GuestPort, Service = p.Service })];
     }
 }
