@@ -42,11 +42,12 @@ public static class AgentOps
     /// (<see cref="AgentResponse.Service"/>). Errors: <c>service_not_ready</c> (probe never passed
     /// in time; the service is stopped), <c>service_exited</c> (it exited before it was ready),
     /// <c>service_exists</c> (a service of that name is running), <c>service_limit</c>,
-    /// <c>service_name_invalid</c>, <c>cwd_not_found</c>, <c>readiness_invalid</c>. Cancel stops the
-    /// service if it is not ready yet.
+    /// <c>service_name_invalid</c>, <c>cwd_not_found</c>, <c>readiness_invalid</c>, <c>bad_env</c>,
+    /// <c>bad_request</c> (a timeout out of range), <c>spawn_failed</c>. Cancel stops the service if it
+    /// is not ready yet (state <c>failed</c>) and ends the stream with <c>cancelled</c>.
     /// </summary>
     public const string ServiceStart = "service.start";
-    /// <summary>Every service the agent knows, running or not (<see cref="AgentResponse.Services"/>).</summary>
+    /// <summary>Every service the agent knows, running or not (<see cref="AgentResponse.Services"/>); commands longer than 1,024 characters are clipped (service.status has them whole).</summary>
     public const string ServiceList = "service.list";
     /// <summary>One service (<see cref="AgentResponse.Service"/>); <c>service_not_found</c> when unknown.</summary>
     public const string ServiceStatus = "service.status";
@@ -55,9 +56,9 @@ public static class AgentOps
     /// <summary>Stops a service: TERM to its process group, KILL after <see cref="ServiceRequest.StopGraceMs"/>. Stopping a service that is not running returns it as it is.</summary>
     public const string ServiceStop = "service.stop";
 
-    /// <summary>Opens a shell on a new PTY (<see cref="AgentResponse.Shell"/>); <c>shell_limit</c> when too many are open.</summary>
+    /// <summary>Opens a shell on a new PTY (<see cref="AgentResponse.Shell"/>); <c>shell_limit</c> when too many are open, <c>shell_size_invalid</c>, <c>cwd_not_found</c>, <c>bad_env</c>, <c>shell_failed</c>.</summary>
     public const string ShellOpen = "shell.open";
-    /// <summary>Writes <see cref="ShellRequest.Input"/> to a shell's PTY; <c>shell_not_found</c>, <c>shell_closed</c>, <c>shell_input_too_large</c>.</summary>
+    /// <summary>Writes <see cref="ShellRequest.Input"/> to a shell's PTY; <c>shell_not_found</c>, <c>shell_closed</c>, <c>shell_input_too_large</c>, <c>shell_input_blocked</c> (the terminal took no more input for 10 s).</summary>
     public const string ShellWrite = "shell.write";
     /// <summary>Reads a shell's output from <see cref="ShellRequest.Cursor"/> (<see cref="AgentResponse.ShellOutput"/>).</summary>
     public const string ShellRead = "shell.read";
@@ -325,7 +326,7 @@ public sealed record ServiceRequest
     public int ReadyTimeoutMs { get; init; }
     /// <summary>service.start: time between probes (default 500 ms, 50 ms to 60 s).</summary>
     public int ReadyIntervalMs { get; init; }
-    /// <summary>service.logs: lines of each stream to return (default 200, at most 5,000).</summary>
+    /// <summary>service.logs: lines of each stream to return (default 200, at most 5,000; at most 96 KiB of each stream, the end kept, so the reply fits one frame).</summary>
     public int TailLines { get; init; }
     /// <summary>service.stop: time between TERM and KILL (default 5 s, at most 60 s).</summary>
     public int StopGraceMs { get; init; }
@@ -409,7 +410,11 @@ public sealed record ShellRequest
     public bool AppendNewline { get; init; }
     /// <summary>shell.read: the character offset to read from (0 = the start of the shell's output).</summary>
     public long Cursor { get; init; }
-    /// <summary>shell.read: characters to return at most (default 65,536, at most <see cref="MaxReadChars"/>).</summary>
+    /// <summary>
+    /// shell.read: characters to return at most (default 65,536, at most <see cref="MaxReadChars"/>).
+    /// The agent returns fewer when the JSON reply would not fit one frame (escaped control and
+    /// non-ASCII characters take six bytes); <see cref="ShellOutput.Truncated"/> then says more waits.
+    /// </summary>
     public int MaxChars { get; init; }
     /// <summary>shell.signal: INT, TERM, HUP, KILL, QUIT, TSTP, CONT, USR1, USR2 (with or without SIG).</summary>
     public string? Signal { get; init; }

@@ -156,6 +156,32 @@ public sealed class ServiceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task DeletedLogFilesNeitherBlockTheServiceNorStopItsLogging()
+    {
+        await StartAsync("ticker", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.02; done", null);
+        var log = Path.Combine(_agent.StateDir, "ticker", "stdout.log");
+        await WaitLogAsync(text => text.StartsWith("tick ", StringComparison.Ordinal));
+
+        File.Delete(log);
+        await WaitLogAsync(text => text.Length > 0);
+        Directory.Delete(Path.Combine(_agent.StateDir, "ticker"), recursive: true);
+        await WaitLogAsync(text => text.Length > 0);
+        Assert.True(File.Exists(log), "logging went on in a new file");
+
+        Assert.Equal("running", (await _agent.ServiceAsync(AgentOps.ServiceStatus, new ServiceRequest { Name = "ticker" })).Ok.Service!.State);
+
+        async Task WaitLogAsync(Func<string, bool> done)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (!done((await _agent.ServiceAsync(AgentOps.ServiceLogs, new ServiceRequest { Name = "ticker", TailLines = 1 })).Ok.ServiceLogs!.Stdout))
+            {
+                Assert.True(clock.Elapsed < Deadline, "the log never moved on");
+                await Task.Delay(50);
+            }
+        }
+    }
+
+    [Fact]
     public async Task ANewManagerOverTheSameStateShowsTheOldServiceStopped()
     {
         var started = (await StartAsync("keep", "exec sleep 1000", null)).Ok.Service!;

@@ -15,6 +15,7 @@ internal sealed class ServiceLog : IDisposable
     private readonly Lock _gate = new();
     private FileStream? _file;
     private long _size;
+    private bool _disposed;
 
     internal ServiceLog(string path)
     {
@@ -41,27 +42,68 @@ internal sealed class ServiceLog : IDisposable
         }
     }
 
+    /// <summary>
+    /// Appends a chunk. Never throws: the pump must keep draining the service's pipe whatever
+    /// happens to the files (deleted by someone in the guest, a full disk), or the service blocks.
+    /// </summary>
     internal void Append(ReadOnlySpan<byte> data)
     {
         lock (_gate)
         {
+            if (_file is not null && !File.Exists(Path))
+            {
+                // Deleted under us: writing on into the unlinked file would lose everything after.
+                _file.Dispose();
+                _file = null;
+                _size = 0;
+            }
+
+            _file ??= _disposed ? null : TryCreate(Path);
             if (_file is null)
             {
                 return;
             }
 
-            if (_size > 0 && _size + data.Length > RotateBytes)
+            try
             {
-                _file.Dispose();
-                File.Move(Path, RotatedPath, overwrite: true);
-                _file = new FileStream(Path, FileMode.Create, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
-                _size = 0;
-                Rotations++;
-            }
+                if (_size > 0 && _size + data.Length > RotateBytes)
+                {
+                    _file.Dispose();
+                    _file = null;
+                    if (File.Exists(Path))
+                    {
+                        File.Move(Path, RotatedPath, overwrite: true);
+                    }
 
-            _file.Write(data);
-            _file.Flush();
-            _size += data.Length;
+                    Rotations++;
+                    _file = new FileStream(Path, FileMode.Create, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+                    _size = 0;
+                }
+
+                _file.Write(data);
+                _file.Flush();
+                _size += data.Length;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Start over on the next chunk with a fresh file; this one is lost.
+                _file?.Dispose();
+                _file = TryCreate(Path);
+                _size = 0;
+            }
+        }
+    }
+
+    private static FileStream? TryCreate(string path)
+    {
+        try
+        {
+            Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
+            return new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
         }
     }
 
@@ -146,6 +188,7 @@ internal sealed class ServiceLog : IDisposable
     {
         lock (_gate)
         {
+            _disposed = true;
             _file?.Dispose();
             _file = null;
         }

@@ -65,6 +65,9 @@ internal static unsafe partial class PtyInterop
     [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
     private static partial int PollNative(PollFd* fds, nuint count, int timeoutMs);
 
+    [LibraryImport("libc", EntryPoint = "mount", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int MountNative(string source, string target, string type, nuint flags, string data);
+
     [LibraryImport("libc", EntryPoint = "close")]
     private static partial int CloseNative(int fd);
 
@@ -106,6 +109,33 @@ internal static unsafe partial class PtyInterop
         {
             CloseNative(master);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Mounts devpts on /dev/pts when nothing is mounted there. The initramfs gives the guest a
+    /// devtmpfs /dev only, and /dev/ptmx needs a devpts beside it: without one no PTY opens
+    /// (for shells, nor for anything in the guest that wants a terminal). Returns what it did, for the log.
+    /// </summary>
+    internal static string? EnsureDevPts()
+    {
+        const nuint MsNoSuid = 2;
+        const nuint MsNoExec = 8;
+        try
+        {
+            if (File.ReadAllLines("/proc/self/mounts").Any(l => l.Split(' ') is [_, "/dev/pts", "devpts", ..]) || !File.Exists("/dev/ptmx"))
+            {
+                return null;
+            }
+
+            Directory.CreateDirectory("/dev/pts");
+            return MountNative("devpts", "/dev/pts", "devpts", MsNoSuid | MsNoExec, "gid=5,mode=620,ptmxmode=666") == 0
+                ? "mounted devpts on /dev/pts"
+                : $"could not mount devpts on /dev/pts: errno {Marshal.GetLastPInvokeError()}";
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return "could not mount devpts on /dev/pts: " + ex.Message;
         }
     }
 

@@ -22,6 +22,10 @@ internal sealed class ShellManager
     {
         _options = options;
         _workspace = workspace;
+        if (PtyInterop.EnsureDevPts() is { } note)
+        {
+            Console.Error.WriteLine("pyro-agent: " + note);
+        }
     }
 
     internal ShellInfo Open(ShellRequest request)

@@ -331,7 +331,8 @@ internal sealed class ShellSession
         var decoder = Encoding.UTF8.GetDecoder();
         try
         {
-            while (!_closing || PtyInterop.Poll(_master, PtyInterop.POLLIN, 0) != 0)
+            // A closing shell's last output is not wanted: nobody can read it after close.
+            while (!_closing)
             {
                 if (PtyInterop.Poll(_master, PtyInterop.POLLIN, 200) == 0)
                 {
