@@ -74,3 +74,32 @@ public abstract class GuestTest : IAsyncLifetime
         _workspaces.Clear();
     }
 }
+
+/// <summary>
+/// Base for guest tests whose guests have a network: each test gets a <see cref="NetLab"/> of its
+/// own, pyro runs inside it, and its workspaces are deleted before the lab goes.
+/// </summary>
+public abstract class LabGuestTest : GuestTest
+{
+    private NetLab? _lab;
+
+    internal NetLab Lab => _lab ?? throw new InvalidOperationException("no lab yet");
+
+    public override async Task InitializeAsync()
+    {
+        await base.InitializeAsync();
+        _lab = await NetLab.StartAsync();
+    }
+
+    public override async Task DisposeAsync()
+    {
+        // Workspaces first (their supervisors live in the lab), then the lab, then the leftovers check.
+        await DeleteWorkspacesAsync();
+        if (_lab is not null)
+        {
+            await _lab.DisposeAsync();
+        }
+
+        await base.DisposeAsync();
+    }
+}

@@ -40,30 +40,9 @@ public sealed class NetworkWallsTally : IDisposable
 /// and passt) runs in the lab's client namespace, the only servers a guest may reach are the
 /// lab's, and the client namespace's own listeners stand in for the host's services.
 /// </summary>
-public sealed class NetworkTests(NetworkWallsTally tally) : GuestTest, IClassFixture<NetworkWallsTally>
+public sealed class NetworkTests(NetworkWallsTally tally) : LabGuestTest, IClassFixture<NetworkWallsTally>
 {
     private const string Blob = "/blob.bin";
-    private NetLab? _lab;
-
-    private NetLab Lab => _lab ?? throw new InvalidOperationException("no lab yet");
-
-    public override async Task InitializeAsync()
-    {
-        await base.InitializeAsync();
-        _lab = await NetLab.StartAsync();
-    }
-
-    public override async Task DisposeAsync()
-    {
-        // Workspaces first (their supervisors live in the lab), then the lab, then the leftovers check.
-        await DeleteWorkspacesAsync();
-        if (_lab is not null)
-        {
-            await _lab.DisposeAsync();
-        }
-
-        await base.DisposeAsync();
-    }
 
     /// <summary>
     /// off: no network device, no download. egress (pyro run --network, and a VM made over MCP

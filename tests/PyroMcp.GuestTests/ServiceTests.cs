@@ -10,29 +10,9 @@ namespace PyroMcp.GuestTests;
 /// with --ready-http and --publish, probed from the host with curl; readiness that fails, a
 /// service that exits, ports that follow their service.
 /// </summary>
-public sealed class ServiceTests : GuestTest
+public sealed class ServiceTests : LabGuestTest
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
-    private NetLab? _lab;
-
-    private NetLab Lab => _lab ?? throw new InvalidOperationException("no lab yet");
-
-    public override async Task InitializeAsync()
-    {
-        await base.InitializeAsync();
-        _lab = await NetLab.StartAsync();
-    }
-
-    public override async Task DisposeAsync()
-    {
-        await DeleteWorkspacesAsync();
-        if (_lab is not null)
-        {
-            await _lab.DisposeAsync();
-        }
-
-        await base.DisposeAsync();
-    }
 
     [Fact]
     public async Task AWebServiceIsReadyOverHttpPublishedToCurlAndItsPortFollowsIt()

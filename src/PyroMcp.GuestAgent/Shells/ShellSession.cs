@@ -112,18 +112,7 @@ internal sealed class ShellSession
     {
         lock (_gate)
         {
-            return new ShellInfo
-            {
-                Id = Id,
-                State = _state,
-                Cwd = Cwd,
-                Cols = Cols,
-                Rows = Rows,
-                Pid = Pid,
-                ExitCode = _exitCode,
-                StartedAtMs = StartedAtMs,
-                OutputChars = _total,
-            };
+            return InfoLocked();
         }
     }
 
