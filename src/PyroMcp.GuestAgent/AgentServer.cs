@@ -93,7 +93,7 @@ internal sealed class AgentServer : IAsyncDisposable
                 AgentOps.FilesRead => new AgentResponse { File = await Files(streamId, operation).ReadAsync(FilesBody(request)) },
                 AgentOps.FilesWrite => new AgentResponse { File = await Files(streamId, operation).WriteAsync(FilesBody(request)) },
                 AgentOps.FilesDelete => new AgentResponse { File = Files(streamId, operation).Delete(FilesBody(request)) },
-                AgentOps.TarOut => new AgentResponse { Tar = await Tar(streamId, operation).PackAsync(TarBody(request)) },
+                AgentOps.TarOut => new AgentResponse { Tar = await Tar(streamId, operation).PackAsync(TarBody(request), request.Windowed) },
                 AgentOps.TarIn => new AgentResponse { Tar = await Tar(streamId, operation).ExtractAsync(TarBody(request)) },
                 AgentOps.Sync => Sync(),
                 AgentOps.TcpConnect => new AgentResponse { Tcp = await new TcpTunnel(_connection, streamId, operation).RunAsync(request.Tcp ?? throw new AgentFailure("bad_request", "tcp.connect needs a tcp body")) },

@@ -4,8 +4,11 @@ using PyroMcp.Protocol;
 
 namespace PyroMcp.GuestAgent;
 
-/// <summary>Writes become Stdout frames of at most 64 KiB, so a tar can stream out with constant memory.</summary>
-internal sealed class FrameWriteStream(FrameConnection connection, uint streamId, CancellationToken cancellationToken) : Stream
+/// <summary>
+/// Writes become Stdout frames of at most 64 KiB, so a tar can stream out with constant memory.
+/// With a <paramref name="window"/>, each frame waits for the host's acknowledgements first.
+/// </summary>
+internal sealed class FrameWriteStream(FrameConnection connection, uint streamId, CancellationToken cancellationToken, SendWindow? window = null) : Stream
 {
     // Well under FrameCodec.MaxPayloadLength, and large enough to keep per-frame overhead low.
     private const int ChunkSize = 64 * 1024;
@@ -73,6 +76,11 @@ internal sealed class FrameWriteStream(FrameConnection connection, uint streamId
 
         _filled = 0;
         var effective = token.CanBeCanceled ? token : cancellationToken;
+        if (window is not null)
+        {
+            await window.TakeAsync(FrameCodec.HeaderLength + payload.Length, effective);
+        }
+
         await connection.SendAsync(new Frame(streamId, FrameType.Stdout, payload), effective);
     }
 }

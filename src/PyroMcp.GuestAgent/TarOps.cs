@@ -13,7 +13,7 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
 {
     private const int ChunkSize = 64 * 1024;
 
-    internal async Task<TarSummary> PackAsync(TarRequest request)
+    internal async Task<TarSummary> PackAsync(TarRequest request, bool windowed = false)
     {
         var cancellationToken = operation.Cancel.Token;
         var source = paths.ForRead(request.Path);
@@ -23,7 +23,7 @@ internal sealed class TarOps(FrameConnection connection, uint streamId, Workspac
             throw new AgentFailure("not_a_file", $"{WorkspacePaths.DisplayName(source)} is neither a file nor a directory");
         }
 
-        var output = new FrameWriteStream(connection, streamId, cancellationToken);
+        var output = new FrameWriteStream(connection, streamId, cancellationToken, windowed ? operation.Window : null);
         var counts = new PackCounts();
         await using (var writer = new TarWriter(output, TarEntryFormat.Pax, leaveOpen: true))
         {

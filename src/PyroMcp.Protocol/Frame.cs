@@ -21,7 +21,8 @@ public enum FrameType : byte
     Cancel = 8,
     /// <summary>
     /// Host to guest: the host has passed on this many more bytes of the stream's Stdout frames,
-    /// headers included (payload: u32 big-endian). Only tcp.connect streams wait for it: they keep
+    /// headers included (payload: u32 big-endian). Only tcp.connect streams and requests with
+    /// <see cref="AgentRequest.Windowed"/> wait for it: they keep
     /// at most <see cref="TcpConnectRequest.WindowBytes"/> unacknowledged, so a TCP client that
     /// stops reading stops the guest's sender instead of filling the host.
     /// </summary>

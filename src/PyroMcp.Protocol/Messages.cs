@@ -89,6 +89,13 @@ public sealed record AgentRequest
     public ServiceRequest? Service { get; init; }
     /// <summary>Set for the <c>shell.*</c> operations.</summary>
     public ShellRequest? Shell { get; init; }
+    /// <summary>
+    /// The host will acknowledge this stream's Stdout frames with <see cref="FrameType.Ack"/>: the
+    /// agent keeps at most <see cref="TcpConnectRequest.WindowBytes"/> unacknowledged. tar.out
+    /// asks for it, so a reader that falls behind (a slow disk, a relay under load) slows the
+    /// guest instead of overflowing the buffers between them.
+    /// </summary>
+    public bool Windowed { get; init; }
     /// <summary>Body of the supervisor's own port operations (publish, unpublish); never relayed to the guest.</summary>
     public PortMapping? Port { get; init; }
 }

@@ -99,6 +99,20 @@ public sealed class ShellTests : GuestTest
             await mcp.ErrorAsync("service_status", "service_not_found", new() { ["workspace_id"] = id, ["service_name"] = "nope" });
         }
 
+        // kill -9 of the CLI while it waits for readiness: the supervisor sees its client gone and
+        // cancels the start in the guest, so the service ends failed and nothing of it stays.
+        using (var waiting = PyroCli.Start(["workspace", "service", "start", id, "never", "--ready-file", ".never", "--ready-timeout-seconds", "600", "--", "sh", "-c", "exec sleep 4343"]))
+        {
+            await WaitForProcessAsync(id, "sleep 4343");
+            waiting.Kill();
+            await waiting.WaitForExitAsync();
+        }
+
+        var abandoned = await WaitForServiceStateAsync(id, "never", "failed");
+        var left = await CountProcessesAsync(id, "sleep 4343");
+        Assert.Equal(0, left);
+        Figures.Record("kill -9 during service start", $"the CLI killed while it waited for readiness: service ended {abandoned.GetProperty("state").GetString()}, {left} of its processes left in the guest");
+
         // A workspace stop ends its services and shells; after start they are listed as stopped, not restarted.
         await PyroCli.OkAsync("workspace", "shell", "open", id);
         Assert.True(await CountProcessesAsync(id, "date +tick") > 0, "the ticker service is not running before the stop");
@@ -112,6 +126,22 @@ public sealed class ShellTests : GuestTest
         var counts = (await PyroCli.OkAsync("workspace", "status", id, "--json")).Json;
         Assert.Equal(0, counts.GetProperty("running_services").GetInt32());
         Assert.Equal(0, counts.GetProperty("open_shells").GetInt32());
+    }
+
+    private static async Task<JsonElement> WaitForServiceStateAsync(string id, string name, string state)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            var service = (await PyroCli.OkAsync("workspace", "service", "status", id, name, "--json")).Json;
+            if (service.GetProperty("state").GetString() == state)
+            {
+                return service;
+            }
+
+            Assert.True(clock.Elapsed < Deadline, $"service {name} did not become {state}: {service}");
+            await Task.Delay(500);
+        }
     }
 
     private static async Task Write(string id, string shell, string input)

@@ -166,6 +166,11 @@ internal sealed partial class GuestAgentClient : IAsyncDisposable
         Func<ReadOnlyMemory<byte>, ValueTask>? onStderr, CancellationToken cancellationToken, Stream? stdin = null)
     {
         var id = (uint)Interlocked.Increment(ref _nextStreamId);
+        // A tree can be gigabytes: the guest sends it only as fast as it is consumed here, so no
+        // buffer between (the supervisor's relay included) fills up behind a slow consumer.
+        var windowed = request.Op == AgentOps.TarOut && onStdout is not null;
+        request = windowed ? request with { Windowed = true } : request;
+        long unacknowledged = 0;
         // The consumer is code in this process (a file, a buffer): it gets backpressure, not overflow.
         var queue = new StreamQueue(this, dropWhenFull: false);
         _calls[id] = queue;
@@ -187,6 +192,12 @@ internal sealed partial class GuestAgentClient : IAsyncDisposable
                 {
                     case FrameType.Stdout when onStdout is not null:
                         await onStdout(frame.Payload).ConfigureAwait(false);
+                        if (windowed && (unacknowledged += FrameCodec.HeaderLength + frame.Payload.Length) >= TcpConnectRequest.WindowBytes / 4)
+                        {
+                            await SendAsync(Ack(id, unacknowledged), watchdog.Token).ConfigureAwait(false);
+                            unacknowledged = 0;
+                        }
+
                         break;
                     case FrameType.Stderr when onStderr is not null:
                         await onStderr(frame.Payload).ConfigureAwait(false);

@@ -409,7 +409,8 @@ internal sealed class ClientSession : IAsyncDisposable
 
                 _ = RelayAsync(frame, request, upstream);
                 return;
-            case FrameType.Stdin or FrameType.StdinEnd or FrameType.Cancel:
+            case FrameType.Stdin or FrameType.StdinEnd or FrameType.Cancel or FrameType.Ack:
+                // Acks pass through to the guest: the client's reading paces a windowed stream.
                 if (_streams.TryGetValue(frame.StreamId, out var target))
                 {
                     try
