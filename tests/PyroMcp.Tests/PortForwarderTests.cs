@@ -7,7 +7,6 @@ using System.Text;
 using PyroMcp.Networking;
 using PyroMcp.Protocol;
 using PyroMcp.Vmm;
-using Agent = PyroMcp.GuestAgent;
 
 namespace PyroMcp.Tests;
 
@@ -19,27 +18,18 @@ namespace PyroMcp.Tests;
 public sealed class PortForwarderTests : IAsyncLifetime
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
-    private readonly DuplexPipe _pipe = new();
-    private readonly string _root = Directory.CreateTempSubdirectory("pyro-forward-test-").FullName;
-    private Agent.AgentServer _server = null!;
-    private Task _serving = Task.CompletedTask;
-    private GuestAgentClient _agent = null!;
+    private readonly InProcessAgent _guest;
+    private readonly GuestAgentClient _agent;
 
-    public Task InitializeAsync()
+    public PortForwarderTests()
     {
-        _server = new Agent.AgentServer(_pipe.Guest, new Agent.AgentOptions("test", "/bin/false", _root));
-        _serving = _server.RunAsync();
-        _agent = GuestAgentClient.Over(_pipe.Host);
-        return Task.CompletedTask;
+        _guest = new InProcessAgent("forward");
+        _agent = _guest.Client;
     }
 
-    public async Task DisposeAsync()
-    {
-        await _agent.DisposeAsync();
-        await _serving.WaitAsync(Deadline);
-        await _server.DisposeAsync();
-        Directory.Delete(_root, recursive: true);
-    }
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync() => await _guest.DisposeAsync();
 
     [Fact]
     public async Task AnEchoRoundTripsThroughThePublishedPort()

@@ -2,7 +2,6 @@ using System.Security.Cryptography;
 using PyroMcp.Protocol;
 using PyroMcp.Vmm;
 using PyroMcp.Workspaces;
-using Agent = PyroMcp.GuestAgent;
 
 namespace PyroMcp.Tests;
 
@@ -14,33 +13,24 @@ namespace PyroMcp.Tests;
 public sealed class WindowedTreeTests : IAsyncLifetime
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(120);
-    private readonly DuplexPipe _pipe = new();
-    private readonly string _root = Directory.CreateTempSubdirectory("pyro-window-test-").FullName;
-    private Agent.AgentServer _server = null!;
-    private Task _serving = Task.CompletedTask;
-    private GuestAgentClient _agent = null!;
+    private readonly InProcessAgent _guest;
+    private readonly GuestAgentClient _agent;
 
-    public Task InitializeAsync()
+    public WindowedTreeTests()
     {
-        _server = new Agent.AgentServer(_pipe.Guest, new Agent.AgentOptions("test", "/bin/false", _root) { ServiceStateDir = Path.Combine(_root, ".services") });
-        _serving = _server.RunAsync();
-        _agent = GuestAgentClient.Over(_pipe.Host);
-        return Task.CompletedTask;
+        _guest = new InProcessAgent("window");
+        _agent = _guest.Client;
     }
 
-    public async Task DisposeAsync()
-    {
-        await _agent.DisposeAsync();
-        await _serving.WaitAsync(Deadline);
-        await _server.DisposeAsync();
-        Directory.Delete(_root, recursive: true);
-    }
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync() => await _guest.DisposeAsync();
 
     [Fact]
     public async Task ASlowReaderOfABigTreeSlowsTheGuestInsteadOfBeingCutOff()
     {
         var content = RandomNumberGenerator.GetBytes(24 * 1024 * 1024);
-        await File.WriteAllBytesAsync(Path.Combine(_root, "big.bin"), content);
+        await File.WriteAllBytesAsync(Path.Combine(_guest.Root, "big.bin"), content);
         var clientPipe = new DuplexPipe();
         await using var session = new ClientSession(clientPipe.Guest, _agent, _ => { });
         session.Start();
