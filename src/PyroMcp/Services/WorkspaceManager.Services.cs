@@ -18,10 +18,11 @@ internal sealed partial class WorkspaceManager
 
     private static readonly string[] ReadinessTypes = ["file", "tcp", "http", "command"];
 
-    // Refusals about the request, not about the guest.
-    private static readonly HashSet<string> ServiceInputCodes = new(StringComparer.Ordinal)
+    // The agent's refusals of service and shell calls that are about the request, not about the guest.
+    private static readonly HashSet<string> SessionInputCodes = new(StringComparer.Ordinal)
     {
         "service_name_invalid", "service_exists", "service_limit", "service_not_found", "readiness_invalid", "cwd_not_found", "bad_request", "bad_env",
+        "shell_size_invalid", "shell_limit", "shell_not_found", "shell_closed", "shell_input_too_large", "shell_input_blocked", "signal_invalid",
     };
 
     internal async Task<WorkspaceService> StartServiceAsync(string idOrName, ServiceStartRequest request, CancellationToken cancellationToken)
@@ -70,7 +71,7 @@ internal sealed partial class WorkspaceManager
             ReadyTimeoutMs = request.ReadyTimeoutSeconds * 1000,
             ReadyIntervalMs = request.ReadyIntervalMs,
         };
-        var started = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ServiceStart, Service = body }, cancellationToken).ConfigureAwait(false);
+        var started = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ServiceStart, Service = body }, cancellationToken).ConfigureAwait(false);
         var service = ToService(record.Id, started.Service, []);
         if (publications.Count == 0)
         {
@@ -101,12 +102,11 @@ internal sealed partial class WorkspaceManager
     internal async Task<WorkspaceServiceList> ListServicesAsync(string idOrName, CancellationToken cancellationToken)
     {
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
-        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ServiceList }, cancellationToken).ConfigureAwait(false);
-        var ports = Store.Get(record.Id).PublishedPorts;
+        var response = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ServiceList }, cancellationToken).ConfigureAwait(false);
         return new WorkspaceServiceList
         {
             WorkspaceId = record.Id,
-            Services = [.. (response.Services ?? []).Take(256).Select(s => ToService(record.Id, s, ports))],
+            Services = [.. (response.Services ?? []).Take(256).Select(s => ToService(record.Id, s, record.PublishedPorts))],
         };
     }
 
@@ -114,8 +114,8 @@ internal sealed partial class WorkspaceManager
     {
         CheckServiceName(name);
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
-        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ServiceStatus, Service = new ServiceRequest { Name = name } }, cancellationToken).ConfigureAwait(false);
-        return ToService(record.Id, response.Service, Store.Get(record.Id).PublishedPorts);
+        var response = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ServiceStatus, Service = new ServiceRequest { Name = name } }, cancellationToken).ConfigureAwait(false);
+        return ToService(record.Id, response.Service, record.PublishedPorts);
     }
 
     internal async Task<WorkspaceServiceLogs> GetServiceLogsAsync(string idOrName, string name, int tailLines, CancellationToken cancellationToken)
@@ -127,11 +127,11 @@ internal sealed partial class WorkspaceManager
         }
 
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
-        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ServiceLogs, Service = new ServiceRequest { Name = name, TailLines = tailLines } }, cancellationToken).ConfigureAwait(false);
+        var response = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ServiceLogs, Service = new ServiceRequest { Name = name, TailLines = tailLines } }, cancellationToken).ConfigureAwait(false);
         var logs = response.ServiceLogs ?? throw new GuestChannelException("guest_protocol", "the guest agent answered service.logs without logs");
         return new WorkspaceServiceLogs
         {
-            Service = ToService(record.Id, logs.Service, Store.Get(record.Id).PublishedPorts),
+            Service = ToService(record.Id, logs.Service, record.PublishedPorts),
             Stdout = TailText(logs.Stdout, tailLines),
             Stderr = TailText(logs.Stderr, tailLines),
             TailLines = tailLines,
@@ -143,7 +143,7 @@ internal sealed partial class WorkspaceManager
     {
         CheckServiceName(name);
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
-        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ServiceStop, Service = new ServiceRequest { Name = name } }, cancellationToken).ConfigureAwait(false);
+        var response = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ServiceStop, Service = new ServiceRequest { Name = name } }, cancellationToken).ConfigureAwait(false);
         if (record.NetworkPolicy.AllowsPublishing())
         {
             await PortCallAsync(record, WorkspaceSupervisor.ReleaseServiceOp, new PortMapping { Service = name }, cancellationToken).ConfigureAwait(false);
@@ -178,7 +178,7 @@ internal sealed partial class WorkspaceManager
         try
         {
             using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ServiceStop, Service = new ServiceRequest { Name = name } }, limit.Token).ConfigureAwait(false);
+            await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ServiceStop, Service = new ServiceRequest { Name = name } }, limit.Token).ConfigureAwait(false);
             await PortCallAsync(record, WorkspaceSupervisor.ReleaseServiceOp, new PortMapping { Service = name }, limit.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is PyroException or OperationCanceledException or IOException)
@@ -187,7 +187,7 @@ internal sealed partial class WorkspaceManager
         }
     }
 
-    private async Task<AgentResponse> ServiceCallAsync(WorkspaceRecord record, AgentRequest request, CancellationToken cancellationToken)
+    private async Task<AgentResponse> SessionCallAsync(WorkspaceRecord record, AgentRequest request, CancellationToken cancellationToken)
     {
         var connection = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
@@ -195,7 +195,7 @@ internal sealed partial class WorkspaceManager
         {
             return await connection.Agent.CallAsync(request, null, null, cancellationToken).ConfigureAwait(false);
         }
-        catch (GuestOperationException ex) when (ServiceInputCodes.Contains(ex.Code) || ex.Code.StartsWith("shell_", StringComparison.Ordinal) && ex.Code != "shell_failed" || ex.Code == "signal_invalid")
+        catch (GuestOperationException ex) when (SessionInputCodes.Contains(ex.Code))
         {
             throw new PyroInputException(ex.Code, ex.Message);
         }

@@ -19,7 +19,7 @@ internal sealed partial class WorkspaceManager
 
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
         var body = new ShellRequest { Cwd = GuestPath(request.Cwd), Cols = request.Cols, Rows = request.Rows, Env = request.Env };
-        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellOpen, Shell = body }, cancellationToken).ConfigureAwait(false);
+        var response = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ShellOpen, Shell = body }, cancellationToken).ConfigureAwait(false);
         return ToShell(record.Id, response.Shell);
     }
 
@@ -33,7 +33,7 @@ internal sealed partial class WorkspaceManager
         }
 
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
-        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellWrite, Shell = new ShellRequest { Id = shellId, Input = input, AppendNewline = appendNewline } }, cancellationToken).ConfigureAwait(false);
+        var response = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ShellWrite, Shell = new ShellRequest { Id = shellId, Input = input, AppendNewline = appendNewline } }, cancellationToken).ConfigureAwait(false);
         return ToShell(record.Id, response.Shell);
     }
 
@@ -51,7 +51,7 @@ internal sealed partial class WorkspaceManager
         }
 
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
-        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellRead, Shell = new ShellRequest { Id = shellId, Cursor = cursor, MaxChars = maxChars } }, cancellationToken).ConfigureAwait(false);
+        var response = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ShellRead, Shell = new ShellRequest { Id = shellId, Cursor = cursor, MaxChars = maxChars } }, cancellationToken).ConfigureAwait(false);
         var output = response.ShellOutput ?? throw new GuestChannelException("guest_protocol", "the guest agent answered shell.read without output");
         return ToRead(record.Id, output, cursor, maxChars, plain);
     }
@@ -78,7 +78,7 @@ internal sealed partial class WorkspaceManager
     {
         CheckShellId(shellId);
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
-        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellSignal, Shell = new ShellRequest { Id = shellId, Signal = signal } }, cancellationToken).ConfigureAwait(false);
+        var response = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ShellSignal, Shell = new ShellRequest { Id = shellId, Signal = signal } }, cancellationToken).ConfigureAwait(false);
         return ToShell(record.Id, response.Shell);
     }
 
@@ -86,14 +86,14 @@ internal sealed partial class WorkspaceManager
     {
         CheckShellId(shellId);
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
-        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellClose, Shell = new ShellRequest { Id = shellId } }, cancellationToken).ConfigureAwait(false);
+        var response = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ShellClose, Shell = new ShellRequest { Id = shellId } }, cancellationToken).ConfigureAwait(false);
         return ToShell(record.Id, response.Shell);
     }
 
     internal async Task<IReadOnlyList<WorkspaceShell>> ListShellsAsync(string idOrName, CancellationToken cancellationToken)
     {
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
-        var response = await ServiceCallAsync(record, new AgentRequest { Op = AgentOps.ShellList }, cancellationToken).ConfigureAwait(false);
+        var response = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ShellList }, cancellationToken).ConfigureAwait(false);
         return [.. (response.Shells ?? []).Take(256).Select(s => ToShell(record.Id, s))];
     }
 

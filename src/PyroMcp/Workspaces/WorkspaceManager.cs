@@ -59,9 +59,10 @@ internal sealed partial class WorkspaceManager
 
     internal async Task<WorkspaceInfo> StatusAsync(string idOrName, CancellationToken cancellationToken)
     {
-        var info = ToInfo(await GetAsync(idOrName, cancellationToken).ConfigureAwait(false));
+        var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
+        var info = ToInfo(record);
         // Only a running guest knows its services and shells; the list of workspaces does not ask each one.
-        return info.State == WorkspaceState.Running && await SessionCountsAsync(Store.Get(info.WorkspaceId), cancellationToken).ConfigureAwait(false) is { } counts
+        return info.State == WorkspaceState.Running && await SessionCountsAsync(record, cancellationToken).ConfigureAwait(false) is { } counts
             ? info with { ServiceCount = counts.Services, RunningServices = counts.Running, OpenShells = counts.Shells }
             : info;
     }
