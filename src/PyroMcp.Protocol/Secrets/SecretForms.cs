@@ -21,7 +21,10 @@ internal static class SecretForms
     /// <summary>The largest value accepted, in UTF-8 bytes.</summary>
     internal const int MaxValueBytes = 65_536;
 
-    /// <summary>The distinct forms of <paramref name="value"/>, the raw value first.</summary>
+    /// <summary>
+    /// The distinct forms of <paramref name="value"/>, the raw value first (then, for a value with
+    /// line breaks, the raw value as a terminal shows it, with "\r\n"), kept whatever their length.
+    /// </summary>
     internal static List<string> Of(string value)
     {
         var bytes = Encoding.UTF8.GetBytes(value);
@@ -63,6 +66,14 @@ internal static class SecretForms
 
         var forms = new List<string> { value };
         var seen = new HashSet<string>(StringComparer.Ordinal) { value };
+        // A terminal (a pty with onlcr, as in an interactive shell) writes each '\n' as "\r\n": a
+        // multi-line value such as a PEM key would otherwise pass through a shell read untouched.
+        var terminal = value.Replace("\n", "\r\n", StringComparison.Ordinal);
+        if (seen.Add(terminal))
+        {
+            forms.Add(terminal);
+        }
+
         foreach (var form in encoded)
         {
             if (form.Length >= MinEncodedLength && seen.Add(form))

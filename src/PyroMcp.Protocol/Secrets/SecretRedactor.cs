@@ -4,7 +4,8 @@ namespace PyroMcp.Protocol.Secrets;
 
 /// <summary>
 /// Replaces every spelling of a workspace's secret values with <c>[REDACTED:NAME]</c> in text and
-/// bytes that leave the guest. Forms of a value: the value itself; its UTF-8 bytes in base64
+/// bytes that leave the guest. Forms of a value: the value itself (and, if it has line breaks, as a
+/// terminal prints it, each <c>\n</c> as <c>\r\n</c>); its UTF-8 bytes in base64
 /// (standard and URL-safe alphabets, padded and unpadded, and the characters that stay the same at
 /// each of the three alignments inside a longer base64 stream); lower- and upper-case hex; URL and
 /// form encoding (upper- and lower-case <c>%xx</c>); JSON string escaping (System.Text.Json's
@@ -13,7 +14,11 @@ namespace PyroMcp.Protocol.Secrets;
 /// ordinal, left to right and do not overlap; when two secrets share a form, the name that sorts
 /// first (ordinal) is used.
 /// </summary>
-/// <remarks>Immutable and safe to share between threads; the streams it creates are single-user.</remarks>
+/// <remarks>
+/// Immutable and safe to share between threads; the streams it creates are single-user. Redacting
+/// redacted text again changes nothing, unless a value is itself part of a marker (such as a value
+/// <c>RED</c>).
+/// </remarks>
 public sealed class SecretRedactor
 {
     private readonly FormMatcher _text;
