@@ -37,6 +37,10 @@ internal static class Output
             return Fail(json, ex.Code, ex.Message, ex is PyroInputException ? CliApp.ExitUsage : CliApp.ExitFailure,
                 hint?.Invoke(ex) ?? ErrorHints.For(ex.Code, field, CliApp.Parsed));
         }
+        catch (CliUsageException ex)
+        {
+            return Fail(json, ex.Code, ex.Message, CliApp.ExitUsage, ErrorHints.For(ex.Code, null, CliApp.Parsed));
+        }
         catch (ArgumentException ex)
         {
             return Fail(json, "invalid_argument", ex.Message, CliApp.ExitUsage);

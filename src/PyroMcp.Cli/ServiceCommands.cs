@@ -39,7 +39,7 @@ internal static class ServiceCommands
     {
         var start = new Command("start", "Start a service and wait until its readiness probe passes (at most one --ready-* flag; none means ready once started).")
         {
-            Workspace, Name, CommandLine, Cwd, ReadyFile, ReadyTcp, ReadyHttp, ReadyCommand, ReadyTimeout, ReadyInterval, Publish, Output.Json,
+            Workspace, Name, CommandLine, Cwd, ReadyFile, ReadyTcp, ReadyHttp, ReadyCommand, ReadyTimeout, ReadyInterval, Publish, SecretEnv, Output.Json,
         };
         start.SetAction((parse, _) => Terminal.GuardAsync(parse, async () =>
         {
@@ -92,8 +92,11 @@ internal static class ServiceCommands
             ReadyTimeoutSeconds = parse.GetValue(ReadyTimeout),
             ReadyIntervalMs = parse.GetValue(ReadyInterval),
             Publish = parse.GetValue(Publish) ?? [],
+            SecretEnv = SecretOptions.Env(parse.GetValue(SecretEnv)),
         };
     }
+
+    private static readonly Option<string[]> SecretEnv = SecretOptions.SecretEnv();
 
     /// <summary>
     /// One argument is a shell command line already (<c>-- 'python3 -m http.server 8080'</c>); several are

@@ -29,7 +29,7 @@ internal static class ShellCommands
     private static Command Open()
     {
         var idOnly = new Option<bool>("--id-only") { Description = "Print only the new shell's id." };
-        var open = new Command("open", "Open a shell in the workspace.") { Workspace, Cwd, Cols, Rows, idOnly, Output.Json };
+        var open = new Command("open", "Open a shell in the workspace.") { Workspace, Cwd, Cols, Rows, SecretEnv, idOnly, Output.Json };
         open.SetAction((parse, _) => Terminal.GuardAsync(parse, async () =>
         {
             var s = await new Pyro().OpenShellAsync(parse.GetValue(Workspace)!, OpenRequest(parse), CliApp.Interrupted);
@@ -47,11 +47,14 @@ internal static class ShellCommands
         return open;
     }
 
+    private static readonly Option<string[]> SecretEnv = SecretOptions.SecretEnv();
+
     internal static ShellOpenRequest OpenRequest(ParseResult parse) => new()
     {
         Cwd = parse.GetValue(Cwd) ?? "/workspace",
         Cols = parse.GetValue(Cols),
         Rows = parse.GetValue(Rows),
+        SecretEnv = SecretOptions.Env(parse.GetValue(SecretEnv)),
     };
 
     private static Command Write()

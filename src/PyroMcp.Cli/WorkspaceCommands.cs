@@ -51,7 +51,9 @@ internal static class WorkspaceCommands
             DefaultValueFactory = _ => "off",
         };
         var idOnly = new Option<bool>("--id-only") { Description = "Print only the new workspace's id." };
-        var create = new Command("create", "Create a workspace and boot its VM.") { environment, seed, name, label, ttl, vcpu, mem, network, idOnly, Output.Json };
+        var secret = SecretOptions.Secret();
+        var secretFile = SecretOptions.SecretFile();
+        var create = new Command("create", "Create a workspace and boot its VM.") { environment, seed, name, label, ttl, vcpu, mem, network, secret, secretFile, idOnly, Output.Json };
         create.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var info = await new Pyro().CreateWorkspaceAsync(new WorkspaceCreateRequest
@@ -64,6 +66,7 @@ internal static class WorkspaceCommands
                 VcpuCount = parse.GetValue(vcpu),
                 MemMib = parse.GetValue(mem),
                 NetworkPolicy = NetworkPolicyNames.Parse(parse.GetValue(network)),
+                Secrets = SecretOptions.Secrets(parse.GetValue(secret), parse.GetValue(secretFile)),
                 Progress = Output.StderrProgress,
             }, CliApp.Interrupted);
             if (parse.GetValue(idOnly))
@@ -194,7 +197,8 @@ internal static class WorkspaceCommands
         var timeout = new Option<int>("--timeout-seconds") { Description = "Kill the command's process group after this many seconds (exit 124).", DefaultValueFactory = _ => 30 };
         var cwd = new Option<string?>("--cwd") { Description = "Working directory (relative paths are under /workspace). Default /workspace." };
         var env = new Option<string[]>("--env") { Description = "Variable KEY=VALUE for the command (repeatable)." };
-        var exec = new Command("exec", "Run one command in the workspace; output streams, the exit code is the command's.") { Workspace, command, timeout, cwd, env, Output.Json };
+        var secretEnv = SecretOptions.SecretEnv();
+        var exec = new Command("exec", "Run one command in the workspace; output streams, the exit code is the command's.") { Workspace, command, timeout, cwd, env, secretEnv, Output.Json };
         exec.SetAction((parse, _) =>
         {
             var json = parse.GetValue(Output.Json);
@@ -206,6 +210,7 @@ internal static class WorkspaceCommands
                     Cwd = parse.GetValue(cwd),
                     TimeoutSeconds = parse.GetValue(timeout),
                     Env = Pairs(parse.GetValue(env), "--env"),
+                    SecretEnv = SecretOptions.Env(parse.GetValue(secretEnv)),
                     OnStdout = json ? null : RunCommand.Forward(Console.OpenStandardOutput()),
                     OnStderr = json ? null : RunCommand.Forward(Console.OpenStandardError()),
                 }, CliApp.Interrupted);
@@ -573,6 +578,11 @@ internal static class WorkspaceCommands
         if (info.OpenShells is { } shells)
         {
             Console.WriteLine($"Shells: {shells} open");
+        }
+
+        if (info.Secrets.Count > 0)
+        {
+            Console.WriteLine($"Secrets: {string.Join(", ", info.Secrets)}");
         }
 
         Console.WriteLine($"Commands: {info.CommandCount}  Resets: {info.ResetCount}");

@@ -4,13 +4,17 @@ internal sealed record AgentOptions(
     string PortName,
     string SetsidPath,
     string WorkspaceRoot = AgentOptions.DefaultWorkspaceRoot,
-    string ServiceStateDir = AgentOptions.DefaultServiceStateDir)
+    string ServiceStateDir = AgentOptions.DefaultServiceStateDir,
+    string? SecretsDir = null)
 {
     internal const string DefaultPortName = "org.pyro.agent.0";
     internal const string DefaultWorkspaceRoot = "/workspace";
 
     /// <summary>Service metadata and logs: outside the workspace, so neither fills nor leaks into it.</summary>
     internal const string DefaultServiceStateDir = "/var/lib/pyro/services";
+
+    /// <summary>Where secrets are materialized when <see cref="SecretsDir"/> is null; a tmpfs is mounted there.</summary>
+    internal const string DefaultSecretsDir = "/run/pyro-secrets";
 
     internal static AgentOptions Parse(string[] args)
     {

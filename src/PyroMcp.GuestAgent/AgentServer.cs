@@ -17,13 +17,15 @@ internal sealed class AgentServer : IAsyncDisposable
     private readonly TaskCompletionSource _shutdown = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ServiceManager _services;
     private readonly ShellManager _shells;
+    private readonly Secrets.GuestSecrets _secrets;
 
     internal AgentServer(Stream port, AgentOptions options)
     {
         _options = options;
         _workspace = new WorkspacePaths(options.WorkspaceRoot);
-        _services = new ServiceManager(options, _workspace);
-        _shells = new ShellManager(options, _workspace);
+        _secrets = new Secrets.GuestSecrets(options);
+        _services = new ServiceManager(options, _workspace, _secrets);
+        _shells = new ShellManager(options, _workspace, _secrets);
         _connection = new FrameConnection(port, OnFrameAsync);
     }
 
@@ -85,7 +87,7 @@ internal sealed class AgentServer : IAsyncDisposable
                 AgentOps.Hello => new AgentResponse { Hello = Hello(request.Hello ?? new HelloRequest()) },
                 AgentOps.Exec => new AgentResponse
                 {
-                    Exec = await new ExecRunner(_connection, streamId, _options, operation).RunAsync(
+                    Exec = await new ExecRunner(_connection, streamId, _options, operation, _secrets).RunAsync(
                         request.Exec ?? throw new AgentFailure("bad_request", "exec needs an exec body")),
                 },
                 AgentOps.Shutdown => await StopEverythingAsync(),
@@ -108,6 +110,7 @@ internal sealed class AgentServer : IAsyncDisposable
                 AgentOps.ShellSignal => new AgentResponse { Shell = _shells.Signal(ShellBody(request)) },
                 AgentOps.ShellClose => new AgentResponse { Shell = await _shells.CloseAsync(ShellBody(request)) },
                 AgentOps.ShellList => new AgentResponse { Shells = _shells.List() },
+                AgentOps.SecretsPut => SecretsPut(request),
                 _ => throw new AgentFailure("unknown_op", $"unknown operation '{request.Op}'"),
             };
             var payload = ProtocolJsonContext.Encode(response);
@@ -172,6 +175,21 @@ internal sealed class AgentServer : IAsyncDisposable
     private async Task<AgentResponse> StopEverythingAsync()
     {
         await Task.WhenAll(_services.StopAllAsync("the workspace was stopped"), _shells.CloseAllAsync());
+        return new AgentResponse();
+    }
+
+    private AgentResponse SecretsPut(AgentRequest request)
+    {
+        try
+        {
+            _secrets.Put(request.Secrets);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // The message names the file system problem, never a value.
+            throw new AgentFailure("secret_store_failed", $"cannot write the secrets under {_secrets.Directory}: {ex.GetType().Name}");
+        }
+
         return new AgentResponse();
     }
 

@@ -7,7 +7,7 @@ namespace PyroMcp.GuestAgent;
 /// Runs one command in its own session (so its whole process group can be killed), streams
 /// stdout and stderr apart, and caps what it forwards.
 /// </summary>
-internal sealed class ExecRunner(FrameConnection connection, uint streamId, AgentOptions options, Operation operation)
+internal sealed class ExecRunner(FrameConnection connection, uint streamId, AgentOptions options, Operation operation, Secrets.GuestSecrets? secrets = null)
 {
     private const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     private const int ChunkSize = 32 * 1024;
@@ -17,7 +17,7 @@ internal sealed class ExecRunner(FrameConnection connection, uint streamId, Agen
 
     internal async Task<ExecExit> RunAsync(ExecRequest request)
     {
-        var env = BuildEnvironment(request.Env);
+        var env = BuildEnvironment(request.Env, request.SecretEnv, secrets);
         var argv = ResolveArgv(request, env["PATH"]);
         var cwd = string.IsNullOrEmpty(request.Cwd) ? "/" : request.Cwd;
         if (!Directory.Exists(cwd))
@@ -151,7 +151,8 @@ internal sealed class ExecRunner(FrameConnection connection, uint streamId, Agen
     }
 
     /// <summary>The base environment of every command the agent starts, plus the request's variables.</summary>
-    internal static Dictionary<string, string> BuildEnvironment(IReadOnlyDictionary<string, string>? extra)
+    internal static Dictionary<string, string> BuildEnvironment(IReadOnlyDictionary<string, string>? extra,
+        IReadOnlyDictionary<string, string>? secretEnv = null, Secrets.GuestSecrets? secrets = null)
     {
         var env = new Dictionary<string, string>(StringComparer.Ordinal)
         {
@@ -171,6 +172,11 @@ internal sealed class ExecRunner(FrameConnection connection, uint streamId, Agen
             }
 
             env[key] = value;
+        }
+
+        if (secretEnv is { Count: > 0 })
+        {
+            (secrets ?? throw new AgentFailure("secret_not_found", "this agent holds no secrets")).AddTo(env, secretEnv);
         }
 
         return env;

@@ -32,6 +32,18 @@ internal static partial class Interop
     private static partial int RebootNative(int command);
 
 
+    [LibraryImport("libc", EntryPoint = "mount", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int MountNative(string source, string target, string type, nuint flags, string data);
+
+    /// <summary>Mounts a fresh tmpfs (nosuid, nodev, noexec) on <paramref name="target"/>; returns errno, 0 on success.</summary>
+    internal static int MountTmpfs(string target, string data)
+    {
+        const nuint MsNoSuid = 2;
+        const nuint MsNoDev = 4;
+        const nuint MsNoExec = 8;
+        return MountNative("tmpfs", target, "tmpfs", MsNoSuid | MsNoDev | MsNoExec, data) == 0 ? 0 : Marshal.GetLastPInvokeError();
+    }
+
     [LibraryImport("libc", EntryPoint = "link", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int LinkNative(string existing, string created);
 

@@ -68,6 +68,14 @@ public static class AgentOps
     public const string ShellClose = "shell.close";
     /// <summary>The open shells (<see cref="AgentResponse.Shells"/>).</summary>
     public const string ShellList = "shell.list";
+
+    /// <summary>
+    /// Replaces the workspace's secrets (<see cref="AgentRequest.Secrets"/>): each becomes a file
+    /// <c>/run/pyro-secrets/NAME</c>, mode 0400, on a tmpfs of its own (never on the disk); names not
+    /// in the set are removed. The supervisor sends it after every boot, before any client is let
+    /// in. Errors: <c>secret_invalid</c>, <c>secret_store_failed</c>.
+    /// </summary>
+    public const string SecretsPut = "secrets.put";
 }
 
 /// <summary>The JSON payload of a <see cref="FrameType.Request"/> frame.</summary>
@@ -98,6 +106,20 @@ public sealed record AgentRequest
     public bool Windowed { get; init; }
     /// <summary>Body of the supervisor's own port operations (publish, unpublish); never relayed to the guest.</summary>
     public PortMapping? Port { get; init; }
+    /// <summary>Set when <see cref="Op"/> is <see cref="AgentOps.SecretsPut"/>: secret name to value.</summary>
+    public IReadOnlyDictionary<string, string>? Secrets { get; init; }
+
+    /// <summary>Never prints secret values (records print every member by default).</summary>
+    private bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        builder.Append("Op = ").Append(Op);
+        if (Secrets is not null)
+        {
+            builder.Append(", Secrets = [").Append(string.Join(", ", Secrets.Keys)).Append(']');
+        }
+
+        return true;
+    }
 }
 
 /// <summary>The JSON payload of a <see cref="FrameType.Result"/> frame.</summary>
@@ -182,6 +204,12 @@ public sealed record ExecRequest
     public string? Cwd { get; init; }
     /// <summary>Variables added to (or replacing those of) the agent's base environment.</summary>
     public IReadOnlyDictionary<string, string>? Env { get; init; }
+    /// <summary>
+    /// Secrets to put in the environment of this one process: environment variable name to secret
+    /// name. The agent takes the values from the secrets it holds (<see cref="AgentOps.SecretsPut"/>);
+    /// <c>secret_not_found</c> for a name it does not hold.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? SecretEnv { get; init; }
     /// <summary>Kill the whole process group after this long. 0 means no limit.</summary>
     public int TimeoutMs { get; init; }
     /// <summary>Bytes of each stream forwarded before the rest is dropped and the stream marked truncated.</summary>
@@ -327,6 +355,12 @@ public sealed record ServiceRequest
     public string? Cwd { get; init; }
     /// <summary>service.start: variables added to the base environment.</summary>
     public IReadOnlyDictionary<string, string>? Env { get; init; }
+    /// <summary>
+    /// Secrets to put in the environment of the service (service.start): environment variable name to secret
+    /// name. The agent takes the values from the secrets it holds (<see cref="AgentOps.SecretsPut"/>);
+    /// <c>secret_not_found</c> for a name it does not hold.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? SecretEnv { get; init; }
     /// <summary>service.start: how to tell the service is ready; null means ready once started.</summary>
     public ReadinessProbe? Readiness { get; init; }
     /// <summary>service.start: how long readiness may take (default 30 s, at most 10 min).</summary>
@@ -411,6 +445,12 @@ public sealed record ShellRequest
     public int Rows { get; init; }
     /// <summary>shell.open: variables added to the base environment.</summary>
     public IReadOnlyDictionary<string, string>? Env { get; init; }
+    /// <summary>
+    /// Secrets to put in the environment of the shell (shell.open): environment variable name to secret
+    /// name. The agent takes the values from the secrets it holds (<see cref="AgentOps.SecretsPut"/>);
+    /// <c>secret_not_found</c> for a name it does not hold.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? SecretEnv { get; init; }
     /// <summary>shell.write: the text to type.</summary>
     public string? Input { get; init; }
     /// <summary>shell.write: type a newline after <see cref="Input"/>.</summary>

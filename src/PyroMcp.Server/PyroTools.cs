@@ -163,6 +163,7 @@ public sealed partial class PyroTools
             127.0.0.1). Whatever the policy, the guest cannot reach the host itself.
             """)] string network_policy = "off",
         [Description(HostCompat + " A workspace itself always runs in a VM.")] bool allow_host_compat = false,
+        [Description(SecretsParameter)] JsonElement? secrets = null,
         CancellationToken cancellationToken = default)
         => Guard(context, async progress =>
         {
@@ -178,6 +179,7 @@ public sealed partial class PyroTools
                 TtlSeconds = ttl_seconds,
                 VcpuCount = vcpu_count,
                 MemMib = mem_mib,
+                Secrets = ParseSecrets(secrets),
                 Progress = progress,
             }, cancellationToken).ConfigureAwait(false);
             return Ok(Json(info, PyroJsonContext.Default.WorkspaceInfo), $"workspace {info.WorkspaceId} is {info.State.ToName()} ({info.Environment}); expires {info.ExpiresAt:u}");
@@ -219,10 +221,12 @@ public sealed partial class PyroTools
         [Description(ShellCommand)] string command,
         [Description("Working directory; relative paths are under /workspace.")] string cwd = "/workspace",
         [Description("Seconds before the command's whole process group is killed (exit_code 124, timed_out true), 1 to 86400."), Range(1, 86400)] int timeout_seconds = 30,
+        [Description(SecretEnvParameter)] JsonElement? secret_env = null,
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
-            var result = await _pyro.ExecWorkspaceAsync(workspace_id, new WorkspaceExecRequest { Command = [command], Cwd = cwd, TimeoutSeconds = timeout_seconds }, cancellationToken).ConfigureAwait(false);
+            var request = new WorkspaceExecRequest { Command = [command], Cwd = cwd, TimeoutSeconds = timeout_seconds, SecretEnv = ParseSecretEnv(secret_env) };
+            var result = await _pyro.ExecWorkspaceAsync(workspace_id, request, cancellationToken).ConfigureAwait(false);
             return Ok(Json(result, PyroJsonContext.Default.WorkspaceExecResult), Exited("workspace_exec", result.ExitCode, result.TimedOut, timeout_seconds) + $"; sequence={result.Sequence}");
         });
 

@@ -58,6 +58,7 @@ public sealed partial class PyroTools
             port is picked), "18080:8080" (HOST:GUEST; host ports 1024-65535), or {"host_port": 18080, "guest_port": 8080}.
             Released when the service stops, exits or fails.
             """)] JsonElement? published_ports = null,
+        [Description(SecretEnvParameter)] JsonElement? secret_env = null,
         CancellationToken cancellationToken = default)
         => Guard(context, async progress =>
         {
@@ -70,6 +71,7 @@ public sealed partial class PyroTools
                 ReadyTimeoutSeconds = CheckRange(ready_timeout_seconds, 1, 600, "ready_timeout_seconds", "readiness_invalid"),
                 ReadyIntervalMs = CheckRange(ready_interval_ms, 50, 60000, "ready_interval_ms", "readiness_invalid"),
                 Publish = ParsePublishedPorts(published_ports),
+                SecretEnv = ParseSecretEnv(secret_env),
             };
             if (request.Publish.Count > 0 && !_policy.MaxNetworkPolicy.AllowsPublishing())
             {

@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using System.ComponentModel.DataAnnotations;
+using System.Text.Json;
 using ModelContextProtocol.Protocol;
 using ModelContextProtocol.Server;
 
@@ -25,6 +26,7 @@ public sealed partial class PyroTools
         [Description("Working directory; relative paths are under /workspace.")] string cwd = "/workspace",
         [Description("Terminal width, 10 to 1000."), Range(10, 1000)] int cols = 120,
         [Description("Terminal height, 5 to 1000."), Range(5, 1000)] int rows = 30,
+        [Description(SecretEnvParameter)] JsonElement? secret_env = null,
         CancellationToken cancellationToken = default)
         => Guard(async () =>
         {
@@ -33,6 +35,7 @@ public sealed partial class PyroTools
                 Cwd = cwd,
                 Cols = CheckRange(cols, 10, 1000, "cols", "shell_size_invalid"),
                 Rows = CheckRange(rows, 5, 1000, "rows", "shell_size_invalid"),
+                SecretEnv = ParseSecretEnv(secret_env),
             };
             var shell = await _pyro.OpenShellAsync(workspace_id, request, cancellationToken).ConfigureAwait(false);
             return Ok(Json(shell, PyroJsonContext.Default.WorkspaceShell), $"shell {shell.ShellId} is {shell.State} in {shell.Cwd} ({shell.Cols}x{shell.Rows}); read from cursor 0");

@@ -14,6 +14,24 @@ public abstract class PyroException : Exception
 
     /// <summary>A stable identifier such as <c>unknown_environment</c> or <c>boot_failed</c>.</summary>
     public string Code { get; }
+
+    private string? _redactedMessage;
+
+    /// <inheritdoc/>
+    public override string Message => _redactedMessage ?? base.Message;
+
+    /// <summary>
+    /// Replaces a workspace's secret values in what this error says (its message may quote the
+    /// guest), in place, so the exception keeps its type and stack when it is rethrown.
+    /// </summary>
+    internal virtual void RedactWith(Protocol.Secrets.SecretRedactor redactor)
+    {
+        var message = redactor.Redact(base.Message);
+        if (!string.Equals(message, base.Message, StringComparison.Ordinal))
+        {
+            _redactedMessage = message;
+        }
+    }
 }
 
 /// <summary>The request itself was wrong (unknown environment, bad size, empty command). Nothing was changed; fix the input and retry.</summary>
@@ -61,10 +79,17 @@ public sealed class VmBootException : PyroException
     }
 
     /// <summary>Last lines QEMU wrote to stderr.</summary>
-    public string QemuStderrTail { get; }
+    public string QemuStderrTail { get; private set; }
 
     /// <summary>Last lines of the guest serial console.</summary>
-    public string ConsoleTail { get; }
+    public string ConsoleTail { get; private set; }
+
+    internal override void RedactWith(Protocol.Secrets.SecretRedactor redactor)
+    {
+        base.RedactWith(redactor);
+        QemuStderrTail = redactor.Redact(QemuStderrTail);
+        ConsoleTail = redactor.Redact(ConsoleTail);
+    }
 }
 
 /// <summary>The channel to the guest agent broke or the agent misbehaved. The VM cannot be used any more.</summary>

@@ -51,6 +51,8 @@ public sealed record WorkspaceInfo
     public int? RunningServices { get; init; }
     /// <summary>Shells open, when the status asked the running guest; null otherwise.</summary>
     public int? OpenShells { get; init; }
+    /// <summary>The names of the workspace's secrets (never their values), sorted.</summary>
+    public IReadOnlyList<string> Secrets { get; init; } = [];
 }
 
 /// <summary>One command of a workspace's history.</summary>

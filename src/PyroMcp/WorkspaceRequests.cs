@@ -26,6 +26,12 @@ public sealed record WorkspaceCreateRequest
     /// guest service must be reached from the host.
     /// </summary>
     public NetworkPolicy NetworkPolicy { get; init; }
+    /// <summary>
+    /// Secrets the workspace keeps for its life (at most 32): each is a file
+    /// <c>/run/pyro-secrets/NAME</c> (mode 0400, on a tmpfs, never on the disk) in the guest after
+    /// every boot, and is redacted as <c>[REDACTED:NAME]</c> from everything pyro returns.
+    /// </summary>
+    public IReadOnlyList<WorkspaceSecret>? Secrets { get; init; }
     /// <summary>Receives <c>[workspace-create] phase=...</c> updates (and pull phases when the environment is built).</summary>
     public IProgress<PyroProgress>? Progress { get; init; }
 }
@@ -41,7 +47,13 @@ public sealed record WorkspaceExecRequest
     public int TimeoutSeconds { get; init; } = 30;
     /// <summary>Extra environment variables.</summary>
     public IReadOnlyDictionary<string, string>? Env { get; init; }
-    /// <summary>Receives stdout as it comes.</summary>
+    /// <summary>
+    /// Workspace secrets to put in this command's environment: secret name to environment variable
+    /// name (the same name when the value is empty or null). Only this command sees them; nothing
+    /// of the mapping is stored.
+    /// </summary>
+    public IReadOnlyDictionary<string, string?>? SecretEnv { get; init; }
+    /// <summary>Receives stdout as it comes (secret values already redacted).</summary>
     public Func<ReadOnlyMemory<byte>, ValueTask>? OnStdout { get; init; }
     /// <summary>Receives stderr as it comes.</summary>
     public Func<ReadOnlyMemory<byte>, ValueTask>? OnStderr { get; init; }

@@ -136,7 +136,7 @@ public sealed class ServiceShellMcpTests : NoGuestTest
         var start = tools["service_start"].JsonSchema;
         Assert.Equal(["workspace_id", "service_name", "command"], start.GetProperty("required").EnumerateArray().Select(e => e.GetString()));
         var properties = start.GetProperty("properties");
-        Assert.Equal(["workspace_id", "service_name", "command", "cwd", "readiness", "ready_timeout_seconds", "ready_interval_ms", "published_ports"], properties.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["workspace_id", "service_name", "command", "cwd", "readiness", "ready_timeout_seconds", "ready_interval_ms", "published_ports", "secret_env"], properties.EnumerateObject().Select(p => p.Name));
         Assert.Equal(30, properties.GetProperty("ready_timeout_seconds").GetProperty("default").GetInt32());
         Assert.Equal(600, properties.GetProperty("ready_timeout_seconds").GetProperty("maximum").GetInt32());
         Assert.Equal("/workspace", properties.GetProperty("cwd").GetProperty("default").GetString());

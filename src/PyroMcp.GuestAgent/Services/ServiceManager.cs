@@ -42,10 +42,13 @@ internal sealed partial class ServiceManager
     private readonly Lock _gate = new();
     private readonly Dictionary<string, ServiceEntry> _services = new(StringComparer.Ordinal);
 
-    internal ServiceManager(AgentOptions options, WorkspacePaths workspace)
+    private readonly Secrets.GuestSecrets? _secrets;
+
+    internal ServiceManager(AgentOptions options, WorkspacePaths workspace, Secrets.GuestSecrets? secrets = null)
     {
         _options = options;
         _workspace = workspace;
+        _secrets = secrets;
         StateDir = Path.GetFullPath(options.ServiceStateDir);
         Load();
     }
@@ -79,7 +82,7 @@ internal sealed partial class ServiceManager
             Readiness.Validate(readiness);
         }
 
-        var env = ExecRunner.BuildEnvironment(request.Env);
+        var env = ExecRunner.BuildEnvironment(request.Env, request.SecretEnv, _secrets);
         var entry = Register(name, request.Command, cwd, request.Readiness);
         try
         {
@@ -295,15 +298,18 @@ internal sealed partial class ServiceManager
         process.StandardInput.Close();
         entry.Process = process;
         entry.Update(i => i with { Pid = process.Id });
+        // Logs live on the guest's disk: secret values are redacted before they are written.
+        var redactor = _secrets?.Redactor ?? Protocol.Secrets.SecretRedactor.None;
         var pumps = Task.WhenAll(
-            PumpAsync(process.StandardOutput.BaseStream, entry.Stdout),
-            PumpAsync(process.StandardError.BaseStream, entry.Stderr));
+            PumpAsync(process.StandardOutput.BaseStream, entry.Stdout, redactor),
+            PumpAsync(process.StandardError.BaseStream, entry.Stderr, redactor));
         _ = Task.Run(() => ReapAsync(entry, process, pumps), CancellationToken.None);
     }
 
-    private static async Task PumpAsync(Stream source, ServiceLog log)
+    private static async Task PumpAsync(Stream source, ServiceLog log, Protocol.Secrets.SecretRedactor redactor)
     {
         var buffer = new byte[32 * 1024];
+        var redacting = redactor.IsEmpty ? null : redactor.NewByteStream();
         try
         {
             while (true)
@@ -311,10 +317,22 @@ internal sealed partial class ServiceManager
                 var read = await source.ReadAsync(buffer).ConfigureAwait(false);
                 if (read == 0)
                 {
+                    if (redacting is not null)
+                    {
+                        log.Append(redacting.Flush());
+                    }
+
                     return;
                 }
 
-                log.Append(buffer.AsSpan(0, read));
+                if (redacting is null)
+                {
+                    log.Append(buffer.AsSpan(0, read));
+                }
+                else
+                {
+                    log.Append(redacting.Push(buffer.AsSpan(0, read)));
+                }
             }
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException)

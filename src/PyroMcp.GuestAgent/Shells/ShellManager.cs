@@ -18,10 +18,13 @@ internal sealed class ShellManager
     private readonly Lock _gate = new();
     private readonly Dictionary<string, ShellSession> _shells = new(StringComparer.Ordinal);
 
-    internal ShellManager(AgentOptions options, WorkspacePaths workspace)
+    private readonly Secrets.GuestSecrets? _secrets;
+
+    internal ShellManager(AgentOptions options, WorkspacePaths workspace, Secrets.GuestSecrets? secrets = null)
     {
         _options = options;
         _workspace = workspace;
+        _secrets = secrets;
         if (PtyInterop.EnsureDevPts() is { } note)
         {
             Console.Error.WriteLine("pyro-agent: " + note);
@@ -39,7 +42,7 @@ internal sealed class ShellManager
         }
 
         var cwd = ServiceManager.ResolveCwd(_workspace, request.Cwd);
-        var env = ExecRunner.BuildEnvironment(request.Env);
+        var env = ExecRunner.BuildEnvironment(request.Env, request.SecretEnv, _secrets);
         if (request.Env?.ContainsKey("TERM") != true)
         {
             env["TERM"] = "xterm-256color";

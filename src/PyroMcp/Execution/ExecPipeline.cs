@@ -33,14 +33,15 @@ internal static class ExecPipeline
 
     /// <summary>Runs a planned command through <paramref name="agent"/> in <paramref name="cwd"/> (null: the agent's default, <c>/</c>).</summary>
     /// <exception cref="PyroInputException"><paramref name="cwd"/> does not exist in the guest (<c>cwd_not_found</c>); the guest is fine.</exception>
-    internal static async Task<ExecOutput> ExecuteAsync(GuestAgentClient agent, ExecPlan plan, string? cwd, long maxOutputBytes, CancellationToken cancellationToken)
+    internal static async Task<ExecOutput> ExecuteAsync(GuestAgentClient agent, ExecPlan plan, string? cwd, long maxOutputBytes, CancellationToken cancellationToken,
+        IReadOnlyDictionary<string, string>? secretEnv = null)
     {
         var stdout = new CappedBuffer(maxOutputBytes);
         var stderr = new CappedBuffer(maxOutputBytes);
         ExecExit exit;
         try
         {
-            exit = await agent.ExecAsync(plan.Request.ToExecRequest(cwd), stdout.Tee(plan.Request.OnStdout), stderr.Tee(plan.Request.OnStderr), maxOutputBytes, cancellationToken).ConfigureAwait(false);
+            exit = await agent.ExecAsync(plan.Request.ToExecRequest(cwd) with { SecretEnv = secretEnv }, stdout.Tee(plan.Request.OnStdout), stderr.Tee(plan.Request.OnStderr), maxOutputBytes, cancellationToken).ConfigureAwait(false);
         }
         catch (GuestOperationException ex) when (ex.Code == "cwd_not_found")
         {

@@ -44,6 +44,12 @@ public sealed record ServiceStartRequest
     public IReadOnlyList<string> Publish { get; init; } = [];
     /// <summary>Environment variables for the service, added to the guest's base environment.</summary>
     public IReadOnlyDictionary<string, string>? Env { get; init; }
+    /// <summary>
+    /// Workspace secrets to put in this service's environment: secret name to environment variable
+    /// name (the same name when the value is empty or null). Only this service sees them; nothing
+    /// of the mapping is stored.
+    /// </summary>
+    public IReadOnlyDictionary<string, string?>? SecretEnv { get; init; }
 }
 
 /// <summary>A service of a workspace.</summary>

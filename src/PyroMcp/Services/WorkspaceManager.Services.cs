@@ -67,6 +67,7 @@ internal sealed partial class WorkspaceManager
             Command = request.Command,
             Cwd = GuestPath(request.Cwd),
             Env = request.Env,
+            SecretEnv = SecretEnvFor(record, request.SecretEnv, request.Env, nameof(ServiceStartRequest.SecretEnv)),
             Readiness = request.Readiness is { } r ? new ReadinessProbe { Type = r.Type, Target = r.Target } : null,
             ReadyTimeoutMs = request.ReadyTimeoutSeconds * 1000,
             ReadyIntervalMs = request.ReadyIntervalMs,

@@ -11,6 +11,12 @@ public sealed record ShellOpenRequest
     public int Rows { get; init; } = 30;
     /// <summary>Environment variables for the shell, added to the guest's base environment.</summary>
     public IReadOnlyDictionary<string, string>? Env { get; init; }
+    /// <summary>
+    /// Workspace secrets to put in this shell's environment: secret name to environment variable
+    /// name (the same name when the value is empty or null). Only this shell sees them; nothing
+    /// of the mapping is stored.
+    /// </summary>
+    public IReadOnlyDictionary<string, string?>? SecretEnv { get; init; }
 }
 
 /// <summary>A shell of a workspace.</summary>

@@ -1,4 +1,5 @@
 using PyroMcp.Protocol;
+using PyroMcp.Protocol.Secrets;
 using PyroMcp.Shells;
 using PyroMcp.Vmm;
 
@@ -18,7 +19,14 @@ internal sealed partial class WorkspaceManager
         }
 
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
-        var body = new ShellRequest { Cwd = GuestPath(request.Cwd), Cols = request.Cols, Rows = request.Rows, Env = request.Env };
+        var body = new ShellRequest
+        {
+            Cwd = GuestPath(request.Cwd),
+            Cols = request.Cols,
+            Rows = request.Rows,
+            Env = request.Env,
+            SecretEnv = SecretEnvFor(record, request.SecretEnv, request.Env, nameof(ShellOpenRequest.SecretEnv)),
+        };
         var response = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ShellOpen, Shell = body }, cancellationToken).ConfigureAwait(false);
         return ToShell(record.Id, response.Shell);
     }
@@ -53,19 +61,30 @@ internal sealed partial class WorkspaceManager
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
         var response = await SessionCallAsync(record, new AgentRequest { Op = AgentOps.ShellRead, Shell = new ShellRequest { Id = shellId, Cursor = cursor, MaxChars = maxChars } }, cancellationToken).ConfigureAwait(false);
         var output = response.ShellOutput ?? throw new GuestChannelException("guest_protocol", "the guest agent answered shell.read without output");
-        return ToRead(record.Id, output, cursor, maxChars, plain);
+        return ToRead(record.Id, output, cursor, maxChars, plain, RedactorFor(record.Id));
     }
 
     /// <summary>The guest's answer to a read, held to what was asked: its numbers are claims, so the text is cut to <paramref name="maxChars"/> and the cursors only move forward.</summary>
-    internal static ShellReadResult ToRead(string workspaceId, ShellOutput output, long cursor, int maxChars, bool plain)
+    internal static ShellReadResult ToRead(string workspaceId, ShellOutput output, long cursor, int maxChars, bool plain, SecretRedactor? redactor = null)
     {
+        redactor ??= SecretRedactor.None;
         var raw = output.Output ?? "";
         var text = raw.Length > maxChars ? raw[..maxChars] : raw;
+        if (!redactor.IsEmpty && (output.Shell?.State == "running" || raw.Length > maxChars || output.Truncated))
+        {
+            // The end may be the first part of a value whose rest is not written yet: it is left
+            // for the next read (the cursor stops before it), so a value split across reads is
+            // still seen whole.
+            text = text[..^redactor.HoldBack(text)];
+        }
+
         var start = Math.Max(cursor, output.Cursor);
+        var shown = redactor.Redact(text);
         return new ShellReadResult
         {
-            Shell = ToShell(workspaceId, output.Shell),
-            Output = plain ? TerminalText.Plain(text) : text,
+            Shell = Redacted(redactor, ToShell(workspaceId, output.Shell)),
+            // Redacted again once plain: escape sequences inside a value hide it until they are stripped.
+            Output = plain ? redactor.Redact(TerminalText.Plain(shown)) : shown,
             Cursor = start,
             NextCursor = start + text.Length,
             DroppedChars = Math.Clamp(output.DroppedChars, 0, start - cursor),

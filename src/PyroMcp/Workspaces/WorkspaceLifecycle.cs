@@ -45,6 +45,8 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             HostTools.Passt.Require();
         }
 
+        // Files named by secrets are read now: a missing one fails before anything is pulled or booted.
+        var secrets = Secrets.SecretStore.Resolve(request.Secrets);
         Report("prepare", new KeyValuePair<string, string>("environment", spec.Name));
         var environment = await environments.PullAsync(spec, Pyro.CachedPullQuiet(progress), cancellationToken).ConfigureAwait(false);
         await RuntimeBundle.EnsureAsync(options, progress, cancellationToken).ConfigureAwait(false);
@@ -86,6 +88,7 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
         {
             Directory.CreateDirectory(Path.Combine(directory, WorkspaceManager.SnapshotsDir));
             File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            Secrets.SecretStore.Write(directory, secrets);
             await QemuVm.CreateOverlayAsync(environment.RootfsImage, Path.Combine(directory, DiskFile), cancellationToken).ConfigureAwait(false);
             FaultPoint.Hit("create.after-disk");
             Step(id, WorkspaceState.Creating, "booting its VM");
@@ -187,7 +190,7 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
         catch (Exception ex)
         {
             store.TryMove(id, WorkspaceTransition.StartFailed, WorkspaceState.Starting,
-                ex is OperationCanceledException ? "its start was cancelled; the disk is as it was" : $"the VM did not start: {ex.Message}");
+                ex is OperationCanceledException ? "its start was cancelled; the disk is as it was" : $"the VM did not start: {Redacted(id, ex.Message)}");
             throw;
         }
 
@@ -274,7 +277,7 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
         }
         catch (Exception ex)
         {
-            var reason = $"reset failed while {step}: {ex.Message}. The workspace is not usable as it is: reset it again, or delete it";
+            var reason = $"reset failed while {step}: {Redacted(id, ex.Message)}. The workspace is not usable as it is: reset it again, or delete it";
             await supervisors.KillAsync(id, CancellationToken.None).ConfigureAwait(false);
             store.TryMove(id, WorkspaceTransition.ResetFailed, WorkspaceState.Resetting, reason);
             if (ex is OperationCanceledException)
@@ -285,6 +288,9 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             throw new WorkspaceStateException("reset_failed", reason);
         }
     }
+
+    /// <summary>A reason that quotes an error (which may quote the guest) is stored with the workspace's secrets redacted.</summary>
+    private string Redacted(string id, string text) => Secrets.SecretStore.Redactor(store.WorkspaceDir(id)).Redact(text);
 
     // ---- delete and TTL ----------------------------------------------------------------------
 

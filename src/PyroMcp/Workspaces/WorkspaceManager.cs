@@ -4,6 +4,8 @@ using System.Text.RegularExpressions;
 using PyroMcp.Environments;
 using PyroMcp.Host;
 using PyroMcp.Protocol;
+using PyroMcp.Protocol.Secrets;
+using PyroMcp.Secrets;
 using PyroMcp.Vmm;
 
 namespace PyroMcp.Workspaces;
@@ -54,7 +56,32 @@ internal sealed partial class WorkspaceManager
         Validate(request, HostCapacity.Current);
         // Checked here too, before an environment is pulled or built, so a full host says so at once.
         Lifecycle.EnsureRoom(Store.List().Count);
-        return ToInfo(await Lifecycle.CreateAsync(request, cancellationToken).ConfigureAwait(false));
+        try
+        {
+            return ToInfo(await Lifecycle.CreateAsync(request, cancellationToken).ConfigureAwait(false));
+        }
+        catch (PyroException ex) when (RedactCreateError(request, ex))
+        {
+            throw;
+        }
+    }
+
+    /// <summary>A failed create quotes its guest (a seed error, a boot log): the request's own secrets are redacted from it.</summary>
+    private static bool RedactCreateError(WorkspaceCreateRequest request, PyroException ex)
+    {
+        if (request.Secrets is { Count: > 0 } && ex.Code is not ("secret_name_invalid" or "secret_duplicate" or "secret_invalid" or "secret_value_invalid" or "secret_file_not_found" or "secret_limit"))
+        {
+            try
+            {
+                ex.RedactWith(new SecretRedactor(SecretStore.Resolve(request.Secrets)));
+            }
+            catch (PyroInputException)
+            {
+                // The secrets themselves were wrong: that error names no value.
+            }
+        }
+
+        return false;
     }
 
     internal async Task<WorkspaceInfo> StatusAsync(string idOrName, CancellationToken cancellationToken)
@@ -123,6 +150,10 @@ internal sealed partial class WorkspaceManager
     internal async Task<WorkspaceExecResult> ExecAsync(string idOrName, WorkspaceExecRequest request, CancellationToken cancellationToken)
     {
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
+        var secretEnv = SecretEnvFor(record, request.SecretEnv, request.Env, nameof(WorkspaceExecRequest.SecretEnv));
+        var redactor = RedactorFor(record.Id);
+        var (onStdout, flushStdout) = RedactedCallback(redactor, request.OnStdout);
+        var (onStderr, flushStderr) = RedactedCallback(redactor, request.OnStderr);
         // The command runs in the workspace's VM: sizes were checked when it was created.
         var plan = Execution.ExecPipeline.Plan(new RunRequest
         {
@@ -130,18 +161,22 @@ internal sealed partial class WorkspaceManager
             Command = request.Command,
             TimeoutSeconds = request.TimeoutSeconds,
             Env = request.Env,
-            OnStdout = request.OnStdout,
-            OnStderr = request.OnStderr,
+            OnStdout = onStdout,
+            OnStderr = onStderr,
         }, host: null);
         var cwd = GuestPath(request.Cwd ?? GuestRoot);
         var started = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
         var connection = await ConnectAsync(record, cancellationToken).ConfigureAwait(false);
         await using var connectionScope = connection.ConfigureAwait(false);
-        var output = await Execution.ExecPipeline.ExecuteAsync(connection.Agent, plan, cwd, options.MaxOutputBytes, cancellationToken).ConfigureAwait(false);
+        var output = await Execution.ExecPipeline.ExecuteAsync(connection.Agent, plan, cwd, options.MaxOutputBytes, cancellationToken, secretEnv).ConfigureAwait(false);
+        await flushStdout().ConfigureAwait(false);
+        await flushStderr().ConfigureAwait(false);
         var durationMs = clock.ElapsedMilliseconds;
-        var sequence = Store.AppendCommand(record.Id, plan.CommandText, cwd, output.Exit.ExitCode, durationMs, started);
-        return output.Complete(new WorkspaceExecResult { WorkspaceId = record.Id, Sequence = sequence, Command = plan.CommandText, Cwd = cwd }, durationMs);
+        // The history is in the database: a value typed into a command line is stored redacted.
+        var commandText = redactor.Redact(plan.CommandText);
+        var sequence = Store.AppendCommand(record.Id, commandText, redactor.Redact(cwd), output.Exit.ExitCode, durationMs, started);
+        return Redacted(redactor, output.Complete(new WorkspaceExecResult { WorkspaceId = record.Id, Sequence = sequence, Command = commandText, Cwd = cwd }, durationMs));
     }
 
     internal async Task<CappedList<CommandRecord>> LogsAsync(string idOrName, CancellationToken cancellationToken)
@@ -149,7 +184,8 @@ internal sealed partial class WorkspaceManager
         var id = (await GetAsync(idOrName, cancellationToken).ConfigureAwait(false)).Id;
         // Count first: a command appended between the two reads makes the total one short, never the list wrong.
         var total = Store.CommandCount(id);
-        return new CappedList<CommandRecord>(Store.Commands(id, options.MaxListEntries), total);
+        var redactor = RedactorFor(id);
+        return new CappedList<CommandRecord>([.. Store.Commands(id, options.MaxListEntries).Select(c => Redacted(redactor, c))], total);
     }
 
     /// <summary>A client connection to a running workspace's supervisor.</summary>
@@ -205,7 +241,8 @@ internal sealed partial class WorkspaceManager
             reason = WorkspaceLifecycle.CrashedReason(record);
         }
 
-        return new WorkspaceInfo
+        var secrets = SecretStore.Read(Store.WorkspaceDir(record.Id));
+        var info = new WorkspaceInfo
         {
             WorkspaceId = record.Id,
             Name = record.Name,
@@ -227,7 +264,9 @@ internal sealed partial class WorkspaceManager
             Network = state == WorkspaceState.Running ? record.GuestNetwork : null,
             NetworkError = state == WorkspaceState.Running ? record.NetworkError : null,
             PublishedPorts = state == WorkspaceState.Running ? record.PublishedPorts : [],
+            Secrets = secrets.Keys.Order(StringComparer.Ordinal).ToList(),
         };
+        return Redacted(secrets.Count == 0 ? SecretRedactor.None : new SecretRedactor(secrets), info);
     }
 
     // ---- helpers ---------------------------------------------------------------------------

@@ -114,12 +114,15 @@ internal sealed class WorkspaceSupervisor
             _store.SetAccelerator(id, accelerator.ToString().ToLowerInvariant());
             vm = await QemuVm.StartAsync(id, new VmSpec(_record.VcpuCount, _record.MemMib, accelerator), environment.RootfsImage, bundle, _options,
                 CancellationToken.None, directory, _record.NetworkPolicy).ConfigureAwait(false);
+            await PutSecretsAsync(vm, directory).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
             // Whoever launched us reads this and moves the state; a supervisor never decides how a start ends.
-            _store.SetSupervisorError(id, Environment.ProcessId, $"the VM did not start: {ex.Message}");
-            await Console.Error.WriteLineAsync("pyro-supervisor: " + ex).ConfigureAwait(false);
+            // The error may quote the guest's console: the row and the log get it with secrets redacted.
+            var redactor = Secrets.SecretStore.Redactor(directory);
+            _store.SetSupervisorError(id, Environment.ProcessId, $"the VM did not start: {redactor.Redact(ex.Message)}");
+            await Console.Error.WriteLineAsync("pyro-supervisor: " + redactor.Redact(ex.ToString())).ConfigureAwait(false);
             return 1;
         }
 
@@ -217,6 +220,30 @@ internal sealed class WorkspaceSupervisor
     }
 
     internal const string StoppedOnRequest = "stopped on request";
+
+    /// <summary>
+    /// Gives the guest its secrets after every boot (create, start, reset), before any client is
+    /// let in: from the workspace's 0600 store over the agent's channel, never through arguments
+    /// or the environment of a process. A guest that cannot take them does not count as started.
+    /// </summary>
+    private static async Task PutSecretsAsync(QemuVm vm, string directory)
+    {
+        var secrets = Secrets.SecretStore.Read(directory);
+        if (secrets.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await vm.Agent.CallAsync(new AgentRequest { Op = AgentOps.SecretsPut, Secrets = secrets }, null, null, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch
+        {
+            await vm.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
 
     /// <summary>PYRO_CLIENT_STALL_SECONDS overrides how long a client may leave its output unread.</summary>
     private static TimeSpan? StallTimeout()
