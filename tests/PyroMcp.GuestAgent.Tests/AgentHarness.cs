@@ -36,8 +36,9 @@ internal sealed class AgentHarness : IAsyncDisposable
         Outside = Directory.CreateDirectory(Path.Combine(Base, "outside")).FullName;
         Elsewhere = Directory.CreateTempSubdirectory("pyro-agent-elsewhere-").FullName;
         StateDir = Directory.CreateTempSubdirectory("pyro-agent-state-").FullName;
+        SecretsDir = Path.Combine(Base, "secrets");
         prepareStateDir?.Invoke(StateDir);
-        _server = new AgentServer(_pipe.Guest, new AgentOptions("test", busybox, Root, StateDir));
+        _server = new AgentServer(_pipe.Guest, new AgentOptions("test", busybox, Root, StateDir, SecretsDir));
         _serving = _server.RunAsync();
         _host = new FrameConnection(_pipe.Host, OnFrameAsync);
         _host.Start();
@@ -48,6 +49,9 @@ internal sealed class AgentHarness : IAsyncDisposable
 
     /// <summary>The agent's service state dir, away from <see cref="Base"/>.</summary>
     internal string StateDir { get; }
+
+    /// <summary>Where the agent materializes secrets (a plain directory here; a tmpfs in a guest).</summary>
+    internal string SecretsDir { get; }
 
     /// <summary>The workspace root the agent serves.</summary>
     internal string Root { get; }
