@@ -250,6 +250,58 @@ public sealed class SecretRedactorTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void EveryTwoAndThreeWaySplitOfOverlappingSecretsGivesTheOneShotResult()
+    {
+        var redactor = Redactor(("A", "abcabcabd"), ("B", "abcab"), ("C", "cabd-x"), ("D", "bd-xyz"));
+        var text = "abcabcabd-xyz abcabcabcabd-xyz abcab abcabcab cabd-x" + Convert.ToBase64String("abcabcabd"u8) + "abcabcab";
+        var expected = redactor.Redact(text);
+        var bytes = Encoding.UTF8.GetBytes(text);
+        var tried = 0;
+
+        for (var i = 0; i <= text.Length; i++)
+        {
+            for (var j = i; j <= text.Length; j++)
+            {
+                var stream = redactor.NewTextStream();
+                var streamed = stream.Push(text[..i]) + stream.Push(text[i..j]) + stream.Push(text[j..]) + stream.Flush();
+                Assert.Equal(expected, streamed);
+
+                var byteStream = redactor.NewByteStream();
+                byte[] streamedBytes = [.. byteStream.Push(bytes.AsSpan(0, i)), .. byteStream.Push(bytes.AsSpan(i, j - i)), .. byteStream.Push(bytes.AsSpan(j)), .. byteStream.Flush()];
+                Assert.Equal(Encoding.UTF8.GetBytes(expected), streamedBytes);
+                tried++;
+            }
+        }
+
+        // Longest at a position, but leftmost first: in "abcabcabcabd", B at its start wins over A three characters on.
+        Assert.Equal("[REDACTED:A]-xyz [REDACTED:B]c[REDACTED:B]d-xyz [REDACTED:B] [REDACTED:B]cab [REDACTED:C][REDACTED:A][REDACTED:B]cab", expected);
+        Assert.Equal((text.Length + 1) * (text.Length + 2) / 2, tried);
+    }
+
+    [Fact]
+    public void OneRedactorIsSharedByManyThreads()
+    {
+        var redactor = Redactor(("API_TOKEN", Token), ("DB", "hunter2-correct-horse"));
+        var text = $"x {Token} y {Convert.ToHexString(Encoding.UTF8.GetBytes("hunter2-correct-horse"))} z";
+        var bytes = Encoding.UTF8.GetBytes(text);
+        var expected = "x [REDACTED:API_TOKEN] y [REDACTED:DB] z";
+        var wrong = 0;
+
+        // The byte matcher is built on first use: every thread races for it here.
+        Parallel.For(0, 64, new ParallelOptions { MaxDegreeOfParallelism = 8 }, _ =>
+        {
+            var stream = redactor.NewByteStream();
+            var streamed = Encoding.UTF8.GetString([.. stream.Push(bytes.AsSpan(0, 7)), .. stream.Push(bytes.AsSpan(7)), .. stream.Flush()]);
+            if (streamed != expected || Encoding.UTF8.GetString(redactor.Redact(bytes)) != expected || redactor.Redact(text) != expected)
+            {
+                Interlocked.Increment(ref wrong);
+            }
+        });
+
+        Assert.Equal(0, wrong);
+    }
+
+    [Fact]
     public void AnEmptyRedactorPassesEverythingThroughUnchanged()
     {
         var empty = new SecretRedactor([]);
