@@ -408,10 +408,18 @@ internal sealed partial class WorkspaceManager
             File.Delete(file);
         }
 
-        var fsck = await ProcessRunner.RunAsync(HostTools.E2fsck.Require(), ["-fy", "-E", "discard", disk.Image], cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (fsck.ExitCode >= 4)
+        // Two passes: e2fsck turns discard off in a run that repairs anything (the unlinks leave counts
+        // to fix), so the first repairs and the second, on a clean file system, discards every free block.
+        var repair = await ProcessRunner.RunAsync(HostTools.E2fsck.Require(), ["-fy", disk.Image], cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (repair.ExitCode >= 4)
         {
-            throw new GuestOperationException("disk_export_check_failed", $"e2fsck could not repair the workspace's disk after scrubbing (exit {fsck.ExitCode}); nothing was exported: {fsck.StderrTail}{TailOf(fsck.Stdout)}");
+            throw new GuestOperationException("disk_export_check_failed", $"e2fsck could not repair the workspace's disk after scrubbing (exit {repair.ExitCode}); nothing was exported: {repair.StderrTail}{TailOf(repair.Stdout)}");
+        }
+
+        var discard = await ProcessRunner.RunAsync(HostTools.E2fsck.Require(), ["-fy", "-E", "discard", disk.Image], cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (discard.ExitCode != 0)
+        {
+            throw new GuestOperationException("disk_export_check_failed", $"e2fsck still found problems after repairing the scrubbed disk (exit {discard.ExitCode}), so its free blocks were not zeroed; nothing was exported: {discard.StderrTail}{TailOf(discard.Stdout)}");
         }
 
         await ZeroJournalAsync(disk, cancellationToken).ConfigureAwait(false);
