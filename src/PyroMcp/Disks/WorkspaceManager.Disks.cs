@@ -169,6 +169,15 @@ internal sealed partial class WorkspaceManager
                 throw new GuestOperationException("disk_unreadable", $"qemu-img could not read the workspace's disk (exit {convert.ExitCode}): {convert.StderrTail}");
             }
 
+            // A guest powered off with its root still mounted leaves a journal to replay: without
+            // the replay debugfs would read stale metadata, and a later e2fsck would replay the
+            // journal over the scrub. Done on the private copy only.
+            var replay = await ProcessRunner.RunAsync(HostTools.E2fsck.Require(), ["-E", "journal_only", "-y", raw], cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (replay.ExitCode >= 4)
+            {
+                throw new GuestOperationException("disk_unreadable", $"the journal of the workspace's disk cannot be replayed (e2fsck exit {replay.ExitCode}): {replay.StderrTail}{TailOf(replay.Stdout)}");
+            }
+
             return await work(record, new OfflineDisk(raw)).ConfigureAwait(false);
         }
         finally
