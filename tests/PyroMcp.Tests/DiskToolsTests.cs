@@ -260,6 +260,25 @@ public sealed class DiskToolsTests : IDisposable
     }
 
     [Fact]
+    public async Task AKilledExportLeavesNoOutputAndItsTempGoesWithTheNextCall()
+    {
+        var manager = await WorkspaceAsync();
+        var env = new Dictionary<string, string> { ["PYRO_STATE_DIR"] = _state, ["PYRO_RUN_DIR"] = Path.Combine(_state, "run"), ["PYRO_FAULT"] = "disk-export.before-write" };
+        var output = Path.Combine(_state, "killed.ext4");
+        var killed = await PyroCli.RunAsync(["workspace", "disk", "export", Id, "--output", output], env);
+        Assert.Equal(137, killed.ExitCode);
+        Assert.Contains("phase=write", killed.Stderr);
+        Assert.False(File.Exists(output));
+        // The kill left the scrubbed image in the workspace's private temp directory...
+        Assert.Single(Directory.GetDirectories(manager.Store.WorkspaceDir(Id), WorkspaceManager.DiskTempPrefix + "*"));
+
+        // ...and the next call, holding the lock, removes it.
+        await manager.ListDiskAsync(Id, "/workspace", false, CancellationToken.None);
+        Assert.Empty(Directory.GetDirectories(manager.Store.WorkspaceDir(Id), WorkspaceManager.DiskTempPrefix + "*"));
+        Assert.False(File.Exists(output));
+    }
+
+    [Fact]
     public async Task TwoExportsAtOnceBothEndWell()
     {
         var manager = await WorkspaceAsync();

@@ -125,6 +125,7 @@ internal sealed partial class WorkspaceManager
             }
 
             Report("write");
+            FaultPoint.Hit("disk-export.before-write");
             CheckNewOutput(fullOutput);
             File.SetUnixFileMode(disk.Image, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             PlaceOutput(disk.Image, fullOutput, Path.GetDirectoryName(disk.Image)!);
