@@ -26,6 +26,7 @@ internal static class WorkspaceCommands
         workspace.Subcommands.Add(Snapshot());
         workspace.Subcommands.Add(ServiceCommands.Build());
         workspace.Subcommands.Add(ShellCommands.Build());
+        workspace.Subcommands.Add(DiskCommands.Build());
         workspace.Subcommands.Add(Reset());
         workspace.Subcommands.Add(Simple("stop", "Power the VM off cleanly; the disk is kept for 'workspace start'.", (p, id) => p.StopWorkspaceAsync(id, CliApp.Interrupted)));
         workspace.Subcommands.Add(Simple("start", "Boot a stopped or crashed workspace again from its disk.", (p, id) => p.StartWorkspaceAsync(id, CliApp.Interrupted)));

@@ -20,6 +20,7 @@ namespace PyroMcp;
 [JsonSerializable(typeof(WorkspaceExecResult))]
 [JsonSerializable(typeof(VmExecResult))]
 [JsonSerializable(typeof(TransferResult))]
+[JsonSerializable(typeof(DiskExportResult))]
 [JsonSerializable(typeof(WorkspaceDiff))]
 [JsonSerializable(typeof(PatchResult))]
 [JsonSerializable(typeof(SnapshotInfo))]

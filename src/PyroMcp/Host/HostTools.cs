@@ -60,6 +60,8 @@ internal static class HostTools
     internal static readonly HostTool QemuImg = Get("qemu-img");
     internal static readonly HostTool Mmdebstrap = Get("mmdebstrap");
     internal static readonly HostTool MkfsExt4 = Get("mkfs.ext4");
+    internal static readonly HostTool Debugfs = Get("debugfs");
+    internal static readonly HostTool E2fsck = Get("e2fsck");
     internal static readonly HostTool Busybox = Get("busybox (static)");
     internal static readonly HostTool Tini = Get("tini-static");
     internal static readonly HostTool Setpriv = Get("setpriv");
