@@ -1,3 +1,5 @@
+using PyroMcp.Workspaces;
+
 namespace PyroMcp;
 
 public sealed partial class Pyro
@@ -12,7 +14,7 @@ public sealed partial class Pyro
     /// <exception cref="PyroInputException"><c>workspace_not_found</c>, <c>disk_path_invalid</c>, <c>disk_path_not_found</c>, <c>disk_path_scrubbed</c>, <c>disk_path_not_directory</c>.</exception>
     /// <exception cref="HostRequirementException"><c>missing_host_package</c>: debugfs and e2fsck come from e2fsprogs.</exception>
     public Task<CappedList<FileEntry>> ListWorkspaceDiskAsync(string workspace, string path = "/workspace", bool recursive = false, CancellationToken cancellationToken = default)
-        => Workspaces.ListDiskAsync(workspace, path, recursive, cancellationToken);
+        => Workspaces.GuardAsync(workspace, () => Workspaces.ListDiskAsync(workspace, path, recursive, cancellationToken), WorkspaceManager.Redacted);
 
     /// <summary>
     /// Reads at most <paramref name="maxBytes"/> (default: the output cap; at most 64 MiB) of a file on
@@ -21,7 +23,7 @@ public sealed partial class Pyro
     /// <exception cref="WorkspaceStateException"><c>workspace_not_stopped</c>.</exception>
     /// <exception cref="PyroInputException"><c>invalid_max_bytes</c>, <c>disk_path_invalid</c>, <c>disk_path_not_found</c>, <c>disk_path_scrubbed</c>, <c>disk_path_is_directory</c>, <c>disk_path_not_file</c>.</exception>
     public Task<FileContent> ReadWorkspaceDiskAsync(string workspace, string path, long maxBytes = 0, CancellationToken cancellationToken = default)
-        => Workspaces.ReadDiskAsync(workspace, path, maxBytes, cancellationToken);
+        => Workspaces.GuardAsync(workspace, () => Workspaces.ReadDiskAsync(workspace, path, maxBytes, cancellationToken), WorkspaceManager.Redacted);
 
     /// <summary>
     /// Writes the disk of a stopped workspace to <paramref name="outputPath"/> as a raw ext4 image
@@ -33,5 +35,5 @@ public sealed partial class Pyro
     /// <exception cref="PyroInputException"><c>output_exists</c>, <c>output_parent_missing</c>.</exception>
     /// <exception cref="GuestOperationException"><c>disk_export_check_failed</c>, <c>disk_unreadable</c>.</exception>
     public Task<DiskExportResult> ExportWorkspaceDiskAsync(string workspace, string outputPath, IProgress<PyroProgress>? progress = null, CancellationToken cancellationToken = default)
-        => Workspaces.ExportDiskAsync(workspace, outputPath, progress, cancellationToken);
+        => Workspaces.GuardAsync(workspace, () => Workspaces.ExportDiskAsync(workspace, outputPath, progress, cancellationToken));
 }

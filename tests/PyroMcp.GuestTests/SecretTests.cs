@@ -9,8 +9,10 @@ namespace PyroMcp.GuestTests;
 /// <summary>
 /// A canary secret through a whole workspace life, on a state directory of its own: exec, shell
 /// and service use it, the guest prints it in every encoding, it is read back through files and a
-/// diff, then snapshot, reset, stop and start, export and delete. Every output and every file pyro
-/// wrote is searched for it: only the secret store may hold it.
+/// diff, then snapshot, reset, the offline disk tools on the stopped workspace (list, read, an
+/// exported image checked with e2fsck and searched for a service log's marker), start, export
+/// and delete. Every output and every file pyro wrote is searched for it: only the secret store
+/// may hold it.
 /// </summary>
 public sealed class SecretTests : GuestTest
 {
@@ -115,12 +117,41 @@ public sealed class SecretTests : GuestTest
         await Cli(true, "workspace", "snapshot", "create", id, "clean");
         await Cli(true, "workspace", "reset", id);
         Assert.Contains("same", (await Exec(id, ["--secret-env", "CANARY"], "test \"$CANARY\" = \"$(cat /run/pyro-secrets/CANARY)\" && echo same")).Stdout);
+
+        // Offline disk tools on the stopped workspace: its files are there, its runtime state
+        // (the agent's service records and logs, the secrets' tmpfs) is not, and the exported
+        // image is a clean ext4 that the canary search below covers too.
+        var marker = "PYRO-DISK-MARKER-" + Guid.NewGuid().ToString("N")[..12];
+        var keep = "PYRO-DISK-KEEP-" + Guid.NewGuid().ToString("N")[..12];
+        await Exec(id, [], $"mkdir -p tree/a/b && echo {keep} > tree/a/b/deep.txt && printf 'x\\n' > \"$(printf 'new\\nline')\" && sync");
+        await Cli(true, "workspace", "service", "start", id, "marker", "--", "sh", "-c", $"echo {marker}; exec sleep 1000");
+        var running = await Cli(false, "workspace", "disk", "list", id, "--json");
+        Assert.Equal("workspace_not_stopped", running.Json.GetProperty("error").GetProperty("code").GetString());
         await Cli(true, "workspace", "stop", id);
-        await Cli(true, "workspace", "start", id);
-        Assert.Contains("same", (await Exec(id, ["--secret-env", "CANARY"], "test \"$CANARY\" = \"$(cat /run/pyro-secrets/CANARY)\" && echo same")).Stdout);
-        await Exec(id, [], "mkdir -p out && echo exported > out/a.txt");
+        var listed = await Cli(true, "workspace", "disk", "list", id, "--recursive");
+        Assert.Contains("tree/a/b/deep.txt", listed.Stdout);
+        Assert.Contains("new?line", listed.Stdout);
+        Assert.Equal(keep + "\n", (await Cli(true, "workspace", "disk", "read", id, "tree/a/b/deep.txt", "--content-only")).Stdout);
+        var scrubbed = await Cli(false, "workspace", "disk", "list", id, "/var/lib/pyro", "--json");
+        Assert.Equal("disk_path_scrubbed", scrubbed.Json.GetProperty("error").GetProperty("code").GetString());
         var exportDir = Path.Combine(HostDir, "exported");
-        await Cli(true, "workspace", "export", id, "out", "--output", exportDir);
+        Directory.CreateDirectory(exportDir);
+        var image = Path.Combine(exportDir, "disk.ext4");
+        var exported = await Cli(true, "workspace", "disk", "export", id, "--output", image);
+        Assert.StartsWith($"[workspace-disk-export] workspace_id={id} output=", exported.Stdout);
+        var fsck = await Processes.RunAsync("/usr/sbin/e2fsck", ["-fn", image]);
+        Assert.True(fsck.ExitCode == 0, fsck.ToString());
+        var markers = CountIn(image, Encoding.ASCII.GetBytes(marker));
+        var kept = CountIn(image, Encoding.ASCII.GetBytes(keep));
+        Figures.Record("disk export of a real guest", $"{markers} service-log marker occurrences in the exported image, kept file found {kept} times, e2fsck -fn exit {fsck.ExitCode}");
+        Assert.Equal(0, markers);
+        Assert.True(kept > 0, "the search would not find a marker that is there");
+
+        // The disk boots again after it was read, with its secret back.
+        await Cli(true, "workspace", "start", id);
+        Assert.Contains("same", (await Exec(id, ["--secret-env", "CANARY"], "test \"$CANARY\" = \"$(cat /run/pyro-secrets/CANARY)\" && cat tree/a/b/deep.txt && echo same")).Stdout);
+        await Exec(id, [], "mkdir -p out && echo exported > out/a.txt");
+        await Cli(true, "workspace", "export", id, "out", "--output", Path.Combine(exportDir, "out"));
         await Cli(true, "workspace", "stop", id);
 
         // Everything pyro wrote (state, run and export directories, the guest's disk and snapshots
@@ -253,6 +284,32 @@ public sealed class SecretTests : GuestTest
 
         _outputs.Clear();
         return (places, hits);
+    }
+
+    /// <summary>Occurrences of <paramref name="needle"/> in a (sparse, possibly large) file, read in overlapping chunks.</summary>
+    private static int CountIn(string file, byte[] needle)
+    {
+        var count = 0;
+        var buffer = new byte[(4 << 20) + needle.Length];
+        var carry = 0;
+        using var stream = File.OpenRead(file);
+        int n;
+        while ((n = stream.Read(buffer, carry, buffer.Length - carry)) > 0)
+        {
+            var length = carry + n;
+            var last = 0;
+            int at;
+            while ((at = buffer.AsSpan(last, length - last).IndexOf(needle)) >= 0)
+            {
+                count++;
+                last += at + needle.Length;
+            }
+
+            carry = Math.Min(needle.Length - 1, length - last);
+            buffer.AsSpan(length - carry, carry).CopyTo(buffer);
+        }
+
+        return count;
     }
 
     private static bool FileHolds(string path, byte[][] forms)

@@ -60,14 +60,14 @@ internal sealed partial class WorkspaceManager
                         target = Encoding.UTF8.GetString(await disk.LinkTargetAsync(inode, cancellationToken).ConfigureAwait(false));
                     }
 
-                    kept.Add(Shown(record, new FileEntry
+                    kept.Add(new FileEntry
                     {
                         Path = SanitizeName(relative, 4096),
                         Type = inode?.Kind ?? EntryKind.Other,
                         Size = inode?.Size ?? 0,
                         Mode = (inode?.Mode ?? 0) & 0xFFF,
                         LinkTarget = target is null ? null : SanitizeName(target, 4096),
-                    }));
+                    });
                     if (recursive && inode is { IsDirectory: true })
                     {
                         queue.Enqueue((inode, [.. directory.Canonical, entry.Name], relative + "/"));
@@ -103,7 +103,7 @@ internal sealed partial class WorkspaceManager
             }
 
             var content = await disk.CatAsync(inode.Number, Math.Min(limit, inode.Size), cancellationToken).ConfigureAwait(false);
-            return Shown(record, new FileContent(record.Id, SanitizeName(OfflineDisk.Join(canonical), 4096), content, content.Length, inode.Size > content.Length));
+            return new FileContent(record.Id, SanitizeName(OfflineDisk.Join(canonical), 4096), content, content.Length, inode.Size > content.Length);
         }, cancellationToken).ConfigureAwait(false);
     }
 
@@ -501,7 +501,4 @@ internal sealed partial class WorkspaceManager
 
     // Every result that carries names or content from the disk goes through one of these, so
     // secret redaction can be applied in one place.
-    private static FileEntry Shown(WorkspaceRecord record, FileEntry entry) => entry;
-
-    private static FileContent Shown(WorkspaceRecord record, FileContent content) => content;
 }
