@@ -4,10 +4,21 @@ using PyroMcp.Server;
 
 namespace PyroMcp.GuestTests;
 
-/// <summary><see cref="PyroMcpServer"/> against real guests: every tool, progress, and a client nobody here wrote. Tool sets and bad requests are in the fast project.</summary>
-public sealed class McpTests : GuestTest
+/// <summary>
+/// <see cref="PyroMcpServer"/> against real guests: every tool, progress, and a client nobody here
+/// wrote. Tool sets and bad requests are in the fast project. The TypeScript client (npm ci, then
+/// its own server and workspace) runs in a lane beside the other tests, with scratch of its own.
+/// </summary>
+[TestCaseOrderer(LaneOrderer.Name, LaneOrderer.Assembly)]
+public sealed class McpTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
 {
     private readonly List<string> _created = [];
+
+    public override Task InitializeAsync()
+    {
+        lanes.Begin(GetType(), key => key == nameof(TypeScriptSdkClientDrivesTheServer) ? TypeScriptSdkClientLaneAsync : throw new ArgumentException($"no lane {key}", nameof(key)));
+        return base.InitializeAsync();
+    }
 
     public override async Task DisposeAsync()
     {
@@ -212,17 +223,22 @@ public sealed class McpTests : GuestTest
 
     /// <summary>A client nobody here wrote: the official TypeScript SDK spawns <c>pyro mcp serve</c> and drives it.</summary>
     [Fact]
-    public async Task TypeScriptSdkClientDrivesTheServer()
+    [Lane(1)]
+    public Task TypeScriptSdkClientDrivesTheServer() => lanes.RunAsync(nameof(TypeScriptSdkClientDrivesTheServer), TypeScriptSdkClientLaneAsync);
+
+    private static async Task TypeScriptSdkClientLaneAsync()
     {
+        await using var scratch = new LaneScratch("mcp-ts");
+        using var host = new TempDir("pyro-mcp-ts-");
         var dir = Path.Combine(Repo.Root, "tests", "mcp-e2e");
-        var install = await Processes.RunAsync("npm", ["ci", "--no-audit", "--no-fund"], dir, Repo.ScratchEnvironment, TimeSpan.FromMinutes(5));
+        var install = await Processes.RunAsync("npm", ["ci", "--no-audit", "--no-fund"], dir, scratch.Env, TimeSpan.FromMinutes(5));
         Assert.True(install.ExitCode == 0, "npm ci failed:\n" + install);
 
-        var seed = Path.Combine(HostDir, "seed");
+        var seed = Path.Combine(host.Path, "seed");
         Directory.CreateDirectory(Path.Combine(seed, "src"));
         File.WriteAllText(Path.Combine(seed, "note.txt"), "hello from the seed\n");
         File.WriteAllText(Path.Combine(seed, "src", "app.py"), "print(1)\n");
-        var result = await Processes.RunAsync("node", ["client.mjs", Repo.CliDll, seed], dir, Repo.ScratchEnvironment, TimeSpan.FromMinutes(5));
+        var result = await Processes.RunAsync("node", ["client.mjs", Repo.CliDll, seed], dir, scratch.Env, TimeSpan.FromMinutes(5));
         Assert.True(result.ExitCode == 0, "the TypeScript client failed:\n" + result);
         var lines = result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
         var summary = lines[^1];
@@ -237,5 +253,6 @@ public sealed class McpTests : GuestTest
         var diff = lines[..^1].Single(l => l.GetProperty("step").GetString() == "workspace_diff").GetProperty("structured");
         Assert.Equal(1, diff.GetProperty("added").GetInt32());
         Assert.Equal(1, diff.GetProperty("modified").GetInt32());
+        await scratch.AssertCleanAsync();
     }
 }

@@ -38,11 +38,21 @@ public sealed class NetworkWallsTally : IDisposable
 /// <summary>
 /// Guest networking against real guests, every one inside a <see cref="NetLab"/>: pyro (so QEMU
 /// and passt) runs in the lab's client namespace, the only servers a guest may reach are the
-/// lab's, and the client namespace's own listeners stand in for the host's services.
+/// lab's, and the client namespace's own listeners stand in for the host's services. The
+/// published ports test runs in a lane beside the other, with a lab and scratch of its own.
 /// </summary>
-public sealed class NetworkTests(NetworkWallsTally tally) : LabGuestTest, IClassFixture<NetworkWallsTally>
+[TestCaseOrderer(LaneOrderer.Name, LaneOrderer.Assembly)]
+public sealed class NetworkTests(NetworkWallsTally tally, Lanes lanes) : LabGuestTest, IClassFixture<NetworkWallsTally>, IClassFixture<Lanes>
 {
     private const string Blob = "/blob.bin";
+
+    public override Task InitializeAsync()
+    {
+        lanes.Begin(GetType(), key => key == nameof(PublishedPortsReachTheGuestFromLoopbackOnlyAndCloseWithTheVm)
+            ? () => PublishedPortsLaneAsync(tally)
+            : throw new ArgumentException($"no lane {key}", nameof(key)));
+        return base.InitializeAsync();
+    }
 
     /// <summary>
     /// off: no network device, no download. egress (pyro run --network, and a VM made over MCP
@@ -58,10 +68,10 @@ public sealed class NetworkTests(NetworkWallsTally tally) : LabGuestTest, IClass
         var blob = RandomNumberGenerator.GetBytes(512 * 1024);
         var sha = Convert.ToHexStringLower(SHA256.HashData(blob));
         http.Serve(Blob, blob);
-        var walls = await HostServicesAsync();
+        var walls = await HostServicesAsync(Lab);
 
         // 1. off (the default): no device but lo, nothing downloads, nothing reaches the host.
-        var off = await RunAsync([], $"""
+        var off = await RunAsync(Lab, [], $"""
             echo "net: $(ls /sys/class/net | tr '\n' ' ')"
             if /run/pyro/busybox wget -q -T 5 -O /dev/null {http.Url(Blob)}; then echo "download: ok"; else echo "download: failed"; fi
             {walls.Script}
@@ -72,7 +82,7 @@ public sealed class NetworkTests(NetworkWallsTally tally) : LabGuestTest, IClass
         walls.Check("off", off, tally, egress: false);
 
         // 2. pyro run --network: the blob by address and by name, the name from the lab resolver.
-        var run = await RunAsync(["--network"], $"""
+        var run = await RunAsync(Lab, ["--network"], $"""
             echo "net: $(ls /sys/class/net | tr '\n' ' ')"
             echo "sha: $(/run/pyro/busybox wget -q -O- {http.Url(Blob)} | sha256sum | cut -d' ' -f1)"
             echo "getent: $(getent hosts files.pyro.test)"
@@ -116,9 +126,9 @@ public sealed class NetworkTests(NetworkWallsTally tally) : LabGuestTest, IClass
         Assert.Contains($"Guest network: {Lab.ClientAddress}/30 via {Lab.HostAddress}, dns {Lab.HostAddress}", status.Stdout);
         // Plain egress cannot publish, so status has no ports line at all.
         Assert.DoesNotContain("Published ports:", status.Stdout);
-        await ErrorAsync(["workspace", "publish", vm, "8080", "--json"], "publish_not_allowed");
+        await ErrorAsync(Lab, null, ["workspace", "publish", vm, "8080", "--json"], "publish_not_allowed");
 
-        var egress = await ExecAsync(vm, $"""
+        var egress = await ExecAsync(Lab, null, vm, $"""
             echo "sha: $(/run/pyro/busybox wget -q -O- {http.Url(Blob)} | sha256sum | cut -d' ' -f1)"
             {walls.Script}
             """);
@@ -139,21 +149,47 @@ public sealed class NetworkTests(NetworkWallsTally tally) : LabGuestTest, IClass
     /// instead of hanging the exec.
     /// </summary>
     [Fact]
-    public async Task PublishedPortsReachTheGuestFromLoopbackOnlyAndCloseWithTheVm()
+    [Lane(1)]
+    public Task PublishedPortsReachTheGuestFromLoopbackOnlyAndCloseWithTheVm() => lanes.RunAsync(nameof(PublishedPortsReachTheGuestFromLoopbackOnlyAndCloseWithTheVm), () => PublishedPortsLaneAsync(tally));
+
+    private static async Task PublishedPortsLaneAsync(NetworkWallsTally tally)
     {
-        var http = Lab.StartHttpServer();
+        await using var scratch = new LaneScratch("published");
+        var toDelete = new List<string>();
+        await using (var lab = await NetLab.StartAsync())
+        {
+            try
+            {
+                await PublishedPortsAsync(lab, scratch.Env, tally, toDelete);
+            }
+            finally
+            {
+                // Cleanup, not a check: what a failed run left, deleted before its lab (where its supervisor runs) goes.
+                foreach (var id in toDelete)
+                {
+                    await lab.PyroAsync(["workspace", "delete", id], scratch.Env);
+                }
+            }
+        }
+
+        await scratch.AssertCleanAsync();
+    }
+
+    /// <summary>The published ports scenario in <paramref name="lab"/> with <paramref name="env"/>; <paramref name="toDelete"/> holds its workspace until it deleted it itself.</summary>
+    private static async Task PublishedPortsAsync(NetLab lab, IDictionary<string, string> env, NetworkWallsTally tally, List<string> toDelete)
+    {
+        var http = lab.StartHttpServer();
         var blob = RandomNumberGenerator.GetBytes(64 * 1024);
         var sha = Convert.ToHexStringLower(SHA256.HashData(blob));
         http.Serve(Blob, blob);
-        var walls = await HostServicesAsync();
+        var walls = await HostServicesAsync(lab);
         var page = "pyro-published-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
 
-        var created = await Lab.PyroOkAsync(["workspace", "create", "debian:12", "--network-policy", "egress+published-ports", "--id-only"], timeout: TimeSpan.FromMinutes(5));
-        var id = created.Stdout.Trim();
-        DeleteAfterwards(id);
+        var id = (await lab.PyroOkAsync(["workspace", "create", "debian:12", "--network-policy", "egress+published-ports", "--id-only"], env, TimeSpan.FromMinutes(5))).Stdout.Trim();
+        toDelete.Add(id);
 
         // A server in the guest on its own loopback, and the walls under this policy.
-        var first = await ExecAsync(id, $"""
+        var first = await ExecAsync(lab, env, id, $"""
             mkdir -p /workspace/www && echo {page} > /workspace/www/index.html
             /run/pyro/busybox httpd -p 127.0.0.1:8080 -h /workspace/www && echo "httpd: started"
             {walls.Script}
@@ -161,120 +197,120 @@ public sealed class NetworkTests(NetworkWallsTally tally) : LabGuestTest, IClass
         Assert.Equal("started", Line(first, "httpd"));
         walls.Check("egress+published-ports", first, tally, egress: true);
 
-        var published = (await Lab.PyroOkAsync(["workspace", "publish", id, "8080", "--json"])).Json;
+        var published = (await lab.PyroOkAsync(["workspace", "publish", id, "8080", "--json"], env)).Json;
         Assert.Equal("127.0.0.1", published.GetProperty("host_address").GetString());
         Assert.Equal(8080, published.GetProperty("guest_port").GetInt32());
         Assert.Equal("tcp", published.GetProperty("protocol").GetString());
         var hostPort = published.GetProperty("host_port").GetInt32();
         Assert.InRange(hostPort, 1024, 65535);
 
-        var fetched = await Lab.ExecAsync("busybox", ["wget", "-q", "-O-", $"http://127.0.0.1:{hostPort}/"]);
+        var fetched = await lab.ExecAsync("busybox", ["wget", "-q", "-O-", $"http://127.0.0.1:{hostPort}/"]);
         Assert.True(fetched.ExitCode == 0, fetched.ToString());
         Assert.Equal(page + "\n", fetched.Stdout);
 
         // Bound to loopback only: the listening socket says so, and the client's own address is refused.
-        var listening = await Lab.ExecAsync("ss", ["-Htln", $"sport = :{hostPort}"]);
+        var listening = await lab.ExecAsync("ss", ["-Htln", $"sport = :{hostPort}"]);
         var locals = listening.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[3]).ToList();
         Assert.Equal([$"127.0.0.1:{hostPort}"], locals);
-        Assert.False(await Lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Parse(Lab.ClientAddress), hostPort)), "the published port answers on the host's lab address, not only on 127.0.0.1");
+        Assert.False(await lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Parse(lab.ClientAddress), hostPort)), "the published port answers on the host's lab address, not only on 127.0.0.1");
 
-        var status = (await Lab.PyroOkAsync(["workspace", "status", id, "--json"])).Json;
+        var status = (await lab.PyroOkAsync(["workspace", "status", id, "--json"], env)).Json;
         Assert.Equal("egress+published-ports", status.GetProperty("network_policy").GetString());
         Assert.Equal([hostPort], status.GetProperty("published_ports").EnumerateArray().Select(p => p.GetProperty("host_port").GetInt32()));
-        var human = await Lab.PyroOkAsync(["workspace", "status", id]);
+        var human = await lab.PyroOkAsync(["workspace", "status", id], env);
         Assert.Contains("Network policy: egress+published-ports\n", human.Stdout);
         Assert.Contains($"Published ports: 127.0.0.1:{hostPort}->8080/tcp", human.Stdout);
 
-        await ErrorAsync(["workspace", "publish", id, $"{hostPort}:8080", "--json"], "port_in_use");
-        await ErrorAsync(["workspace", "publish", id, "80:8080", "--json"], "port_invalid");
+        await ErrorAsync(lab, env, ["workspace", "publish", id, $"{hostPort}:8080", "--json"], "port_in_use");
+        await ErrorAsync(lab, env, ["workspace", "publish", id, "80:8080", "--json"], "port_invalid");
 
         // stop: the port closes with the VM.
-        await Lab.PyroOkAsync(["workspace", "stop", id]);
-        await AssertClosedAsync(id, hostPort, "stop");
+        await lab.PyroOkAsync(["workspace", "stop", id], env);
+        await AssertClosedAsync(lab, env, id, hostPort, "stop");
 
         // start, with a resolver that never answers: the policy and the network are back (a
         // download by address works), a lookup fails and the exec ends on its own.
-        Lab.UseResolver([NetLab.SilentAddress]);
-        await Lab.PyroOkAsync(["workspace", "start", id], timeout: TimeSpan.FromMinutes(5));
-        status = (await Lab.PyroOkAsync(["workspace", "status", id, "--json"])).Json;
+        lab.UseResolver([NetLab.SilentAddress]);
+        await lab.PyroOkAsync(["workspace", "start", id], env, TimeSpan.FromMinutes(5));
+        status = (await lab.PyroOkAsync(["workspace", "status", id, "--json"], env)).Json;
         Assert.Equal("egress+published-ports", status.GetProperty("network_policy").GetString());
-        Assert.Equal(Lab.ClientAddress, status.GetProperty("network").GetProperty("address").GetString());
+        Assert.Equal(lab.ClientAddress, status.GetProperty("network").GetProperty("address").GetString());
         Assert.Equal([NetLab.SilentAddress], status.GetProperty("network").GetProperty("dns_servers").EnumerateArray().Select(d => d.GetString()));
-        var back = await ExecAsync(id, $"""echo "sha: $(/run/pyro/busybox wget -q -O- {http.Url(Blob)} | sha256sum | cut -d' ' -f1)" """);
+        var back = await ExecAsync(lab, env, id, $"""echo "sha: $(/run/pyro/busybox wget -q -O- {http.Url(Blob)} | sha256sum | cut -d' ' -f1)" """);
         Assert.Equal(sha, Line(back, "sha"));
-        var lookup = await Lab.PyroAsync(["workspace", "exec", id, "--json", "--timeout-seconds", "600", "--", "getent", "hosts", "x.pyro.test"]);
+        var lookup = await lab.PyroAsync(["workspace", "exec", id, "--json", "--timeout-seconds", "600", "--", "getent", "hosts", "x.pyro.test"], env);
         var lookupJson = lookup.Json;
         Assert.False(lookupJson.GetProperty("timed_out").GetBoolean(), "a lookup with no reachable resolver ran to the exec's timeout:\n" + lookup);
         Assert.NotEqual(0, lookupJson.GetProperty("exit_code").GetInt32());
 
         // reset: published again (human form), then gone with the reset.
-        await ExecAsync(id, "/run/pyro/busybox httpd -p 127.0.0.1:8080 -h /workspace/www");
-        hostPort = await PublishAsync(id);
-        Assert.True(await Lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, hostPort)), "the port published after start does not answer");
-        await Lab.PyroOkAsync(["workspace", "reset", id], timeout: TimeSpan.FromMinutes(5));
-        await AssertClosedAsync(id, hostPort, "reset");
+        await ExecAsync(lab, env, id, "/run/pyro/busybox httpd -p 127.0.0.1:8080 -h /workspace/www");
+        hostPort = await PublishAsync(lab, env, id);
+        Assert.True(await lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, hostPort)), "the port published after start does not answer");
+        await lab.PyroOkAsync(["workspace", "reset", id], env, TimeSpan.FromMinutes(5));
+        await AssertClosedAsync(lab, env, id, hostPort, "reset");
 
         // A crash: kill -9 of the workspace's QEMU.
-        hostPort = await PublishAsync(id);
-        Assert.True(await Lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, hostPort)), "the port published after reset does not answer");
+        hostPort = await PublishAsync(lab, env, id);
+        Assert.True(await lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, hostPort)), "the port published after reset does not answer");
         var qemu = QemuOf(id) ?? throw new InvalidOperationException($"no QEMU process of workspace {id}");
         using (var process = Process.GetProcessById(qemu))
         {
             process.Kill();
         }
 
-        await WaitUntilAsync(async () => (await Lab.PyroOkAsync(["workspace", "status", id, "--json"])).Json.GetProperty("state").GetString() == "crashed", "the workspace to be crashed after its QEMU was killed");
-        await WaitUntilAsync(async () => !await Lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, hostPort)), "the published port to close after the crash");
-        await AssertClosedAsync(id, hostPort, "a crash");
+        await WaitUntilAsync(async () => (await lab.PyroOkAsync(["workspace", "status", id, "--json"], env)).Json.GetProperty("state").GetString() == "crashed", "the workspace to be crashed after its QEMU was killed");
+        await WaitUntilAsync(async () => !await lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, hostPort)), "the published port to close after the crash");
+        await AssertClosedAsync(lab, env, id, hostPort, "a crash");
 
         // delete.
-        await Lab.PyroOkAsync(["workspace", "start", id], timeout: TimeSpan.FromMinutes(5));
-        hostPort = await PublishAsync(id);
-        Assert.True(await Lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, hostPort)), "the port published after the crash does not answer");
-        await Lab.PyroOkAsync(["workspace", "delete", id]);
-        Forget(id);
-        Assert.False(await Lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, hostPort)), "the published port outlived delete");
+        await lab.PyroOkAsync(["workspace", "start", id], env, TimeSpan.FromMinutes(5));
+        hostPort = await PublishAsync(lab, env, id);
+        Assert.True(await lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, hostPort)), "the port published after the crash does not answer");
+        await lab.PyroOkAsync(["workspace", "delete", id], env);
+        toDelete.Remove(id);
+        Assert.False(await lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, hostPort)), "the published port outlived delete");
         await walls.CheckHostStillAnswersAsync();
     }
 
     /// <summary>Publishes guest port 8080 with the human output and returns the host port it names.</summary>
-    private async Task<int> PublishAsync(string id)
+    private static async Task<int> PublishAsync(NetLab lab, IDictionary<string, string>? env, string id)
     {
-        var result = await Lab.PyroOkAsync(["workspace", "publish", id, "8080"]);
+        var result = await lab.PyroOkAsync(["workspace", "publish", id, "8080"], env);
         var match = Regex.Match(result.Stdout, $@"\[workspace-publish\] workspace_id={id} published=127\.0\.0\.1:(\d+)->8080/tcp");
         Assert.True(match.Success, result.ToString());
         return int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
     }
 
-    private async Task AssertClosedAsync(string id, int hostPort, string after)
+    private static async Task AssertClosedAsync(NetLab lab, IDictionary<string, string>? env, string id, int hostPort, string after)
     {
-        Assert.False(await Lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, hostPort)), $"the published port 127.0.0.1:{hostPort} still answers after {after}");
-        var status = (await Lab.PyroOkAsync(["workspace", "status", id, "--json"])).Json;
+        Assert.False(await lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, hostPort)), $"the published port 127.0.0.1:{hostPort} still answers after {after}");
+        var status = (await lab.PyroOkAsync(["workspace", "status", id, "--json"], env)).Json;
         Assert.Empty(status.GetProperty("published_ports").EnumerateArray());
         Assert.Equal("egress+published-ports", status.GetProperty("network_policy").GetString());
-        Assert.Contains("Published ports: none", (await Lab.PyroOkAsync(["workspace", "status", id])).Stdout);
+        Assert.Contains("Published ports: none", (await lab.PyroOkAsync(["workspace", "status", id], env)).Stdout);
     }
 
     /// <summary><c>pyro run debian:12 [FLAGS] --json -- sh -c SCRIPT</c> in the lab; the guest's stdout.</summary>
-    private async Task<string> RunAsync(string[] flags, string script)
+    private static async Task<string> RunAsync(NetLab lab, string[] flags, string script)
     {
-        var result = await Lab.PyroAsync(["run", "debian:12", .. flags, "--json", "--timeout-seconds", "180", "--", "sh", "-c", script], timeout: TimeSpan.FromMinutes(5));
+        var result = await lab.PyroAsync(["run", "debian:12", .. flags, "--json", "--timeout-seconds", "180", "--", "sh", "-c", script], timeout: TimeSpan.FromMinutes(5));
         Assert.True(result.ExitCode == 0, result.ToString());
         return result.Json.GetProperty("stdout").GetString()!;
     }
 
     /// <summary><c>pyro workspace exec ID --json -- sh -c SCRIPT</c> in the lab, which must exit 0; the guest's stdout.</summary>
-    private async Task<string> ExecAsync(string id, string script)
+    private static async Task<string> ExecAsync(NetLab lab, IDictionary<string, string>? env, string id, string script)
     {
-        var result = await Lab.PyroAsync(["workspace", "exec", id, "--json", "--timeout-seconds", "180", "--", "sh", "-c", script], timeout: TimeSpan.FromMinutes(5));
+        var result = await lab.PyroAsync(["workspace", "exec", id, "--json", "--timeout-seconds", "180", "--", "sh", "-c", script], env, TimeSpan.FromMinutes(5));
         Assert.True(result.ExitCode == 0, result.ToString());
         return result.Json.GetProperty("stdout").GetString()!;
     }
 
     /// <summary>A CLI call in the lab that must fail with <paramref name="code"/> in its JSON error.</summary>
-    private async Task ErrorAsync(string[] args, string code)
+    private static async Task ErrorAsync(NetLab lab, IDictionary<string, string>? env, string[] args, string code)
     {
-        var result = await Lab.PyroAsync(args);
+        var result = await lab.PyroAsync(args, env);
         Assert.True(result.ExitCode != 0, $"pyro {string.Join(' ', args)} should have failed with {code}\n{result}");
         Assert.Equal(code, result.Json.GetProperty("error").GetProperty("code").GetString());
     }
@@ -339,14 +375,14 @@ public sealed class NetworkTests(NetworkWallsTally tally) : LabGuestTest, IClass
     /// 127.0.0.1:P and 0.0.0.0:Q. The host reaches both first (so the count can move), then
     /// every guest probe must leave their accept counts where the host left them.
     /// </summary>
-    private async Task<Walls> HostServicesAsync()
+    private static async Task<Walls> HostServicesAsync(NetLab lab)
     {
-        var loopback = Lab.StartClientServer(IPAddress.Loopback);
-        var any = Lab.StartClientServer(IPAddress.Any);
-        Assert.True(await Lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, loopback.Port)), "the host cannot reach its own 127.0.0.1 listener");
-        Assert.True(await Lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Parse(Lab.ClientAddress), any.Port)), "the host cannot reach its own 0.0.0.0 listener");
+        var loopback = lab.StartClientServer(IPAddress.Loopback);
+        var any = lab.StartClientServer(IPAddress.Any);
+        Assert.True(await lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Loopback, loopback.Port)), "the host cannot reach its own 127.0.0.1 listener");
+        Assert.True(await lab.CanConnectFromClientAsync(new IPEndPoint(IPAddress.Parse(lab.ClientAddress), any.Port)), "the host cannot reach its own 0.0.0.0 listener");
         await WaitForAcceptsAsync(loopback, any);
-        return new Walls(Lab, loopback, any, Lab.StartTestHostServer());
+        return new Walls(lab, loopback, any, lab.StartTestHostServer());
     }
 
     private static async Task WaitForAcceptsAsync(LocalServer loopback, LocalServer any)

@@ -4,9 +4,9 @@ using System.Text.Json;
 namespace PyroMcp.GuestTests;
 
 /// <summary>
-/// <c>pyro run</c> against real guests. Each one-shot run boots its own VM with scratch of its
-/// own, so they run in two lanes; the tests that need the shared scratch (signals, the SDK, boot
-/// failures) come after them.
+/// <c>pyro run</c> against real guests. Each one-shot run (also those killed by a signal, and the
+/// SDK's) boots its own VM with scratch of its own, so they run in two lanes; the boot failure
+/// test, which needs no guest to come up, comes after them.
 /// </summary>
 [TestCaseOrderer(LaneOrderer.Name, LaneOrderer.Assembly)]
 public sealed class RunTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
@@ -57,8 +57,16 @@ public sealed class RunTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
     [Lane(-1)]
     public Task DemoPrintsTheLifecycleAsJson() => lanes.RunAsync(nameof(DemoPrintsTheLifecycleAsJson), DemoPrintsTheLifecycleAsJsonLane);
 
-    private static Func<Task> Lane(string key) => key switch
+    private static Func<Task> Lane(string key) => key.Split('\u001f') switch
     {
+        [nameof(ASignalTearsTheVmDown), var signal, var name, var exit] => () => ASignalTearsTheVmDownLane(
+            int.Parse(signal, System.Globalization.CultureInfo.InvariantCulture), name, int.Parse(exit, System.Globalization.CultureInfo.InvariantCulture)),
+        _ => LaneByName(key),
+    };
+
+    private static Func<Task> LaneByName(string key) => key switch
+    {
+        nameof(TheSdkRunsACommandAndStreamsOutput) => TheSdkRunsACommandAndStreamsOutputLane,
         nameof(GitVersionRunsInTheGuestWithPhasesOnStderr) => GitVersionRunsInTheGuestWithPhasesOnStderrLane,
         nameof(TheCommandRunsInTheGuestKernelNotOnTheHost) => TheCommandRunsInTheGuestKernelNotOnTheHostLane,
         nameof(ExitCodeAndStreamsAreTheGuestCommands) => ExitCodeAndStreamsAreTheGuestCommandsLane,
@@ -207,11 +215,16 @@ public sealed class RunTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
     }
 
     [Theory]
+    [Lane(-1)]
     [InlineData(2, "SIGINT", 130)]
     [InlineData(15, "SIGTERM", 143)]
-    public async Task ASignalTearsTheVmDown(int signal, string name, int expectedExit)
+    public Task ASignalTearsTheVmDown(int signal, string name, int expectedExit)
+        => lanes.RunAsync(LaneOrderer.Key(nameof(ASignalTearsTheVmDown), signal, name, expectedExit), () => ASignalTearsTheVmDownLane(signal, name, expectedExit));
+
+    private static async Task ASignalTearsTheVmDownLane(int signal, string name, int expectedExit)
     {
-        using var process = PyroCli.Start(["run", "debian:12", "--timeout-seconds", "120", "--", "sleep", "120"]);
+        await using var scratch = new LaneScratch("signal");
+        using var process = PyroCli.Start(["run", "debian:12", "--timeout-seconds", "120", "--", "sleep", "120"], scratch.Env);
         process.StandardInput.Close();
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = new System.Text.StringBuilder();
@@ -232,7 +245,7 @@ public sealed class RunTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
             }
         });
         await executing.Task.WaitAsync(TimeSpan.FromMinutes(3));
-        Assert.NotEmpty(Leftovers.QemuProcesses());
+        Assert.NotEmpty(Leftovers.QemuProcesses(scratch.RunDir, scratch.StateDir));
 
         Assert.Equal(0, Kill(process.Id, signal));
         await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
@@ -240,6 +253,7 @@ public sealed class RunTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
         await stdout;
 
         Assert.True(expectedExit == process.ExitCode, $"{name}: exit {process.ExitCode}\n{stderr}");
+        await scratch.AssertCleanAsync();
     }
 
     [Fact]
@@ -272,9 +286,13 @@ public sealed class RunTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
     }
 
     [Fact]
-    public async Task TheSdkRunsACommandAndStreamsOutput()
+    [Lane(-1)]
+    public Task TheSdkRunsACommandAndStreamsOutput() => lanes.RunAsync(nameof(TheSdkRunsACommandAndStreamsOutput), TheSdkRunsACommandAndStreamsOutputLane);
+
+    private static async Task TheSdkRunsACommandAndStreamsOutputLane()
     {
-        var pyro = new Pyro(new PyroOptions { AgentPath = Repo.AgentPath, RunDir = Repo.RunDir });
+        await using var scratch = new LaneScratch("sdk-run");
+        var pyro = new Pyro(new PyroOptions { AgentPath = Repo.AgentPath, RunDir = scratch.RunDir, StateDir = scratch.StateDir });
         var streamed = new System.Text.StringBuilder();
         var phases = new List<string>();
         var result = await pyro.RunAsync(new RunRequest
@@ -292,6 +310,7 @@ public sealed class RunTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
         var failed = await pyro.RunAsync(new RunRequest { Environment = "debian:12", Command = ["false"] });
         var thrown = Assert.Throws<CommandFailedException>(() => failed.ThrowOnFailure());
         Assert.Equal(1, thrown.Result.ExitCode);
+        await scratch.AssertCleanAsync();
     }
 
     [DllImport("libc", EntryPoint = "kill")]

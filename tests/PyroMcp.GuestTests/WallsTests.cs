@@ -4,9 +4,20 @@ using PyroMcp.Vmm;
 
 namespace PyroMcp.GuestTests;
 
-/// <summary>QEMU's own confinement (user, seccomp, owner tie), paths QEMU must not misparse, and the resource caps, on real guests.</summary>
-public sealed class WallsTests : GuestTest
+/// <summary>
+/// QEMU's own confinement (user, seccomp, owner tie), paths QEMU must not misparse, and the
+/// resource caps, on real guests. The comma paths test has directories of its own, so it runs in
+/// a lane beside the other two.
+/// </summary>
+[TestCaseOrderer(LaneOrderer.Name, LaneOrderer.Assembly)]
+public sealed class WallsTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
 {
+    public override Task InitializeAsync()
+    {
+        lanes.Begin(GetType(), key => key == nameof(RunAndWorkspaceBootWhenTheirDirectoriesHaveCommas) ? CommaLaneAsync : throw new ArgumentException($"no lane {key}", nameof(key)));
+        return base.InitializeAsync();
+    }
+
     private Task<string> CreateAsync(Dictionary<string, string>? env = null) => CreateWorkspaceAsync(env: env);
 
     private static Task<ProcessResult> Ok(Dictionary<string, string>? env, params string[] args) => PyroCli.OkAsync(env, args);
@@ -116,7 +127,10 @@ public sealed class WallsTests : GuestTest
     }
 
     [Fact]
-    public async Task RunAndWorkspaceBootWhenTheirDirectoriesHaveCommas()
+    [Lane(1)]
+    public Task RunAndWorkspaceBootWhenTheirDirectoriesHaveCommas() => lanes.RunAsync(nameof(RunAndWorkspaceBootWhenTheirDirectoriesHaveCommas), CommaLaneAsync);
+
+    private static async Task CommaLaneAsync()
     {
         var root = Directory.CreateTempSubdirectory("pyro-comma-").FullName;
         var env = new Dictionary<string, string>
@@ -124,13 +138,16 @@ public sealed class WallsTests : GuestTest
             ["PYRO_RUN_DIR"] = Path.Combine(root, "run,readonly=on,file=x"),
             ["PYRO_STATE_DIR"] = Path.Combine(root, "state,b"),
         };
+        string? id = null;
         try
         {
             var run = await PyroCli.RunAsync(["run", "debian:12", "--", "echo", "comma run"], env);
             Assert.True(run.ExitCode == 0, run.ToString());
             Assert.Equal("comma run\n", run.Stdout);
 
-            var id = await CreateAsync(env);
+            var created = await PyroCli.RunAsync(["workspace", "create", "debian:12", "--id-only"], env, TimeSpan.FromMinutes(5));
+            Assert.True(created.ExitCode == 0, created.ToString());
+            id = created.Stdout.Trim();
             Assert.Equal("comma workspace\n", (await Ok(env, "workspace", "exec", id, "--", "echo", "comma workspace")).Stdout);
             // The disk is the one in the comma directory, written and read back through QEMU.
             await Ok(env, "workspace", "exec", id, "--", "sh", "-c", "echo kept > kept.txt && sync");
@@ -138,12 +155,19 @@ public sealed class WallsTests : GuestTest
             await Ok(env, "workspace", "start", id);
             Assert.Equal("kept\n", (await Ok(env, "workspace", "exec", id, "--", "cat", "kept.txt")).Stdout);
             await Ok(env, "workspace", "delete", id);
-            Forget(id);
+            id = null;
             Figures.Record("QEMU option escaping (guest)", "run dir and state dir with commas: run and workspace booted, 0 options injected");
+            // A lane checks its own scratch: nothing of the run or the workspace is left.
+            await Leftovers.AssertNoneAsync(env["PYRO_RUN_DIR"], env["PYRO_STATE_DIR"]);
         }
         finally
         {
-            await DeleteWorkspacesAsync();
+            // Cleanup, not a check: what a failed run left.
+            if (id is not null)
+            {
+                await PyroCli.RunAsync(["workspace", "delete", id], env);
+            }
+
             Directory.Delete(root, recursive: true);
         }
     }

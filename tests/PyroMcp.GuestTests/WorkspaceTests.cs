@@ -36,11 +36,29 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         return seed;
     }
 
+    /// <summary>
+    /// One seeded, named and labelled guest through its whole life, for six scenarios that used to
+    /// boot a workspace each: created, exec'd, logged and listed while its command log is fresh; run
+    /// beside a second workspace; snapshots and resets; a failed sync and reset; files, sync,
+    /// patch, diff and export; deleted. Each scenario after the first starts from the seed's
+    /// baseline (the resets return it there), so none sees another's files, and the counts that
+    /// only a fresh workspace has (command log, reset count) are checked where it is fresh.
+    /// </summary>
     [Fact]
-    public async Task CreateExecLogsStatusListAndDelete()
+    public async Task OneSeededWorkspaceThroughCreateExecSnapshotsResetsFailuresFilesAndDelete()
     {
         var id = await CreateAsync("--seed-path", Seed(), "--name", "wt-life", "--label", "team=core", "--label", "tier=test");
+        await CreateExecLogsStatusAndListAsync(id);
+        await TwoClientsExecAtOnceAndWorkspacesRunSideBySideAsync(id);
+        await SnapshotsAndResetGiveAFreshSandboxWithTheSameIdAndBaselineAsync(id);
+        await FailedSyncAndResetSayWhatStateTheWorkspaceIsInAsync(id);
+        await FilesSyncPatchDiffAndExportAsync(id);
+        await DeleteAsync(id);
+    }
 
+    /// <summary>Status, exec, logs and list of <paramref name="id"/> (named wt-life, labelled team=core) while its command log is empty.</summary>
+    private static async Task CreateExecLogsStatusAndListAsync(string id)
+    {
         var status = (await Ok("workspace", "status", "wt-life", "--json")).Json;
         Assert.Equal(id, status.GetProperty("workspace_id").GetString());
         Assert.Equal("running", status.GetProperty("state").GetString());
@@ -66,7 +84,11 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         var listed = (await Ok("workspace", "list", "--label", "team=core", "--json")).Json.EnumerateArray().Select(w => w.GetProperty("workspace_id").GetString()).ToList();
         Assert.Contains(id, listed);
         Assert.Empty((await Ok("workspace", "list", "--label", "team=other", "--json")).Json.EnumerateArray());
+    }
 
+    /// <summary>Deletes <paramref name="id"/> by its name wt-life: gone from status and from the host.</summary>
+    private async Task DeleteAsync(string id)
+    {
         await Ok("workspace", "delete", "wt-life");
         Forget(id);
         var gone = await PyroCli.RunAsync("workspace", "status", id);
@@ -75,11 +97,9 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         Assert.False(Directory.Exists(Path.Combine(Repo.StateDir, "workspaces", id)));
     }
 
-    [Fact]
-    public async Task FilesSyncPatchDiffAndExport()
+    /// <summary>Files, sync, patch, diff and export on <paramref name="id"/>, seeded with <see cref="Seed"/> and at its baseline.</summary>
+    private async Task FilesSyncPatchDiffAndExportAsync(string id)
     {
-        var id = await CreateAsync("--seed-path", Seed());
-
         // Binary-safe write and read.
         var binary = Path.Combine(HostDir, "all-bytes.bin");
         File.WriteAllBytes(binary, Enumerable.Range(0, 256).Select(i => (byte)i).ToArray());
@@ -190,10 +210,10 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         Assert.Contains("output_exists", again.Stderr);
     }
 
-    [Fact]
-    public async Task SnapshotsAndResetGiveAFreshSandboxWithTheSameIdAndBaseline()
+    /// <summary>Snapshots and resets of <paramref name="id"/>, seeded with <see cref="Seed"/>, never reset before; ends at its baseline.</summary>
+    private static async Task SnapshotsAndResetGiveAFreshSandboxWithTheSameIdAndBaselineAsync(string id)
     {
-        var id = await CreateAsync("--seed-path", Seed());
+        Assert.Equal(0, (await Ok("workspace", "status", id, "--json")).Json.GetProperty("reset_count").GetInt32());
         await Ok("workspace", "exec", id, "--", "sh", "-c", "echo step1 > state.txt");
         var snap = (await Ok("workspace", "snapshot", "create", id, "checkpoint", "--json")).Json;
         Assert.Equal("checkpoint", snap.GetProperty("name").GetString());
@@ -221,11 +241,13 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         Assert.Contains("snapshot_not_found", missing.Stderr);
     }
 
-    [Fact]
-    public async Task TwoClientsExecAtOnceAndWorkspacesRunSideBySide()
+    /// <summary>
+    /// Two clients exec at once in a new workspace while <paramref name="second"/> (a running
+    /// workspace whose command log is not checked) runs beside it; the new one is deleted after.
+    /// </summary>
+    private async Task TwoClientsExecAtOnceAndWorkspacesRunSideBySideAsync(string second)
     {
         var first = await CreateAsync();
-        var second = await CreateAsync();
 
         static string[] Loop(string id, string tag) => ["workspace", "exec", id, "--", "sh", "-c", $"for i in 1 2 3 4 5; do echo {tag}$i; sleep 0.2; done"];
         var results = await Task.WhenAll(PyroCli.RunAsync(Loop(first, "A")), PyroCli.RunAsync(Loop(first, "B")), PyroCli.RunAsync(Loop(second, "C")));
@@ -235,6 +257,8 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         Assert.Equal("C1\nC2\nC3\nC4\nC5\n", results[2].Stdout);
         var sequences = (await Ok("workspace", "logs", first, "--json")).Json.EnumerateArray().Select(l => l.GetProperty("sequence").GetInt32()).Order();
         Assert.Equal([1, 2], sequences);
+        await Ok("workspace", "delete", first);
+        Forget(first);
     }
 
     /// <summary>
@@ -299,8 +323,13 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         await scratch.AssertCleanAsync();
     }
 
+    /// <summary>
+    /// A hostile seed archive, a hostile guest tree exported, and then file calls on paths
+    /// outside the workspace: one guest for all three, since none of them may change anything
+    /// outside /workspace (which is what each checks).
+    /// </summary>
     [Fact]
-    public async Task AHostileSeedArchiveWritesNothingOutsideTheWorkspace()
+    public async Task AHostileSeedArchiveAndPathsOutsideTheWorkspaceWriteNothingOutsideIt()
     {
         var archive = Path.Combine(HostDir, "hostile.tar");
         await using (var file = File.Create(archive))
@@ -354,13 +383,13 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         Assert.False(Path.Exists(Path.Combine(output, "deep", "up")));
         Assert.Contains(exported.GetProperty("skipped").EnumerateArray(), s => s.GetProperty("name").GetString()!.Contains("deep/up"));
         Assert.False(Path.Exists(Path.Combine(output, "etc-link")));
+
+        await PathsOutsideTheWorkspaceAreRefusedAsync(id);
     }
 
-    [Fact]
-    public async Task FailedSyncAndResetSayWhatStateTheWorkspaceIsIn()
+    /// <summary>A failed sync and a failed reset of running <paramref name="id"/>, seeded with <see cref="Seed"/>; ends reset to its baseline.</summary>
+    private async Task FailedSyncAndResetSayWhatStateTheWorkspaceIsInAsync(string id)
     {
-        var id = await CreateAsync("--seed-path", Seed());
-
         // An archive that is not one: the sync fails and says what may be left and how to recover.
         var corrupt = Path.Combine(HostDir, "corrupt.tar");
         await File.WriteAllBytesAsync(corrupt, Enumerable.Range(0, 4096).Select(i => (byte)(i * 7)).ToArray());
@@ -386,11 +415,10 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         Assert.Equal("hello from the seed\n", (await Ok("workspace", "exec", id, "--", "cat", "note.txt")).Stdout);
     }
 
-    [Fact]
-    public async Task PathsOutsideTheWorkspaceAreRefused()
+    /// <summary>File reads and writes of paths outside running <paramref name="id"/> are refused and write nothing.</summary>
+    private static async Task PathsOutsideTheWorkspaceAreRefusedAsync(string id)
     {
         // One guest for every path: a refused call changes nothing, so the cases cannot see each other.
-        var id = await CreateAsync();
         foreach (var (verb, path) in new[] { ("read", "../etc/passwd"), ("read", "/etc/passwd"), ("write", "/etc/pyro-was-here"), ("write", "../root/pyro-was-here") })
         {
             var args = verb == "read" ? new[] { "workspace", "file", "read", id, path } : ["workspace", "file", "write", id, path, "--text", "x"];
