@@ -353,7 +353,8 @@ internal sealed class WorkspaceSupervisor
             catch (Exception ex) when (ex is PyroException or IOException or OperationCanceledException or ObjectDisposedException or System.Net.Sockets.SocketException)
             {
                 // A guest that does not answer keeps its ports until it does, or until the VM ends.
-                Log($"service port watch: {ex.Message}");
+                // The message may quote the guest: the log gets it with the workspace's secrets redacted.
+                Log($"service port watch: {Secrets.SecretStore.Redactor(_store.WorkspaceDir(_record.Id)).Redact(ex.Message)}");
             }
         }
     }
