@@ -35,9 +35,21 @@ pyro_missing_packages() {
   printf '%s\n' "${missing[@]}" | sort -u | grep -v '^$' || true
 }
 
+# Building from a checkout also links the guest agent as Native AOT: the ILCompiler packs come
+# from NuGet, clang links, zlib1g-dev is on its link line. Build-only, so not in
+# host-packages.txt (doctor checks what an installed tool needs, and that is not a compiler).
+pyro_missing_build_packages() {
+  local found= candidate
+  for candidate in clang clang-{20..13}; do
+    command -v "$candidate" >/dev/null 2>&1 && { found=1; break; }
+  done
+  [[ -n $found ]] || echo clang
+  dpkg-query -W -f='${Status}' zlib1g-dev 2>/dev/null | grep -q "ok installed" || echo zlib1g-dev
+}
+
 pyro_ensure_host() {
   local missing
-  missing=$(pyro_missing_packages | tr '\n' ' ')
+  missing=$({ pyro_missing_packages; pyro_missing_build_packages; } | tr '\n' ' ')
   if [[ -n ${missing// /} ]]; then
     if [[ $(id -u) -eq 0 ]]; then
       echo "[setup] installing host packages: $missing" >&2

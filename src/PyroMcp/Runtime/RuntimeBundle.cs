@@ -16,6 +16,9 @@ internal sealed record RuntimeManifest
     public required string KernelSha256 { get; init; }
     public required string InitramfsSha256 { get; init; }
     public required string AgentSha256 { get; init; }
+
+    /// <summary>The loader and libraries the agent runs with (guest/lib beside it), by file name, and their SHA-256.</summary>
+    public required IReadOnlyDictionary<string, string> AgentLibraries { get; init; }
     public required string BusyboxVersion { get; init; }
     public required string BusyboxSha256 { get; init; }
     public required string TiniVersion { get; init; }
@@ -64,6 +67,14 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
             ("pyro/tini", await File.ReadAllBytesAsync(tini, cancellationToken).ConfigureAwait(false), true),
             ("pyro/pyro-agent", await File.ReadAllBytesAsync(options.AgentPath, cancellationToken).ConfigureAwait(false), true),
         };
+        // The agent takes its loader and libc from here, never from the guest's /lib: the root file
+        // system may have another libc or none (init.sh stages them in /run/pyro/lib).
+        var agentLibraries = AgentLibraryFiles(options.AgentPath);
+        foreach (var library in agentLibraries)
+        {
+            parts.Add(("pyro/lib/" + Path.GetFileName(library), await File.ReadAllBytesAsync(library, cancellationToken).ConfigureAwait(false), true));
+        }
+
         foreach (var module in Modules)
         {
             parts.Add(($"lib/pyro-modules/{module}.ko", await File.ReadAllBytesAsync(Path.Combine(kernelDir, "modules", module + ".ko"), cancellationToken).ConfigureAwait(false), false));
@@ -96,7 +107,7 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
         await using (output.ConfigureAwait(false))
         {
             var cpio = new CpioWriter(output);
-            foreach (var dir in new[] { "bin", "dev", "lib", "lib/pyro-modules", "newroot", "proc", "pyro", "sys" })
+            foreach (var dir in new[] { "bin", "dev", "lib", "lib/pyro-modules", "newroot", "proc", "pyro", "pyro/lib", "sys" })
             {
                 cpio.Directory(dir);
             }
@@ -120,6 +131,7 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
             KernelSha256 = kernelInfo.VmlinuzSha256,
             InitramfsSha256 = FileIntegrity.HashAndStamp(Path.Combine(staging, "initramfs.cpio"), Path.Combine(staging, "initramfs.stamp")),
             AgentSha256 = Hex(parts[3].Data),
+            AgentLibraries = parts.Where(p => p.Name.StartsWith("pyro/lib/", StringComparison.Ordinal)).ToDictionary(p => p.Name["pyro/lib/".Length..], p => Hex(p.Data)),
             BusyboxVersion = await PackageVersionAsync("busybox-static", cancellationToken).ConfigureAwait(false),
             BusyboxSha256 = Hex(parts[1].Data),
             TiniVersion = await PackageVersionAsync("tini", cancellationToken).ConfigureAwait(false),
@@ -138,6 +150,24 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
         progress?.Report(new PyroProgress("runtime", "ready", [new("bundle", bundleId)]));
         return new RuntimeBundle(bundleDir, kernelPath, initramfsPath, manifest);
     }
+
+    /// <summary>The files in lib/ beside the agent: its dynamic loader and the libraries it was linked against.</summary>
+    internal static string[] AgentLibraryFiles(string agentPath)
+    {
+        var dir = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(agentPath))!, "lib");
+        var files = System.IO.Directory.Exists(dir) ? System.IO.Directory.GetFiles(dir) : [];
+        if (!files.Any(f => Path.GetFileName(f) == AgentLoader))
+        {
+            throw new HostRequirementException("agent_missing",
+                $"the guest agent's loader is missing at {Path.Combine(dir, AgentLoader)}. Build the checkout with ./pyro, reinstall the pyro-mcp tool, or point PYRO_AGENT_PATH at an agent with its lib/ directory.");
+        }
+
+        Array.Sort(files, StringComparer.Ordinal);
+        return files;
+    }
+
+    /// <summary>The dynamic loader the agent is linked to find in /run/pyro/lib (PyroMcp.GuestAgent.csproj).</summary>
+    internal const string AgentLoader = "ld-linux-x86-64.so.2";
 
     private static RuntimeBundle? TryLoad(string bundleDir, string manifestPath, string initramfsPath, string kernelPath)
     {

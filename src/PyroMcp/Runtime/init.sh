@@ -1,6 +1,7 @@
 #!/bin/busybox sh
 # pyro initramfs init: load the virtio drivers, mount the environment's root disk, put the
-# runtime (agent, tini, busybox) on a tmpfs under /run/pyro, and hand over to the agent.
+# runtime (agent with its own loader and libraries, tini, busybox) on a tmpfs under /run/pyro,
+# and hand over to the agent.
 /bin/busybox mkdir -p /proc /sys /dev /newroot
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
@@ -22,6 +23,8 @@ fi
 /bin/busybox mount -t tmpfs -o mode=0755,size=64m tmpfs /newroot/run || fail "cannot mount /run"
 /bin/busybox mkdir -p /newroot/run/pyro
 /bin/busybox cp /pyro/pyro-agent /pyro/tini /bin/busybox /newroot/run/pyro/ || fail "cannot stage the agent"
+# The agent's own loader and libc: it is linked to load them from here, whatever the root holds.
+/bin/busybox cp -r /pyro/lib /newroot/run/pyro/lib || fail "cannot stage the agent's libraries"
 # Services bound to 127.0.0.1 and published ports (tunnelled to the guest's loopback) need lo.
 /bin/busybox ip link set lo up || fail "cannot bring up the loopback"
 if /bin/busybox grep -q 'pyro.net=dhcp' /proc/cmdline; then
