@@ -26,6 +26,7 @@ public sealed class SecretTests : GuestTest
     [Fact]
     public async Task ACanarySecretIsUsableInTheGuestAndFoundNowhereOnTheHostOutsideItsStore()
     {
+        var began = DateTime.UtcNow;
         var state = Path.Combine(HostDir, "state");
         var run = Path.Combine(HostDir, "run");
         _env = new() { ["PYRO_STATE_DIR"] = state, ["PYRO_RUN_DIR"] = run };
@@ -163,6 +164,10 @@ public sealed class SecretTests : GuestTest
         await Cli(true, "workspace", "delete", id);
         Forget(id);
         var after = SearchAll([state, run, exportDir], store);
+        // The shared caches (environments, runtime bundles) too: whatever in them was written during this test.
+        var defaults = new PyroOptions();
+        var cached = SearchAll([defaults.EnvironmentCacheDir, defaults.RuntimeCacheDir], store, since: began);
+        after = (after.Places + cached.Places, [.. after.Hits, .. cached.Hits]);
         var places = before.Places + after.Places;
         var hits = before.Hits.Concat(after.Hits).ToList();
         Figures.Record("secret canary", $"{places} places searched (files pyro wrote, outputs, process arguments and environments), {hits.Count} canary hits outside the secret store");
@@ -244,7 +249,7 @@ public sealed class SecretTests : GuestTest
     }
 
     /// <summary>The canary as raw text, base64 and hex, in every file under <paramref name="roots"/> but the store, and in every output kept.</summary>
-    private (int Places, List<string> Hits) SearchAll(IEnumerable<string> roots, string store)
+    private (int Places, List<string> Hits) SearchAll(IEnumerable<string> roots, string store, DateTime? since = null)
     {
         var value = Encoding.UTF8.GetBytes(_canary);
         byte[][] forms =
@@ -259,7 +264,8 @@ public sealed class SecretTests : GuestTest
         {
             foreach (var file in Directory.EnumerateFiles(root, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 }))
             {
-                if (file == store || new FileInfo(file).LinkTarget is not null || file.EndsWith(".sock", StringComparison.Ordinal))
+                var info = new FileInfo(file);
+                if (file == store || info.LinkTarget is not null || file.EndsWith(".sock", StringComparison.Ordinal) || (since is { } from && info.LastWriteTimeUtc < from))
                 {
                     continue;
                 }
