@@ -56,30 +56,13 @@ internal static class DiskCommands
         read.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var file = await new Pyro().ReadWorkspaceDiskAsync(parse.GetValue(Workspace)!, parse.GetValue(path)!, parse.GetValue(maxBytes), CliApp.Interrupted);
-            string? text;
-            try
-            {
-                text = new UTF8Encoding(false, true).GetString(file.Content);
-            }
-            catch (DecoderFallbackException)
-            {
-                text = null;
-            }
-
             if (parse.GetValue(Output.Json))
             {
-                Output.WriteJson(new JsonObject
-                {
-                    ["workspace_id"] = file.WorkspaceId,
-                    ["path"] = file.Path,
-                    ["size"] = file.Size,
-                    ["truncated"] = file.Truncated,
-                    ["encoding"] = text is null ? "base64" : "utf-8",
-                    ["content"] = text ?? Convert.ToBase64String(file.Content),
-                });
+                Output.WriteJson(WorkspaceCommands.FileJson(file));
                 return 0;
             }
 
+            var text = WorkspaceCommands.AsText(file.Content);
             if (!parse.GetValue(contentOnly))
             {
                 Console.WriteLine($"Path: {Terminal.Line(file.Path).Replace('\n', ' ')}");

@@ -275,16 +275,7 @@ internal static class WorkspaceCommands
             var file = await new Pyro().ReadWorkspaceFileAsync(parse.GetValue(Workspace)!, parse.GetValue(path)!, parse.GetValue(maxBytes), CliApp.Interrupted);
             if (parse.GetValue(Output.Json))
             {
-                var text = AsText(file.Content);
-                Output.WriteJson(new JsonObject
-                {
-                    ["workspace_id"] = file.WorkspaceId,
-                    ["path"] = file.Path,
-                    ["size"] = file.Size,
-                    ["truncated"] = file.Truncated,
-                    ["encoding"] = text is null ? "base64" : "utf-8",
-                    ["content"] = text ?? Convert.ToBase64String(file.Content),
-                });
+                Output.WriteJson(FileJson(file));
                 return 0;
             }
 
@@ -627,7 +618,22 @@ internal static class WorkspaceCommands
     }
 
     /// <summary>The bytes as text when they are UTF-8 without NUL; JSON gets base64 otherwise.</summary>
-    private static string? AsText(byte[] content)
+    /// <summary>A file read (from a running workspace or a stopped one's disk) as --json prints it: UTF-8 text, or base64.</summary>
+    internal static JsonObject FileJson(FileContent file)
+    {
+        var text = AsText(file.Content);
+        return new JsonObject
+        {
+            ["workspace_id"] = file.WorkspaceId,
+            ["path"] = file.Path,
+            ["size"] = file.Size,
+            ["truncated"] = file.Truncated,
+            ["encoding"] = text is null ? "base64" : "utf-8",
+            ["content"] = text ?? Convert.ToBase64String(file.Content),
+        };
+    }
+
+    internal static string? AsText(byte[] content)
     {
         if (content.AsSpan().Contains((byte)0))
         {
