@@ -50,19 +50,7 @@ public sealed partial class PyroTools
                 throw new ToolError("invalid_max_bytes", $"max_bytes must be between 1 and 1048576 (got {max_bytes})");
             }
 
-            var file = await _pyro.ReadWorkspaceDiskAsync(workspace_id, path, max_bytes, cancellationToken).ConfigureAwait(false);
-            var text = AsText(file.Content, file.Truncated);
-            var summary = $"{file.Path}: {file.Size} bytes{(file.Truncated ? $" (truncated at max_bytes={max_bytes}; the file is longer)" : "")}{(text is null ? "; binary, content is base64" : "")}";
-            return Ok(new JsonObject
-            {
-                ["workspace_id"] = file.WorkspaceId,
-                ["path"] = file.Path,
-                ["size"] = file.Size,
-                ["truncated"] = file.Truncated,
-                ["binary"] = text is null,
-                ["encoding"] = text is null ? "base64" : "utf-8",
-                ["content"] = text ?? Convert.ToBase64String(file.Content),
-            }, summary, detail: text is null ? null : "---\n" + text);
+            return FileRead(await _pyro.ReadWorkspaceDiskAsync(workspace_id, path, max_bytes, cancellationToken).ConfigureAwait(false), max_bytes);
         });
 
     /// <summary>workspace_disk_export.</summary>
