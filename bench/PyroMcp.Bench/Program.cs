@@ -84,6 +84,9 @@ try
 
     Console.WriteLine($"workspace exec round trip of true (30, via supervisor, history recorded): median {Median(trips):0.0} ms");
 
+    // The supervisor's own memory while its workspace idles, and what the CLI process adds to one exec.
+    await ReportHostOverheadAsync(ws.WorkspaceId, ws.SupervisorPid, Median(trips));
+
     // One client starts endless output and never reads it; the others' exec round trip beside the normal one.
     using (var stalled = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
     {
@@ -142,6 +145,61 @@ finally
 }
 
 return 0;
+
+// An idle workspace's host cost (supervisor and QEMU resident memory) and the CLI's own share of
+// `pyro workspace exec ID -- true`: its wall time minus the SDK's in-process exec round trip.
+async Task ReportHostOverheadAsync(string workspaceId, int? supervisorPid, double sdkExecMs)
+{
+    await Task.Delay(TimeSpan.FromSeconds(3));
+    if (supervisorPid is { } pid)
+    {
+        Console.WriteLine($"supervisor_rss_mib = {ResidentMib(pid):0.0} (idle workspace; pss {ProportionalMib(pid):0.0} MiB)");
+    }
+
+    var cliTimes = new List<double>();
+    for (var i = 0; i < 5; i++)
+    {
+        cliTimes.Add(await TimeCliAsync([cli, "workspace", "exec", workspaceId, "--", "true"], state));
+    }
+
+    var cliExec = Median(cliTimes);
+    Console.WriteLine($"pyro workspace exec ID -- true (CLI, 5): median {cliExec:0} ms  [{string.Join(", ", cliTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
+    Console.WriteLine($"cli_overhead_ms = {cliExec - sdkExecMs:0} (CLI wall minus the in-process exec round trip {sdkExecMs:0.0} ms)");
+}
+
+// The CLI against the bench's own state directory (its workspaces live there, not in ~/.local/state).
+static async Task<double> TimeCliAsync(string[] arguments, string stateDir)
+{
+    var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+    foreach (var arg in arguments)
+    {
+        start.ArgumentList.Add(arg);
+    }
+
+    start.Environment["PYRO_STATE_DIR"] = stateDir;
+    var clock = Stopwatch.StartNew();
+    using var process = System.Diagnostics.Process.Start(start)!;
+    var drain = Task.WhenAll(process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync());
+    await process.WaitForExitAsync();
+    var output = await drain;
+    var elapsed = clock.Elapsed.TotalMilliseconds;
+    if (process.ExitCode != 0)
+    {
+        throw new InvalidOperationException($"pyro {string.Join(' ', arguments.Skip(1))} exited {process.ExitCode}: {output[1]}");
+    }
+
+    return elapsed;
+}
+
+static double ResidentMib(int pid) => StatusKib(Path.Combine("/proc", pid.ToString(CultureInfo.InvariantCulture), "status"), "VmRSS:") / 1024.0;
+
+static double ProportionalMib(int pid) => StatusKib(Path.Combine("/proc", pid.ToString(CultureInfo.InvariantCulture), "smaps_rollup"), "Pss:") / 1024.0;
+
+static double StatusKib(string file, string key)
+{
+    var line = File.ReadLines(file).First(l => l.StartsWith(key, StringComparison.Ordinal));
+    return double.Parse(line[key.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+}
 
 async Task<double> BareBootAsync()
 {
