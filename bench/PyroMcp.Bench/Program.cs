@@ -45,6 +45,20 @@ Console.WriteLine($"cold run (pyro run {EnvironmentName} -- true):   median {run
 Console.WriteLine($"bare QEMU boot to a shell that exits:      median {bare:0} ms  [{string.Join(", ", bareTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
 Console.WriteLine($"ratio cold_run / bare_boot = {run / bare:0.00} (target <= 1.2)");
 
+// 1b. Where a cold run spends its time: the boot phases of one-shot runs through the SDK (the
+// phases start at QEMU's spawn, so the CLI's own start-up is not in them), median per phase.
+var phaseRuns = new List<BootPhases>();
+for (var i = 0; i < rounds; i++)
+{
+    var phased = await pyro.RunAsync(new RunRequest { Environment = EnvironmentName, Command = ["true"] });
+    phaseRuns.Add(phased.BootPhasesMs ?? throw new InvalidOperationException("the guest agent reported no boot times"));
+}
+
+double PhaseMedian(Func<BootPhases, long> phase) => Median([.. phaseRuns.Select(p => (double)phase(p))]);
+Console.WriteLine($"agent_start_ms (in-guest, agent process start to ready): median {PhaseMedian(p => p.Agent):0}");
+Console.WriteLine($"boot_phases_ms (median of {rounds}): qemu_start={PhaseMedian(p => p.QemuStart):0} kernel={PhaseMedian(p => p.Kernel):0} " +
+    $"init={PhaseMedian(p => p.Init):0} agent={PhaseMedian(p => p.Agent):0} first_exec={PhaseMedian(p => p.FirstExec):0}");
+
 var rawMbps = 0.0;
 
 // 2. exec round trip of `true` in one booted guest (informational until the qemu-ga peer joins).

@@ -212,6 +212,8 @@ internal sealed class AgentServer : IAsyncDisposable
 
     private static HelloReply Hello(HelloRequest hello)
     {
+        // Read first: the uptime stands for the moment hello is answered, not after the clock set.
+        var uptime = BootClock.UptimeMs();
         var clockError = hello.UnixTimeMs > 0 ? Interop.SetClock(hello.UnixTimeMs) : null;
         return new HelloReply
         {
@@ -220,6 +222,9 @@ internal sealed class AgentServer : IAsyncDisposable
             OsPrettyName = ReadOsPrettyName(),
             ClockError = clockError,
             Network = ReadNetwork(),
+            UptimeMs = uptime,
+            InitStartMs = BootClock.ProcessStartMs("1"),
+            AgentStartMs = BootClock.ProcessStartMs("self"),
         };
     }
 

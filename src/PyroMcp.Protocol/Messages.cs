@@ -176,6 +176,12 @@ public sealed record HelloReply
     public string? ClockError { get; init; }
     /// <summary>The network the guest was given at boot (DHCP from passt), or null when it has no network device.</summary>
     public GuestNetworkReply? Network { get; init; }
+    /// <summary>Milliseconds since the guest kernel started, when the agent answered hello (/proc/uptime); null if unreadable.</summary>
+    public long? UptimeMs { get; init; }
+    /// <summary>Milliseconds since the guest kernel started, when PID 1 (the init) started (/proc/1/stat); null if unreadable.</summary>
+    public long? InitStartMs { get; init; }
+    /// <summary>Milliseconds since the guest kernel started, when the agent process started (/proc/self/stat); null if unreadable.</summary>
+    public long? AgentStartMs { get; init; }
 }
 
 /// <summary>What the guest's init recorded of its DHCP lease. Claims of a guest: the host checks every field.</summary>

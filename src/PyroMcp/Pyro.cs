@@ -188,6 +188,7 @@ public sealed partial class Pyro
         vm.DiscardOnDispose = true;
         progress?.Report(new PyroProgress("run", "execute", [new("vm_id", vmId)]));
         var output = await ExecPipeline.ExecuteAsync(vm.Agent, plan, request.Cwd, Options.MaxOutputBytes, cancellationToken).ConfigureAwait(false);
+        var phases = vm.BootPhasesUntilNow();
         var kernel = GuestAgentClient.Sanitize(vm.Guest.KernelRelease, 200);
         await vm.DisposeAsync().ConfigureAwait(false);
         return output.Complete(new RunResult
@@ -198,6 +199,7 @@ public sealed partial class Pyro
             Command = plan.CommandText,
             GuestKernel = kernel,
             Cleanup = new CleanupInfo(true, "post_exec_cleanup", vmId),
+            BootPhasesMs = phases,
         }, clock.ElapsedMilliseconds);
     }
 

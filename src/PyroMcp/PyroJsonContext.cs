@@ -11,6 +11,7 @@ namespace PyroMcp;
     WriteIndented = true,
     UseStringEnumConverter = true)]
 [JsonSerializable(typeof(RunResult))]
+[JsonSerializable(typeof(BootPhases))]
 [JsonSerializable(typeof(EnvironmentInfo))]
 [JsonSerializable(typeof(IReadOnlyList<EnvironmentInfo>))]
 [JsonSerializable(typeof(PruneResult))]

@@ -38,7 +38,23 @@ public sealed record RunResult : ExecResult
     /// <summary>What became of the VM afterwards.</summary>
     [JsonPropertyOrder(2)]
     public CleanupInfo? Cleanup { get; init; }
+    /// <summary>Where the cold path spent its time, in ms, when a guest ran the command.</summary>
+    [JsonPropertyOrder(3)]
+    public BootPhases? BootPhasesMs { get; init; }
 }
+
+/// <summary>
+/// The phases of a cold run, in milliseconds, back to back: together they span QEMU's spawn to
+/// the first command's result. Guest times come from the guest's /proc at 10 ms granularity and
+/// are placed on the host's clock through the guest's uptime, so each phase may be off by some
+/// 10 ms; a phase that would come out negative is 0.
+/// </summary>
+/// <param name="QemuStart">QEMU's spawn to the guest kernel's start (QEMU and firmware set-up).</param>
+/// <param name="Kernel">The kernel's start to the start of PID 1 (the init).</param>
+/// <param name="Init">PID 1's start to the guest agent process's start (initramfs, mounts, network).</param>
+/// <param name="Agent">The agent process's start to its answer to hello (the agent is ready).</param>
+/// <param name="FirstExec">Hello to the first command's result, on the host.</param>
+public sealed record BootPhases(long QemuStart, long Kernel, long Init, long Agent, long FirstExec);
 
 /// <summary>What happened to a VM after its command.</summary>
 /// <param name="Deleted">Whether the VM and its files are gone.</param>

@@ -211,6 +211,16 @@ public sealed class RunTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
         Assert.Equal("err", json.GetProperty("stderr").GetString());
         Assert.True(json.GetProperty("cleanup").GetProperty("deleted").GetBoolean());
         Assert.Equal(json.GetProperty("vm_id").GetString(), json.GetProperty("cleanup").GetProperty("vm_id").GetString());
+        // The boot phases: all five, none negative, and back to back within the run's own time
+        // (QEMU's spawn to the first result lies inside the run's duration).
+        var phases = json.GetProperty("boot_phases_ms");
+        string[] names = ["qemu_start", "kernel", "init", "agent", "first_exec"];
+        Assert.Equal(names, phases.EnumerateObject().Select(phase => phase.Name));
+        var values = names.Select(name => phases.GetProperty(name).GetInt64()).ToArray();
+        Assert.All(values, value => Assert.True(value >= 0, phases.ToString()));
+        Assert.True(values.Sum() <= json.GetProperty("duration_ms").GetInt64(), json.ToString());
+        // The guest reported its side: a real kernel, init and agent start take some time between them.
+        Assert.True(values[1] + values[2] + values[3] > 0, phases.ToString());
         await scratch.AssertCleanAsync();
     }
 

@@ -123,6 +123,8 @@ internal sealed class QemuVm : IAsyncDisposable
     private Task? _pumps;
     private bool _disposed;
     private bool _persistent;
+    private long _spawnedAt;
+    private long _helloMs;
 
     private QemuVm(string id, string directory, Accelerator accelerator)
     {
@@ -136,6 +138,14 @@ internal sealed class QemuVm : IAsyncDisposable
     internal Accelerator Accelerator { get; }
     internal GuestAgentClient Agent { get; private set; } = null!;
     internal HelloReply Guest { get; private set; } = null!;
+
+    /// <summary>
+    /// The boot phases up to now, taken as the first exec's result: call it right after that
+    /// exec. Null when the agent did not report its boot times.
+    /// </summary>
+    internal BootPhases? BootPhasesUntilNow() =>
+        BootClock.Phases(_helloMs, (long)System.Diagnostics.Stopwatch.GetElapsedTime(_spawnedAt).TotalMilliseconds,
+            Guest.UptimeMs, Guest.InitStartMs, Guest.AgentStartMs);
 
     /// <summary>
     /// Skip the guest's clean power-off on dispose. Right for one-shot VMs, whose disk is thrown
@@ -214,6 +224,7 @@ internal sealed class QemuVm : IAsyncDisposable
         var bootTimeout = options.BootTimeout ?? (kvm ? TimeSpan.FromSeconds(30) : TimeSpan.FromSeconds(120));
         // A QEMU that drops to another user loses its parent-death signal (the kernel clears it
         // on a uid change), so it runs in a PID namespace whose root init keeps it: see ProcessRunner.
+        _spawnedAt = System.Diagnostics.Stopwatch.GetTimestamp();
         _qemu = await ProcessRunner.StartTiedToOwnerAsync(HostTools.Qemu.Require(), args, Directory, ownPidNamespace: dropTo is not null).ConfigureAwait(false);
         _qemu.StandardInput.Close();
         _pumps = Task.WhenAll(Pump(_qemu.StandardOutput.BaseStream, _console), Pump(_qemu.StandardError.BaseStream, _qemuStderr));
@@ -248,6 +259,7 @@ internal sealed class QemuVm : IAsyncDisposable
             }
 
             Guest = await hello.ConfigureAwait(false);
+            _helloMs = (long)System.Diagnostics.Stopwatch.GetElapsedTime(_spawnedAt).TotalMilliseconds;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
