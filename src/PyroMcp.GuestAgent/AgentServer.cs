@@ -92,7 +92,7 @@ internal sealed class AgentServer : IAsyncDisposable
                 },
                 AgentOps.Shutdown => await StopEverythingAsync(),
                 AgentOps.FilesList => new AgentResponse { Listing = Files(streamId, operation).List(FilesBody(request)) },
-                AgentOps.FilesRead => new AgentResponse { File = await Files(streamId, operation).ReadAsync(FilesBody(request)) },
+                AgentOps.FilesRead => new AgentResponse { File = await Files(streamId, operation).ReadAsync(FilesBody(request), request.Windowed) },
                 AgentOps.FilesWrite => new AgentResponse { File = await Files(streamId, operation).WriteAsync(FilesBody(request)) },
                 AgentOps.FilesDelete => new AgentResponse { File = Files(streamId, operation).Delete(FilesBody(request)) },
                 AgentOps.TarOut => new AgentResponse { Tar = await Tar(streamId, operation).PackAsync(TarBody(request), request.Windowed) },

@@ -32,7 +32,7 @@ internal sealed class FileOps(FrameConnection connection, uint streamId, Workspa
         return new FileListing { Entries = entries };
     }
 
-    internal async Task<FileEntry> ReadAsync(FilesRequest request)
+    internal async Task<FileEntry> ReadAsync(FilesRequest request, bool windowed = false)
     {
         var path = paths.ForRead(request.Path);
         var stat = PathStats.LStat(path.Full) ?? throw new AgentFailure("not_found", $"{path.Relative} does not exist");
@@ -66,6 +66,12 @@ internal sealed class FileOps(FrameConnection connection, uint streamId, Workspa
 
                 sent += read;
                 var payload = read == buffer.Length ? buffer : buffer.AsSpan(0, read).ToArray();
+                if (windowed)
+                {
+                    // As tar.out: no more than the window ahead of what the host has taken.
+                    await operation.Window.TakeAsync(FrameCodec.HeaderLength + payload.Length, operation.Cancel.Token);
+                }
+
                 await connection.SendAsync(new Frame(streamId, FrameType.Stdout, payload), operation.Cancel.Token);
             }
         }

@@ -99,8 +99,8 @@ public sealed record AgentRequest
     public ShellRequest? Shell { get; init; }
     /// <summary>
     /// The host will acknowledge this stream's Stdout frames with <see cref="FrameType.Ack"/>: the
-    /// agent keeps at most <see cref="TcpConnectRequest.WindowBytes"/> unacknowledged. tar.out
-    /// asks for it, so a reader that falls behind (a slow disk, a relay under load) slows the
+    /// agent keeps at most <see cref="TcpConnectRequest.WindowBytes"/> unacknowledged. tar.out and
+    /// files.read ask for it, so a reader that falls behind (a slow disk, a relay under load) slows the
     /// guest instead of overflowing the buffers between them.
     /// </summary>
     public bool Windowed { get; init; }

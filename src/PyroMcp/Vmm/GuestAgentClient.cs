@@ -166,9 +166,9 @@ internal sealed partial class GuestAgentClient : IAsyncDisposable
         Func<ReadOnlyMemory<byte>, ValueTask>? onStderr, CancellationToken cancellationToken, Stream? stdin = null)
     {
         var id = (uint)Interlocked.Increment(ref _nextStreamId);
-        // A tree can be gigabytes: the guest sends it only as fast as it is consumed here, so no
-        // buffer between (the supervisor's relay included) fills up behind a slow consumer.
-        var windowed = request.Op == AgentOps.TarOut && onStdout is not null;
+        // A tree or a file can be gigabytes: the guest sends it only as fast as it is consumed here,
+        // so no buffer between (the supervisor's relay included) fills up behind a slow consumer.
+        var windowed = request.Op is AgentOps.TarOut or AgentOps.FilesRead && onStdout is not null;
         request = windowed ? request with { Windowed = true } : request;
         long unacknowledged = 0;
         // The consumer is code in this process (a file, a buffer): it gets backpressure, not overflow.
