@@ -6,7 +6,7 @@ using PyroMcp.Workspaces;
 namespace PyroMcp.Tests;
 
 /// <summary>
-/// tar.out through the supervisor's relay to a client that reads slowly: the real agent sends
+/// tar.out and files.read through the supervisor's relay to a client that reads slowly: the real agent sends
 /// only as far ahead as the client has acknowledged, so the relay's buffer stays near the window
 /// instead of filling to its cap and cutting the client off (client_too_slow).
 /// </summary>
@@ -57,6 +57,33 @@ public sealed class WindowedTreeTests : IAsyncLifetime
         var highWater = _agent.BufferedBytesHighWater;
         Figures.Record("windowed tree transfer", $"24 MiB tar.out through the relay to a reader sleeping 8 ms every 4 chunks: arrived intact, relay buffer high-water {highWater / 1024} KiB (window {TcpConnectRequest.WindowBytes / 1024} KiB, per-stream cap {GuestAgentClient.DefaultStreamBufferBytes / (1024 * 1024)} MiB)");
         Assert.Equal(SHA256.HashData(content), SHA256.HashData(extracted.ToArray()));
+        Assert.InRange(highWater, 0, TcpConnectRequest.WindowBytes + 2 * 65 * 1024);
+    }
+
+    [Fact]
+    public async Task ASlowReaderOfABigFileSlowsTheGuestInsteadOfBeingCutOff()
+    {
+        var content = RandomNumberGenerator.GetBytes(24 * 1024 * 1024);
+        await File.WriteAllBytesAsync(Path.Combine(_guest.Root, "big.bin"), content);
+        var clientPipe = new DuplexPipe();
+        await using var session = new ClientSession(clientPipe.Guest, _agent, _ => { });
+        session.Start();
+        await using var client = GuestAgentClient.Over(clientPipe.Host);
+
+        using var read = new MemoryStream();
+        var chunks = 0;
+        await client.CallAsync(new AgentRequest { Op = AgentOps.FilesRead, Files = new FilesRequest { Path = "big.bin" } }, async data =>
+        {
+            read.Write(data.Span);
+            if (++chunks % 4 == 0)
+            {
+                await Task.Delay(8);
+            }
+        }, null, CancellationToken.None).WaitAsync(Deadline);
+
+        var highWater = _agent.BufferedBytesHighWater;
+        Figures.Record("windowed file read", $"24 MiB files.read through the relay to a reader sleeping 8 ms every 4 chunks: arrived intact, relay buffer high-water {highWater / 1024} KiB (window {TcpConnectRequest.WindowBytes / 1024} KiB, per-stream cap {GuestAgentClient.DefaultStreamBufferBytes / (1024 * 1024)} MiB)");
+        Assert.Equal(SHA256.HashData(content), SHA256.HashData(read.ToArray()));
         Assert.InRange(highWater, 0, TcpConnectRequest.WindowBytes + 2 * 65 * 1024);
     }
 }
