@@ -81,6 +81,7 @@ var state = Directory.CreateTempSubdirectory("pyro-bench-state-").FullName;
 var tree = Directory.CreateTempSubdirectory("pyro-bench-tree-").FullName;
 var workspaceOptions = options with { StateDir = state, SupervisorPath = Path.Combine(root, "artifacts", "bin", "PyroMcp.Cli", config, "pyro-supervisor.dll") };
 var workspaces = new Pyro(workspaceOptions);
+var benchFailed = false;
 try
 {
     var create = Stopwatch.StartNew();
@@ -152,13 +153,25 @@ try
     Console.WriteLine($"export of 100 MiB tree:    {exportMbps:0.0} MB/s  ratio to raw channel {exportMbps / rawMbps:0.00} (target >= 0.5)");
     await workspaces.DeleteWorkspaceAsync(ws.WorkspaceId);
 }
+catch (Exception ex)
+{
+    // Caught here so the cleanup below runs: an unhandled exception ends the process before any
+    // finally, and would leave this run's workspaces (supervisor and QEMU) running.
+    Console.Error.WriteLine("pyro bench: " + ex);
+    benchFailed = true;
+}
 finally
 {
+    foreach (var left in await workspaces.ListWorkspacesAsync())
+    {
+        await workspaces.DeleteWorkspaceAsync(left.WorkspaceId);
+    }
+
     Directory.Delete(tree, recursive: true);
     Directory.Delete(state, recursive: true);
 }
 
-return 0;
+return benchFailed ? 1 : 0;
 
 // An idle workspace's host cost (supervisor and QEMU resident memory) and the CLI's own share of
 // `pyro workspace exec ID -- true`: its wall time minus the SDK's in-process exec round trip.
