@@ -23,7 +23,10 @@ if [[ ${#test_packages[@]} -gt 0 ]]; then
 fi
 echo "[test] building the solution" >&2
 dotnet build pyro.slnx -c Release -nologo -v quiet -clp:ErrorsOnly
-mkdir -p artifacts && touch artifacts/.build-stamp
+# The CLI the tests run is the native one ./pyro runs (Native AOT, artifacts/pyro).
+echo "[test] publishing the native CLI" >&2
+pyro_publish_cli "$root"
+touch artifacts/.build-stamp
 # Adversarial tests append their figure lines here ("N tried, 0 escapes"); printed after the run.
 rm -f artifacts/test-figures.txt
 log=$(mktemp)

@@ -85,13 +85,22 @@ pyro_ensure_qemu_user() {
   PATH="$PATH:/usr/sbin:/sbin" useradd --system --no-create-home --shell /usr/sbin/nologin pyro-qemu
 }
 
-# Builds the solution in Release when any source is newer than the last build.
+# Publishes the native CLI (Native AOT, with its native supervisor and guest agent beside it) into
+# artifacts/pyro when any source is newer than the last build. ./pyro runs artifacts/pyro/pyro.
 pyro_build() {
   local root=$1 stamp="$1/artifacts/.build-stamp"
-  if [[ -f $stamp ]] && [[ -z $(find "$root/src" "$root/scripts/host-packages.txt" "$root/Directory.Build.props" "$root/Directory.Packages.props" "$root/global.json" -newer "$stamp" -print -quit 2>/dev/null) ]]; then
+  if [[ -f $stamp && -x $root/artifacts/pyro/pyro ]] && [[ -z $(find "$root/src" "$root/scripts/host-packages.txt" "$root/Directory.Build.props" "$root/Directory.Packages.props" "$root/global.json" -newer "$stamp" -print -quit 2>/dev/null) ]]; then
     return 0
   fi
-  echo "[setup] building pyro (dotnet build -c Release)" >&2
-  dotnet build "$root/src/PyroMcp.Cli/PyroMcp.Cli.csproj" -c Release -nologo -v quiet -clp:ErrorsOnly >&2
-  mkdir -p "$root/artifacts" && touch "$stamp"
+  echo "[setup] building pyro (dotnet publish -c Release, Native AOT: a few minutes the first time)" >&2
+  pyro_publish_cli "$root"
+  touch "$stamp"
+}
+
+# The native CLI, unconditionally (./test.sh calls it after building the solution).
+pyro_publish_cli() {
+  local root=$1
+  dotnet publish "$root/src/PyroMcp.Cli/PyroMcp.Cli.csproj" -c Release -r linux-x64 -p:PublishAot=true \
+    -o "$root/artifacts/pyro" -nologo -v quiet -clp:ErrorsOnly >&2
+  mkdir -p "$root/artifacts"
 }

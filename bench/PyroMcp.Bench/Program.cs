@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Sockets;
+using ModelContextProtocol.Client;
 using PyroMcp;
 using PyroMcp.Environments;
 using PyroMcp.Host;
@@ -10,24 +11,32 @@ using PyroMcp.Runtime;
 using PyroMcp.Vmm;
 
 // Measures pyro against its floor in one run and prints ratios. Never a pass/fail: numbers only.
-//   dotnet run -c Release --project bench/PyroMcp.Bench [-- ROUNDS]
-var rounds = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 3;
+//   dotnet run -c Release --project bench/PyroMcp.Bench [-- [--json] [ROUNDS]]
+// With --json the readable lines go to stderr and one JSON object of the figures to stdout.
+var json = args.Contains("--json");
+var rounds = args.Where(a => a != "--json").Select(a => int.Parse(a, CultureInfo.InvariantCulture)).FirstOrDefault(3);
 var root = FindRoot();
 var config = "release";
-var cli = Path.Combine(root, "artifacts", "bin", "PyroMcp.Cli", config, "pyro.dll");
-var options = new PyroOptions { AgentPath = Path.Combine(root, "artifacts", "bin", "PyroMcp.Cli", config, "guest", "pyro-agent") };
-if (!File.Exists(cli))
+var build = Path.Combine(root, "artifacts", "bin", "PyroMcp.Cli", config);
+// The CLI as ./pyro runs it (Native AOT), and its managed build beside it for the same figures.
+string[] cli = [Path.Combine(root, "artifacts", "pyro", "pyro")];
+string[] managedCli = ["dotnet", Path.Combine(build, "pyro.dll")];
+var options = new PyroOptions { AgentPath = Path.Combine(build, "guest", "pyro-agent") };
+if (!File.Exists(cli[0]) || !File.Exists(managedCli[1]))
 {
-    Console.Error.WriteLine($"build first: {cli} is missing (./test.sh or dotnet build -c Release)");
+    Console.Error.WriteLine($"build first: {cli[0]} or {managedCli[1]} is missing (./test.sh builds both)");
     return 1;
 }
+
+var figures = new SortedDictionary<string, object>(StringComparer.Ordinal);
+void Say(string line) => (json ? Console.Error : Console.Out).WriteLine(line);
 
 const string EnvironmentName = "debian:12";
 var pyro = new Pyro(options);
 var environment = await pyro.PullEnvironmentAsync(EnvironmentName);
 var bundle = await RuntimeBundle.EnsureAsync(options, null, CancellationToken.None);
 var accelerator = KvmProbe.Detect().Choose(options.Accelerator).Chosen;
-Console.WriteLine($"pyro bench: environment={EnvironmentName} accelerator={accelerator.ToString().ToLowerInvariant()} rounds={rounds} cores={Environment.ProcessorCount}");
+Say($"pyro bench: environment={EnvironmentName} accelerator={accelerator.ToString().ToLowerInvariant()} rounds={rounds} cores={Environment.ProcessorCount}");
 
 // 1. cold `pyro run ENV -- true`, start to exit, beside a bare QEMU boot of the same kernel and disk.
 var runTimes = new List<double>();
@@ -35,15 +44,18 @@ var bareTimes = new List<double>();
 for (var i = 0; i < rounds; i++)
 {
     // Interleaved so drift on the machine hits both sides alike.
-    runTimes.Add(await TimeAsync("dotnet", [cli, "run", EnvironmentName, "--", "true"]));
+    runTimes.Add(await TimeAsync(cli[0], ["run", EnvironmentName, "--", "true"]));
     bareTimes.Add(await BareBootAsync());
 }
 
 var run = Median(runTimes);
 var bare = Median(bareTimes);
-Console.WriteLine($"cold run (pyro run {EnvironmentName} -- true):   median {run:0} ms  [{string.Join(", ", runTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
-Console.WriteLine($"bare QEMU boot to a shell that exits:      median {bare:0} ms  [{string.Join(", ", bareTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
-Console.WriteLine($"ratio cold_run / bare_boot = {run / bare:0.00} (target <= 1.2)");
+Say($"cold run (pyro run {EnvironmentName} -- true):   median {run:0} ms  [{string.Join(", ", runTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
+Say($"bare QEMU boot to a shell that exits:      median {bare:0} ms  [{string.Join(", ", bareTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
+Say($"ratio cold_run / bare_boot = {run / bare:0.00} (target <= 1.2)");
+figures["cold_run_ms"] = Math.Round(run);
+figures["bare_boot_ms"] = Math.Round(bare);
+figures["cold_run_over_bare_boot"] = Math.Round(run / bare, 2);
 
 // 1b. Where a cold run spends its time: the boot phases of one-shot runs through the SDK (the
 // phases start at QEMU's spawn, so the CLI's own start-up is not in them), median per phase.
@@ -55,9 +67,15 @@ for (var i = 0; i < rounds; i++)
 }
 
 double PhaseMedian(Func<BootPhases, long> phase) => Median([.. phaseRuns.Select(p => (double)phase(p))]);
-Console.WriteLine($"agent_start_ms (in-guest, agent process start to ready): median {PhaseMedian(p => p.Agent):0}");
-Console.WriteLine($"boot_phases_ms (median of {rounds}): qemu_start={PhaseMedian(p => p.QemuStart):0} kernel={PhaseMedian(p => p.Kernel):0} " +
+Say($"agent_start_ms (in-guest, agent process start to ready): median {PhaseMedian(p => p.Agent):0}");
+Say($"boot_phases_ms (median of {rounds}): qemu_start={PhaseMedian(p => p.QemuStart):0} kernel={PhaseMedian(p => p.Kernel):0} " +
     $"init={PhaseMedian(p => p.Init):0} agent={PhaseMedian(p => p.Agent):0} first_exec={PhaseMedian(p => p.FirstExec):0}");
+figures["agent_start_ms"] = PhaseMedian(p => p.Agent);
+figures["boot_phases_ms"] = new SortedDictionary<string, object>(StringComparer.Ordinal)
+{
+    ["qemu_start"] = PhaseMedian(p => p.QemuStart), ["kernel"] = PhaseMedian(p => p.Kernel), ["init"] = PhaseMedian(p => p.Init),
+    ["agent"] = PhaseMedian(p => p.Agent), ["first_exec"] = PhaseMedian(p => p.FirstExec),
+};
 
 var rawMbps = 0.0;
 
@@ -72,14 +90,15 @@ await using (var vm = await QemuVm.StartAsync(QemuVm.NewId(), new VmSpec(1, 1024
         trips.Add(clock.Elapsed.TotalMilliseconds);
     }
 
-    Console.WriteLine($"exec round trip of true (30 in one VM): median {Median(trips):0.0} ms  min {trips.Min():0.0} ms");
+    Say($"exec round trip of true (30 in one VM): median {Median(trips):0.0} ms  min {trips.Min():0.0} ms");
+    figures["exec_rtt_ms"] = Math.Round(Median(trips), 1);
 
 }
 
 // 3. Workspaces: create to first exec, exec round trip through the supervisor, tree throughput.
 var state = Directory.CreateTempSubdirectory("pyro-bench-state-").FullName;
 var tree = Directory.CreateTempSubdirectory("pyro-bench-tree-").FullName;
-var workspaceOptions = options with { StateDir = state, SupervisorPath = Path.Combine(root, "artifacts", "bin", "PyroMcp.Cli", config, "pyro-supervisor.dll") };
+var workspaceOptions = options with { StateDir = state, SupervisorPath = PyroOptions.DefaultSupervisorPath(build) };
 var workspaces = new Pyro(workspaceOptions);
 var benchFailed = false;
 try
@@ -87,7 +106,8 @@ try
     var create = Stopwatch.StartNew();
     var ws = await workspaces.CreateWorkspaceAsync(new WorkspaceCreateRequest { Environment = EnvironmentName });
     await workspaces.ExecWorkspaceAsync(ws.WorkspaceId, new WorkspaceExecRequest { Command = ["true"] });
-    Console.WriteLine($"workspace create to first exec (cold boot): {create.Elapsed.TotalMilliseconds:0} ms  (warm restore from a memory snapshot: not built yet)");
+    Say($"workspace create to first exec (cold boot): {create.Elapsed.TotalMilliseconds:0} ms  (warm restore from a memory snapshot: not built yet)");
+    figures["workspace_create_ms"] = Math.Round(create.Elapsed.TotalMilliseconds);
 
     var trips = new List<double>();
     for (var i = 0; i < 30; i++)
@@ -97,7 +117,8 @@ try
         trips.Add(clock.Elapsed.TotalMilliseconds);
     }
 
-    Console.WriteLine($"workspace exec round trip of true (30, via supervisor, history recorded): median {Median(trips):0.0} ms");
+    Say($"workspace exec round trip of true (30, via supervisor, history recorded): median {Median(trips):0.0} ms");
+    figures["workspace_exec_rtt_ms"] = Math.Round(Median(trips), 1);
 
     // The supervisor's own memory while its workspace idles, and what the CLI process adds to one exec.
     await ReportHostOverheadAsync(ws.WorkspaceId, ws.SupervisorPid, Median(trips));
@@ -123,8 +144,9 @@ try
             stalledTrips.Add(clock.Elapsed.TotalMilliseconds);
         }
 
-        Console.WriteLine($"workspace exec round trip of true beside a client that never reads: median {Median(stalledTrips):0.0} ms");
-        Console.WriteLine($"stalled_client_exec_rtt_over_normal = {Median(stalledTrips) / Median(trips):0.00} (goal <= 2.0)");
+        Say($"workspace exec round trip of true beside a client that never reads: median {Median(stalledTrips):0.0} ms");
+        Say($"stalled_client_exec_rtt_over_normal = {Median(stalledTrips) / Median(trips):0.00} (goal <= 2.0)");
+        figures["stalled_client_exec_rtt_over_normal"] = Math.Round(Median(stalledTrips) / Median(trips), 2);
     }
 
     // 100 files of 1 MiB of random bytes: incompressible, like real build output.
@@ -141,7 +163,8 @@ try
     var raw = Stopwatch.StartNew();
     var rawFile = await workspaces.ReadWorkspaceFileAsync(ws.WorkspaceId, "raw.bin", 200L * 1024 * 1024);
     rawMbps = rawFile.Size / 1e6 / raw.Elapsed.TotalSeconds;
-    Console.WriteLine($"raw guest channel (one 100 MiB file read): {rawMbps:0.0} MB/s");
+    Say($"raw guest channel (one 100 MiB file read): {rawMbps:0.0} MB/s");
+    figures["raw_channel_mbps"] = Math.Round(rawMbps, 1);
     await workspaces.ExecWorkspaceAsync(ws.WorkspaceId, new WorkspaceExecRequest { Command = ["rm", "raw.bin"] });
     var push = Stopwatch.StartNew();
     var pushed = await workspaces.PushWorkspaceSyncAsync(ws.WorkspaceId, tree, "bench");
@@ -149,8 +172,10 @@ try
     var export = Stopwatch.StartNew();
     var exported = await workspaces.ExportWorkspaceAsync(ws.WorkspaceId, "bench", Path.Combine(state, "export"));
     var exportMbps = exported.Bytes / 1e6 / export.Elapsed.TotalSeconds;
-    Console.WriteLine($"sync push of 100 MiB tree: {pushMbps:0.0} MB/s  ratio to raw channel {pushMbps / rawMbps:0.00} (target >= 0.5)");
-    Console.WriteLine($"export of 100 MiB tree:    {exportMbps:0.0} MB/s  ratio to raw channel {exportMbps / rawMbps:0.00} (target >= 0.5)");
+    Say($"sync push of 100 MiB tree: {pushMbps:0.0} MB/s  ratio to raw channel {pushMbps / rawMbps:0.00} (target >= 0.5)");
+    Say($"export of 100 MiB tree:    {exportMbps:0.0} MB/s  ratio to raw channel {exportMbps / rawMbps:0.00} (target >= 0.5)");
+    figures["sync_push_over_raw_channel"] = Math.Round(pushMbps / rawMbps, 2);
+    figures["export_over_raw_channel"] = Math.Round(exportMbps / rawMbps, 2);
     await workspaces.DeleteWorkspaceAsync(ws.WorkspaceId);
 }
 catch (Exception ex)
@@ -171,34 +196,119 @@ finally
     Directory.Delete(state, recursive: true);
 }
 
+if (json)
+{
+    figures["bench_failed"] = benchFailed;
+    figures["rounds"] = rounds;
+    figures["accelerator"] = accelerator.ToString().ToLowerInvariant();
+    Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(figures, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+}
+
 return benchFailed ? 1 : 0;
 
-// An idle workspace's host cost (supervisor and QEMU resident memory) and the CLI's own share of
-// `pyro workspace exec ID -- true`: its wall time minus the SDK's in-process exec round trip.
+// An idle workspace's host cost (the supervisor and what it started, QEMU above all), with the
+// managed supervisor beside the native one, and the CLI's own share of `pyro workspace exec ID --
+// true` (its wall time minus the SDK's in-process exec round trip), native and managed.
 async Task ReportHostOverheadAsync(string workspaceId, int? supervisorPid, double sdkExecMs)
 {
     await Task.Delay(TimeSpan.FromSeconds(3));
     if (supervisorPid is { } pid)
     {
-        Console.WriteLine($"supervisor_rss_mib = {ResidentMib(pid):0.0} (idle workspace; pss {ProportionalMib(pid):0.0} MiB)");
+        var vmMib = Descendants(pid).Sum(ResidentMib);
+        Say($"supervisor_rss_mib = {ResidentMib(pid):0.0} (native, idle workspace; pss {ProportionalMib(pid):0.0} MiB); its QEMU and helpers {vmMib:0.0} MiB");
+        figures["supervisor_rss_mib"] = Math.Round(ResidentMib(pid), 1);
+        figures["supervisor_pss_mib"] = Math.Round(ProportionalMib(pid), 1);
+        figures["qemu_rss_mib"] = Math.Round(vmMib, 1);
+        figures["idle_rss_mib_per_workspace"] = Math.Round(ResidentMib(pid) + vmMib, 1);
+
+        // The same idle workspace under the managed supervisor (dotnet pyro-supervisor.dll).
+        var managedPyro = new Pyro(workspaceOptions with { SupervisorPath = Path.Combine(build, "pyro-supervisor.dll") });
+        var managed = await managedPyro.CreateWorkspaceAsync(new WorkspaceCreateRequest { Environment = EnvironmentName });
+        try
+        {
+            await managedPyro.ExecWorkspaceAsync(managed.WorkspaceId, new WorkspaceExecRequest { Command = ["true"] });
+            await Task.Delay(TimeSpan.FromSeconds(3));
+            var managedPid = managed.SupervisorPid ?? throw new InvalidOperationException("the managed supervisor has no pid");
+            var managedMib = ResidentMib(managedPid);
+            Say($"supervisor_rss_mib_managed = {managedMib:0.0} (pss {ProportionalMib(managedPid):0.0} MiB); native / managed = {ResidentMib(pid) / managedMib:0.00}");
+            figures["supervisor_rss_mib_managed"] = Math.Round(managedMib, 1);
+            figures["supervisor_native_over_managed_rss"] = Math.Round(ResidentMib(pid) / managedMib, 2);
+        }
+        finally
+        {
+            await managedPyro.DeleteWorkspaceAsync(managed.WorkspaceId);
+        }
     }
 
-    var cliTimes = new List<double>();
-    for (var i = 0; i < 5; i++)
+    foreach (var (name, command) in new[] { ("native", cli), ("managed", managedCli) })
     {
-        cliTimes.Add(await TimeCliAsync([cli, "workspace", "exec", workspaceId, "--", "true"], state));
+        var cliTimes = new List<double>();
+        for (var i = 0; i < 5; i++)
+        {
+            cliTimes.Add(await TimeCliAsync(command, ["workspace", "exec", workspaceId, "--", "true"], state));
+        }
+
+        var cliExec = Median(cliTimes);
+        var key = name == "native" ? "cli_overhead_ms" : "cli_overhead_ms_managed";
+        Say($"pyro workspace exec ID -- true ({name} CLI, 5): median {cliExec:0} ms  [{string.Join(", ", cliTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
+        Say($"{key} = {cliExec - sdkExecMs:0} (CLI wall minus the in-process exec round trip {sdkExecMs:0.0} ms)");
+        figures[key] = Math.Round(cliExec - sdkExecMs);
     }
 
-    var cliExec = Median(cliTimes);
-    Console.WriteLine($"pyro workspace exec ID -- true (CLI, 5): median {cliExec:0} ms  [{string.Join(", ", cliTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
-    Console.WriteLine($"cli_overhead_ms = {cliExec - sdkExecMs:0} (CLI wall minus the in-process exec round trip {sdkExecMs:0.0} ms)");
+    // What an MCP client waits for: `pyro mcp serve` spawned to its tool list answered.
+    foreach (var (name, command) in new[] { ("native", cli), ("managed", managedCli) })
+    {
+        var times = new List<double>();
+        for (var i = 0; i < 5; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            await using var client = await McpClient.CreateAsync(new StdioClientTransport(new StdioClientTransportOptions
+            {
+                Name = "pyro-bench",
+                Command = command[0],
+                Arguments = [.. command.Skip(1), "mcp", "serve", "--profile", "workspace-full"],
+                EnvironmentVariables = new Dictionary<string, string?> { ["PYRO_STATE_DIR"] = state },
+            }));
+            var tools = await client.ListToolsAsync();
+            times.Add(clock.Elapsed.TotalMilliseconds);
+            if (tools.Count == 0)
+            {
+                throw new InvalidOperationException("pyro mcp serve listed no tools");
+            }
+        }
+
+        var key = name == "native" ? "mcp_ready_ms" : "mcp_ready_ms_managed";
+        Say($"{key} = {Median(times):0} (pyro mcp serve, {name} CLI: spawn to the tool list, median of 5)");
+        figures[key] = Math.Round(Median(times));
+    }
+}
+
+// Every process below pid (its children's children too), from /proc/PID/task/TID/children.
+static List<int> Descendants(int pid)
+{
+    var found = new List<int>();
+    var queue = new Queue<int>([pid]);
+    while (queue.TryDequeue(out var next))
+    {
+        foreach (var task in Directory.EnumerateDirectories($"/proc/{next}/task"))
+        {
+            var text = File.Exists(Path.Combine(task, "children")) ? File.ReadAllText(Path.Combine(task, "children")) : "";
+            foreach (var child in text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(c => int.Parse(c, CultureInfo.InvariantCulture)))
+            {
+                found.Add(child);
+                queue.Enqueue(child);
+            }
+        }
+    }
+
+    return found;
 }
 
 // The CLI against the bench's own state directory (its workspaces live there, not in ~/.local/state).
-static async Task<double> TimeCliAsync(string[] arguments, string stateDir)
+static async Task<double> TimeCliAsync(string[] command, string[] arguments, string stateDir)
 {
-    var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-    foreach (var arg in arguments)
+    var start = new ProcessStartInfo(command[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+    foreach (var arg in command.Skip(1).Concat(arguments))
     {
         start.ArgumentList.Add(arg);
     }
@@ -212,7 +322,7 @@ static async Task<double> TimeCliAsync(string[] arguments, string stateDir)
     var elapsed = clock.Elapsed.TotalMilliseconds;
     if (process.ExitCode != 0)
     {
-        throw new InvalidOperationException($"pyro {string.Join(' ', arguments.Skip(1))} exited {process.ExitCode}: {output[1]}");
+        throw new InvalidOperationException($"pyro {string.Join(' ', arguments)} exited {process.ExitCode}: {output[1]}");
     }
 
     return elapsed;

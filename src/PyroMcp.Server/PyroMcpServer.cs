@@ -1,4 +1,7 @@
 using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using ModelContextProtocol;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using ModelContextProtocol.Protocol;
@@ -83,7 +86,7 @@ public static class PyroMcpServer
         var tools = new McpServerPrimitiveCollection<McpServerTool>();
         foreach (var (name, method) in AllTools().Where(t => names.Contains(t.Name)))
         {
-            tools.Add(McpServerTool.Create(method, target));
+            tools.Add(McpServerTool.Create(method, target, new McpServerToolCreateOptions { SerializerOptions = ToolSerializerOptions }));
         }
 
         return new McpServerOptions
@@ -104,7 +107,13 @@ public static class PyroMcpServer
         directory the server was started in); anything else is refused with path_not_allowed.
         """;
 
-    private static IEnumerable<(string Name, MethodInfo Method)> AllTools()
+    /// <summary>Source-generated JSON for the tools' parameters and results, then the MCP SDK's own types.</summary>
+    internal static readonly JsonSerializerOptions ToolSerializerOptions = new(McpJsonUtilities.DefaultOptions)
+    {
+        TypeInfoResolver = JsonTypeInfoResolver.Combine(JsonContext.Default, McpJsonUtilities.DefaultOptions.TypeInfoResolver),
+    };
+
+    internal static IEnumerable<(string Name, MethodInfo Method)> AllTools()
         => typeof(PyroTools).GetMethods(BindingFlags.Public | BindingFlags.Instance)
             .Select(m => (Attribute: m.GetCustomAttribute<McpServerToolAttribute>(), Method: m))
             .Where(t => t.Attribute?.Name is not null)

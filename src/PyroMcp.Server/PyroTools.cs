@@ -740,5 +740,20 @@ public sealed partial class PyroTools
     }
 }
 
+// The tools' results, and every type a tool parameter has: the MCP SDK binds arguments and writes
+// their schemas through these (no reflection-based JSON, so the CLI can be Native AOT).
+// PyroMcpServer.ToolSerializerOptions combines this with the SDK's own context.
 [System.Text.Json.Serialization.JsonSerializable(typeof(JsonObject))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(bool))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(bool?))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(int))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(int?))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(long))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(long?))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(double?))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(string[]))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(Dictionary<string, string>))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(System.Text.Json.JsonElement))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(System.Text.Json.JsonElement?))]
 internal sealed partial class JsonContext : System.Text.Json.Serialization.JsonSerializerContext;

@@ -13,8 +13,12 @@ public sealed record PyroOptions
     public string StateDir { get; init; } = FromEnv("PYRO_STATE_DIR")
         ?? Path.Combine(FromEnv("XDG_STATE_HOME") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state"), "pyro");
 
-    /// <summary>The workspace supervisor program. Default: <c>pyro-supervisor.dll</c> beside this assembly, or <c>PYRO_SUPERVISOR_PATH</c>.</summary>
-    public string SupervisorPath { get; init; } = FromEnv("PYRO_SUPERVISOR_PATH") ?? Path.Combine(AppContext.BaseDirectory, "pyro-supervisor.dll");
+    /// <summary>
+    /// The workspace supervisor program: a native executable, or a <c>.dll</c> that is run with
+    /// <c>dotnet</c>. Default: the native <c>supervisor/pyro-supervisor</c> beside this assembly
+    /// when it is there, else <c>pyro-supervisor.dll</c>; or <c>PYRO_SUPERVISOR_PATH</c>.
+    /// </summary>
+    public string SupervisorPath { get; init; } = FromEnv("PYRO_SUPERVISOR_PATH") ?? DefaultSupervisorPath(AppContext.BaseDirectory);
 
     /// <summary>
     /// Per-VM scratch (sockets, disk overlays). Short on purpose: unix socket paths are limited
@@ -82,6 +86,13 @@ public sealed record PyroOptions
     }
 
     private static string CacheHome => FromEnv("XDG_CACHE_HOME") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+
+    /// <summary>The native supervisor in <paramref name="directory"/> if it was published there, else its managed build.</summary>
+    internal static string DefaultSupervisorPath(string directory)
+    {
+        var native = Path.Combine(directory, "supervisor", "pyro-supervisor");
+        return File.Exists(native) ? native : Path.Combine(directory, "pyro-supervisor.dll");
+    }
 
     private static string? FromEnv(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : null;
 

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.RegularExpressions;
 
 namespace PyroMcp.GuestTests;
@@ -95,7 +96,7 @@ public sealed partial class DocsTests(Lanes lanes) : GuestTest, IClassFixture<La
         var http = lab.StartHttpServer();
         http.Serve("/debian/", System.Text.Encoding.UTF8.GetBytes("<html><title>Index of /debian</title>a stand-in for the Debian mirror</html>\n"));
         lab.UseResolver([lab.HostAddress]);
-        var script = $"set -euo pipefail\npyro() {{ dotnet '{Repo.CliDll}' \"$@\"; }}\n{command}";
+        var script = $"set -euo pipefail\npyro() {{ '{Repo.Cli}' \"$@\"; }}\n{command}";
         var result = await Processes.RunAsync("ip", lab.InClient("bash", ["-c", script]), Repo.Root, Repo.ScratchEnvironment, TimeSpan.FromMinutes(15));
         Assert.True(result.ExitCode == 0, $"{doc}: network lab block exited {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
         // A block that fetches from the stand-in mirror really went out: the lab's servers saw
@@ -121,13 +122,30 @@ public sealed partial class DocsTests(Lanes lanes) : GuestTest, IClassFixture<La
         // A deadline against a hang, not a timed check: beside the other commands on a busy
         // two-core machine the bench (three cold runs, three bare boots, two 100 MiB trees) is slow.
         var result = await RunAsync(doc, command, scratch.Env, TimeSpan.FromMinutes(25));
-        Assert.Matches(@"ratio cold_run / bare_boot = \d+\.\d\d", result.Stdout);
+        if (!command.Contains("--json", StringComparison.Ordinal))
+        {
+            Assert.Matches(@"ratio cold_run / bare_boot = \d+\.\d\d", result.Stdout);
+        }
+        else
+        {
+            // The readable lines on stderr, one object of figures on stdout, each a measured number.
+            Assert.Matches(@"ratio cold_run / bare_boot = \d+\.\d\d", result.Stderr);
+            var figures = JsonDocument.Parse(result.Stdout).RootElement;
+            Assert.False(figures.GetProperty("bench_failed").GetBoolean(), result.Stderr);
+            foreach (var name in new[] { "cold_run_over_bare_boot", "agent_start_ms", "supervisor_rss_mib", "supervisor_rss_mib_managed", "idle_rss_mib_per_workspace", "cli_overhead_ms", "cli_overhead_ms_managed" })
+            {
+                Assert.True(figures.GetProperty(name).GetDouble() > 0, $"bench figure {name} is not a positive number: {result.Stdout}");
+            }
+
+            var phases = figures.GetProperty("boot_phases_ms");
+            Assert.Equal(["agent", "first_exec", "init", "kernel", "qemu_start"], phases.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+        }
         await scratch.AssertCleanAsync();
     }
 
     private static async Task<ProcessResult> RunAsync(string doc, string command, Dictionary<string, string> env, TimeSpan? timeout = null)
     {
-        var script = $"set -euo pipefail\npyro() {{ dotnet '{Repo.CliDll}' \"$@\"; }}\n{command}";
+        var script = $"set -euo pipefail\npyro() {{ '{Repo.Cli}' \"$@\"; }}\n{command}";
         var result = await Processes.RunAsync("bash", ["-c", script], Repo.Root, env, timeout ?? TimeSpan.FromMinutes(10));
         Assert.True(result.ExitCode == 0, $"{doc}: '{command}' exited {result.ExitCode}\n{result.Stdout}\n{result.Stderr}");
         return result;

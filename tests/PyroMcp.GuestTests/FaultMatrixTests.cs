@@ -162,7 +162,7 @@ public sealed class FaultMatrixTests(Lanes lanes) : GuestTest, IClassFixture<Lan
         var options = new PyroOptions
         {
             StateDir = lab.StateDir, RunDir = lab.RunDir, AgentPath = Repo.AgentPath,
-            SupervisorPath = Path.Combine(Path.GetDirectoryName(Repo.CliDll)!, "pyro-supervisor.dll"),
+            SupervisorPath = Repo.SupervisorPath,
         };
         var kinds = new[] { "start", "stop", "snapshot", "reset", "start", "snapshot", "stop", "start", "snapshot", "snapshot",
             "start", "stop", "snapshot", "start", "reset", "stop", "snapshot", "start", "start", "stop" };

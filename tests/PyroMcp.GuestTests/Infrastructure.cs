@@ -8,7 +8,7 @@ public sealed class GuestFixture : IAsyncLifetime
 {
     public async Task InitializeAsync()
     {
-        Assert.True(File.Exists(Repo.CliDll), $"the CLI is not built at {Repo.CliDll}: run ./test.sh");
+        Assert.True(File.Exists(Repo.Cli), $"the native CLI is not published at {Repo.Cli}: run ./test.sh");
         var doctor = await PyroCli.RunAsync("doctor");
         Assert.True(doctor.ExitCode == 0, "this host cannot boot guests; pyro doctor says:\n" + doctor);
         var pull = await PyroCli.RunAsync(["env", "pull", "debian:12"], timeout: TimeSpan.FromMinutes(10));

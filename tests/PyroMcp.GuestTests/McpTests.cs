@@ -238,7 +238,7 @@ public sealed class McpTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
         Directory.CreateDirectory(Path.Combine(seed, "src"));
         File.WriteAllText(Path.Combine(seed, "note.txt"), "hello from the seed\n");
         File.WriteAllText(Path.Combine(seed, "src", "app.py"), "print(1)\n");
-        var result = await Processes.RunAsync("node", ["client.mjs", Repo.CliDll, seed], dir, scratch.Env, TimeSpan.FromMinutes(5));
+        var result = await Processes.RunAsync("node", ["client.mjs", Repo.Cli, seed], dir, scratch.Env, TimeSpan.FromMinutes(5));
         Assert.True(result.ExitCode == 0, "the TypeScript client failed:\n" + result);
         var lines = result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
         var summary = lines[^1];

@@ -103,7 +103,7 @@ public sealed class NetworkTests(NetworkWallsTally tally, Lanes lanes) : LabGues
         {
             Name = "pyro-in-lab",
             Command = "ip",
-            Arguments = [.. Lab.InClient("dotnet", [Repo.CliDll, "mcp", "serve", "--profile", "workspace-full"])],
+            Arguments = [.. Lab.InClient(Repo.Cli, ["mcp", "serve", "--profile", "workspace-full"])],
             EnvironmentVariables = Repo.ScratchEnvironment.ToDictionary(e => e.Key, e => (string?)e.Value),
         }));
         var created = await CallOkAsync(mcp, "vm_create", new() { ["environment"] = "debian:12", ["network"] = true });

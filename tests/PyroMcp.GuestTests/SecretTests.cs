@@ -94,7 +94,7 @@ public sealed class SecretTests : GuestTest
         var options = new PyroOptions
         {
             StateDir = state, RunDir = run, AgentPath = Repo.AgentPath,
-            SupervisorPath = Path.Combine(Path.GetDirectoryName(Repo.CliDll)!, "pyro-supervisor.dll"),
+            SupervisorPath = Repo.SupervisorPath,
         };
         await using (var mcp = await InProcessMcp.StartAsync("workspace-full", new McpServerPolicy { AllowedPaths = [HostDir] }, options))
         {

@@ -28,6 +28,32 @@ public sealed class McpServerTests : NoGuestTest
         "workspace_sync_push",
     ];
 
+    [Fact]
+    public void EveryToolParameterAndResultHasSourceGeneratedJson()
+    {
+        // The native CLI has no reflection-based JSON: a tool whose parameter type is missing from
+        // the server's context would fail there at start, not in these (JIT) tests. So: each one,
+        // resolved through the same options the server gives the SDK, which fall back to nothing.
+        var types = PyroMcpServer.AllTools()
+            .SelectMany(t => t.Method.GetParameters().Select(p => p.ParameterType).Append(t.Method.ReturnType.GetGenericArguments().Single()))
+            .Where(t => t != typeof(CancellationToken))
+            .Distinct()
+            .ToList();
+        Assert.True(types.Count >= 8, $"only {types.Count} parameter types found: the reflection over the tools found too little");
+        var missing = types.Where(t =>
+        {
+            try
+            {
+                return PyroMcpServer.ToolSerializerOptions.GetTypeInfo(t) is null;
+            }
+            catch (NotSupportedException)
+            {
+                return true;
+            }
+        }).ToList();
+        Assert.True(missing.Count == 0, "no source-generated JSON for: " + string.Join(", ", missing));
+    }
+
     [Theory]
     [InlineData("vm-run")]
     [InlineData("workspace-core")]

@@ -103,7 +103,7 @@ internal sealed partial class NetLab : IAsyncDisposable
     internal Task<ProcessResult> PyroAsync(IEnumerable<string> args, IDictionary<string, string>? env = null, TimeSpan? timeout = null)
     {
         var list = args.ToList();
-        return Processes.RunAsync("ip", InClient("dotnet", [Repo.CliDll, .. list]), env: WithScratch(env), timeout: timeout);
+        return Processes.RunAsync("ip", InClient(Repo.Cli, list), env: WithScratch(env), timeout: timeout);
     }
 
     /// <summary>Like <see cref="PyroAsync"/>, and the command must exit 0.</summary>

@@ -84,7 +84,7 @@ internal static class Processes
 internal static class PyroCli
 {
     internal static Process Start(IEnumerable<string> args, IDictionary<string, string>? env = null)
-        => Processes.Start("dotnet", [Repo.CliDll, .. args], env: WithScratch(env));
+        => Processes.Start(Repo.Cli, args, env: WithScratch(env));
 
     internal static async Task<ProcessResult> RunAsync(IEnumerable<string> args, IDictionary<string, string>? env = null, TimeSpan? timeout = null)
     {

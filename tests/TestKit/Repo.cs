@@ -15,14 +15,24 @@ internal static class Repo
     /// <summary>release or debug, whichever built these tests.</summary>
     internal static string Configuration { get; } = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Name;
 
-    /// <summary>The directory the CLI was built into: pyro.dll, pyro-supervisor.dll, guest/pyro-agent.</summary>
+    /// <summary>The directory the CLI was built into: pyro.dll, supervisor/pyro-supervisor, guest/pyro-agent.</summary>
     internal static string CliDirectory => Path.Combine(Root, "artifacts", "bin", "PyroMcp.Cli", Configuration);
 
     internal static string CliDll => Path.Combine(CliDirectory, "pyro.dll");
 
+    /// <summary>
+    /// The native CLI, as <c>./pyro</c> runs it: published (Native AOT) with its supervisor and
+    /// guest agent by ./test.sh and scripts/host-setup.sh into artifacts/pyro.
+    /// </summary>
+    internal static string Cli => Path.Combine(Root, "artifacts", "pyro", "pyro");
+
     internal static string AgentPath => Path.Combine(CliDirectory, "guest", "pyro-agent");
 
-    internal static string SupervisorPath => Path.Combine(CliDirectory, "pyro-supervisor.dll");
+    /// <summary>The native supervisor the CLI build published (what the SDK starts by default).</summary>
+    internal static string SupervisorPath => Path.Combine(CliDirectory, "supervisor", "pyro-supervisor");
+
+    /// <summary>The managed build of the supervisor, run with dotnet when PYRO_SUPERVISOR_PATH names it.</summary>
+    internal static string ManagedSupervisorPath => Path.Combine(CliDirectory, "pyro-supervisor.dll");
 
     /// <summary>Scratch for the VMs of this test run only, so leftovers can be counted exactly. Made on first use, removed when the test process exits.</summary>
     internal static string RunDir => LazyRunDir.Value;

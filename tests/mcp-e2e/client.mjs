@@ -5,11 +5,11 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import path from "node:path";
 
-const [cliDll, seedDir] = process.argv.slice(2);
+const [cli, seedDir] = process.argv.slice(2);
 // A chat host starts the server in the project it opened; host paths the model names must lie there.
 const projectDir = path.dirname(seedDir);
-if (!cliDll || !seedDir) {
-  console.error("usage: node client.mjs <pyro-cli.dll> <seed-dir>");
+if (!cli || !seedDir) {
+  console.error("usage: node client.mjs <pyro-cli> <seed-dir>");
   process.exit(2);
 }
 
@@ -44,8 +44,8 @@ function check(condition, message, detail) {
 
 async function connect(profile) {
   const transport = new StdioClientTransport({
-    command: "dotnet",
-    args: [cliDll, "mcp", "serve", "--profile", profile],
+    command: cli,
+    args: ["mcp", "serve", "--profile", profile],
     cwd: projectDir,
     // The SDK passes only a few safe variables by default; pyro needs PYRO_STATE_DIR and friends.
     env: { ...process.env },

@@ -45,8 +45,11 @@ internal sealed partial class SupervisorLauncher(PyroOptions options, WorkspaceS
         // background job of a non-interactive shell leads no group, so setsid does not fork.
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add("setsid \"$0\" \"$@\" </dev/null >>supervisor.log 2>&1 & echo $!");
-        start.ArgumentList.Add(DotnetHost());
-        start.ArgumentList.Add(options.SupervisorPath);
+        foreach (var arg in Command(options.SupervisorPath))
+        {
+            start.ArgumentList.Add(arg);
+        }
+
         start.ArgumentList.Add("--state-dir");
         start.ArgumentList.Add(options.StateDir);
         start.ArgumentList.Add("--workspace");
@@ -253,6 +256,10 @@ internal sealed partial class SupervisorLauncher(PyroOptions options, WorkspaceS
             yield return new("PYRO_BOOT_TIMEOUT_SECONDS", ((int)boot.TotalSeconds).ToString(CultureInfo.InvariantCulture));
         }
     }
+
+    /// <summary>How to start the supervisor at <paramref name="path"/>: a native build directly, a managed one with dotnet.</summary>
+    internal static string[] Command(string path)
+        => path.EndsWith(".dll", StringComparison.OrdinalIgnoreCase) ? [DotnetHost(), path] : [path];
 
     private static string DotnetHost()
     {
