@@ -22,7 +22,75 @@ internal sealed record VmSpec(int VcpuCount, int MemMib, Accelerator Accelerator
 /// disk straight to a shell that powers off (<c>pyro.bare=1</c>); no agent starts.
 /// </param>
 /// <param name="NetworkSocketPath">passt's socket, for a guest with a network; null for none (no network device at all).</param>
-internal sealed record QemuLaunch(string Id, VmSpec Spec, string KernelPath, string InitramfsPath, string DiskPath, string AgentSocketPath, string? RunAsUser, bool Bare = false, string? NetworkSocketPath = null);
+/// <param name="TscKhz">The TSC rate a TCG guest is told; null for the host's (<see cref="HostTsc.Khz"/>).</param>
+internal sealed record QemuLaunch(string Id, VmSpec Spec, string KernelPath, string InitramfsPath, string DiskPath, string AgentSocketPath, string? RunAsUser, bool Bare = false, string? NetworkSocketPath = null,
+    long? TscKhz = null);
+
+/// <summary>
+/// The host's TSC rate in kHz. Under TCG the guest's RDTSC reads the host's counter, so this is
+/// the rate the guest must assume for its clock to keep time.
+/// </summary>
+internal static class HostTsc
+{
+    /// <summary>What a host whose rate cannot be read gets: the figure pyro always passed before.</summary>
+    internal const long FallbackKhz = 2_000_000;
+
+    private static readonly Lazy<long> Cached = new(Read);
+
+    internal static long Khz => Cached.Value;
+
+    /// <summary>
+    /// The rate from /proc/cpuinfo's first processor. x86 Linux takes the delay loop from the TSC
+    /// when the TSC has a fixed rate (lpj = tsc_khz * 1000 / HZ), so its BogoMIPS are tsc_khz / 500
+    /// to 5 kHz. Null unless the TSC is constant and non-stop and the figure is plausible.
+    /// </summary>
+    internal static long? FromCpuInfo(string cpuinfo)
+    {
+        string? flags = null;
+        string? bogomips = null;
+        foreach (var line in cpuinfo.Split('\n'))
+        {
+            if (line.Trim().Length == 0 && (flags is not null || bogomips is not null))
+            {
+                break;
+            }
+
+            var colon = line.IndexOf(':', StringComparison.Ordinal);
+            if (colon < 0)
+            {
+                continue;
+            }
+
+            switch (line[..colon].Trim())
+            {
+                case "flags": flags ??= line[(colon + 1)..]; break;
+                case "bogomips": bogomips ??= line[(colon + 1)..].Trim(); break;
+            }
+        }
+
+        var set = flags?.Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
+        if (!set.Contains("constant_tsc") || !set.Contains("nonstop_tsc")
+            || !double.TryParse(bogomips, NumberStyles.Float, CultureInfo.InvariantCulture, out var mips))
+        {
+            return null;
+        }
+
+        var khz = (long)Math.Round(mips * 500);
+        return khz is >= 500_000 and <= 10_000_000 ? khz : null;
+    }
+
+    private static long Read()
+    {
+        try
+        {
+            return FromCpuInfo(File.ReadAllText("/proc/cpuinfo")) ?? FallbackKhz;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return FallbackKhz;
+        }
+    }
+}
 
 /// <summary>Builds QEMU's arguments. Pure, so the escaping and the sandbox options are unit-tested.</summary>
 internal static class QemuCommandLine
@@ -66,8 +134,11 @@ internal static class QemuCommandLine
             // algorithms against known answers (FIPS); they guard no boundary. The KDF's init is only
             // such a test, run even with notests.
             + " cryptomgr.notests initcall_blacklist=crypto_kdf108_init"
-            // Under TCG the kernel cannot calibrate the TSC and hangs without this.
-            + (kvm ? "" : " tsc_early_khz=2000000")
+            // Under TCG the kernel cannot calibrate the TSC and hangs without this. The guest's TSC
+            // is the host's own counter, so its rate is the host's: any other figure makes the
+            // guest's clock and timers run fast or slow by the ratio (2000000 on a 2445 MHz host
+            // made `sleep 10` last 8.2 s).
+            + (kvm ? "" : " tsc_early_khz=" + (launch.TscKhz ?? HostTsc.Khz).ToString(CultureInfo.InvariantCulture))
             + (launch.Bare ? " pyro.bare=1" : "")
             + (launch.NetworkSocketPath is null ? "" : " pyro.net=dhcp");
         var args = new List<string>
