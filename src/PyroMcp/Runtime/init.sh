@@ -8,9 +8,8 @@
 # fork and, for most applets (mkdir, insmod, cp, ln, rm, ip, hostname, chroot), without an exec;
 # tests and the kernel command line are shell builtins. mount has no such form and is named with
 # its path, since it needs /proc/self/exe before /proc is mounted.
-/bin/busybox mkdir -p /proc /sys /dev /newroot
+/bin/busybox mkdir -p /proc /dev /newroot
 /bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev
 fail() { echo "pyro-init: $*" > /dev/console; /bin/busybox sleep 1; echo b > /proc/sysrq-trigger; }
 set -f
@@ -40,6 +39,8 @@ if [ -n "$bare" ]; then
   # The benchmark floor: the same kernel and root disk, straight to a shell that exits.
   exec /bin/busybox switch_root /newroot /bin/sh -c 'echo b > /proc/sysrq-trigger'
 fi
+# Nothing before the agent reads /sys, so it is mounted where the agent finds it, not moved there.
+/bin/busybox mount -t sysfs sysfs /newroot/sys || fail "cannot mount /sys"
 /bin/busybox mount -t tmpfs -o mode=0755,size=64m tmpfs /newroot/run || fail "cannot mount /run"
 mkdir -p /newroot/run/pyro
 # The runtime is shown where it was unpacked rather than copied (11 MiB under TCG is ~150 ms):
@@ -84,7 +85,6 @@ mkdir -p /newroot/dev/pts /newroot/dev/shm
 /bin/busybox mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts /newroot/dev/pts || echo "pyro-init: cannot mount /dev/pts: workspace shells will not open" > /newroot/dev/console
 rm -f /newroot/dev/ptmx && ln -s pts/ptmx /newroot/dev/ptmx
 /bin/busybox mount --move /proc /newroot/proc
-/bin/busybox mount --move /sys /newroot/sys
 # switch_root without its clean-up: the root disk becomes / and the initramfs stays underneath,
 # where /run/pyro's bind mount still shows /pyro.
 cd /newroot || fail "cannot enter the root disk"

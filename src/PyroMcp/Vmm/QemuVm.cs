@@ -158,7 +158,9 @@ internal static class QemuCommandLine
             "-serial", "chardev:console",
             "-drive", $"id=root,file={EscapeOptionValue(Path.GetFullPath(launch.DiskPath))},format=qcow2,if=none,discard=unmap",
             "-device", "virtio-blk-device,drive=root",
-            "-device", "virtio-serial-device",
+            // One port (id 0 is kept for a console): the default 31 ports are 64 virtqueues the
+            // guest's virtio_console sets up at every boot.
+            "-device", "virtio-serial-device,max_ports=2",
             "-chardev", $"socket,id=agent,path={EscapeOptionValue(Path.GetFullPath(launch.AgentSocketPath))},server=on,wait=off",
             "-device", $"virtserialport,chardev=agent,name={AgentPortName}",
             "-sandbox", launch.RunAsUser is null ? SandboxUnprivileged : SandboxDropping,
