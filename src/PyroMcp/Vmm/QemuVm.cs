@@ -92,7 +92,7 @@ internal static class HostTsc
     }
 }
 
-/// <summary>Builds QEMU's arguments. Pure, so the escaping and the sandbox options are unit-tested.</summary>
+/// <summary>Builds QEMU's arguments. Pure but for the host's TSC rate (read once, and given in tests), so the escaping and the sandbox options are unit-tested.</summary>
 internal static class QemuCommandLine
 {
     internal const string AgentPortName = "org.pyro.agent.0";
