@@ -9,6 +9,11 @@ if (args is ["--version"])
     return 0;
 }
 
+// Reads and writes on the virtio port block a pool thread each (a character device has no async
+// I/O), and a one-vCPU guest starts with a pool of one: every other work item, hello's handler
+// first, then waited for the pool's starvation check to add a thread, ~0.5 s at a time.
+ThreadPool.GetMinThreads(out var workers, out var completions);
+ThreadPool.SetMinThreads(Math.Max(workers, 8), completions);
 var options = AgentOptions.Parse(args);
 var port = await VirtioPort.OpenAsync(options.PortName, TimeSpan.FromSeconds(30));
 await using var server = new AgentServer(port, options);

@@ -22,9 +22,77 @@ internal sealed record VmSpec(int VcpuCount, int MemMib, Accelerator Accelerator
 /// disk straight to a shell that powers off (<c>pyro.bare=1</c>); no agent starts.
 /// </param>
 /// <param name="NetworkSocketPath">passt's socket, for a guest with a network; null for none (no network device at all).</param>
-internal sealed record QemuLaunch(string Id, VmSpec Spec, string KernelPath, string InitramfsPath, string DiskPath, string AgentSocketPath, string? RunAsUser, bool Bare = false, string? NetworkSocketPath = null);
+/// <param name="TscKhz">The TSC rate a TCG guest is told; null for the host's (<see cref="HostTsc.Khz"/>).</param>
+internal sealed record QemuLaunch(string Id, VmSpec Spec, string KernelPath, string InitramfsPath, string DiskPath, string AgentSocketPath, string? RunAsUser, bool Bare = false, string? NetworkSocketPath = null,
+    long? TscKhz = null);
 
-/// <summary>Builds QEMU's arguments. Pure, so the escaping and the sandbox options are unit-tested.</summary>
+/// <summary>
+/// The host's TSC rate in kHz. Under TCG the guest's RDTSC reads the host's counter, so this is
+/// the rate the guest must assume for its clock to keep time.
+/// </summary>
+internal static class HostTsc
+{
+    /// <summary>What a host whose rate cannot be read gets: the figure pyro always passed before.</summary>
+    internal const long FallbackKhz = 2_000_000;
+
+    private static readonly Lazy<long> Cached = new(Read);
+
+    internal static long Khz => Cached.Value;
+
+    /// <summary>
+    /// The rate from /proc/cpuinfo's first processor. x86 Linux takes the delay loop from the TSC
+    /// when the TSC has a fixed rate (lpj = tsc_khz * 1000 / HZ), so its BogoMIPS are tsc_khz / 500
+    /// to 5 kHz. Null unless the TSC is constant and non-stop and the figure is plausible.
+    /// </summary>
+    internal static long? FromCpuInfo(string cpuinfo)
+    {
+        string? flags = null;
+        string? bogomips = null;
+        foreach (var line in cpuinfo.Split('\n'))
+        {
+            if (line.Trim().Length == 0 && (flags is not null || bogomips is not null))
+            {
+                break;
+            }
+
+            var colon = line.IndexOf(':', StringComparison.Ordinal);
+            if (colon < 0)
+            {
+                continue;
+            }
+
+            switch (line[..colon].Trim())
+            {
+                case "flags": flags ??= line[(colon + 1)..]; break;
+                case "bogomips": bogomips ??= line[(colon + 1)..].Trim(); break;
+            }
+        }
+
+        var set = flags?.Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
+        if (!set.Contains("constant_tsc") || !set.Contains("nonstop_tsc")
+            || !double.TryParse(bogomips, NumberStyles.Float, CultureInfo.InvariantCulture, out var mips))
+        {
+            return null;
+        }
+
+        var khz = (long)Math.Round(mips * 500);
+        return khz is >= 500_000 and <= 10_000_000 ? khz : null;
+    }
+
+    private static long Read()
+    {
+        try
+        {
+            return FromCpuInfo(File.ReadAllText("/proc/cpuinfo")) ?? FallbackKhz;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return FallbackKhz;
+        }
+    }
+}
+
+/// <summary>Builds QEMU's arguments. Pure but for the host's TSC rate (read once, and given in tests), so the escaping and the sandbox options are unit-tested.</summary>
 internal static class QemuCommandLine
 {
     internal const string AgentPortName = "org.pyro.agent.0";
@@ -62,8 +130,15 @@ internal static class QemuCommandLine
     {
         var kvm = launch.Spec.Accelerator == Accelerator.Kvm;
         var append = "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable no_timer_check rw pyro.hostname=pyro-" + launch.Id
-            // Under TCG the kernel cannot calibrate the TSC and hangs without this.
-            + (kvm ? "" : " tsc_early_khz=2000000")
+            // The crypto self-tests are half a second of every boot under TCG and check the kernel's
+            // algorithms against known answers (FIPS); they guard no boundary. The KDF's init is only
+            // such a test, run even with notests.
+            + " cryptomgr.notests initcall_blacklist=crypto_kdf108_init"
+            // Under TCG the kernel cannot calibrate the TSC and hangs without this. The guest's TSC
+            // is the host's own counter, so its rate is the host's: any other figure makes the
+            // guest's clock and timers run fast or slow by the ratio (2000000 on a 2445 MHz host
+            // made `sleep 10` last 8.2 s).
+            + (kvm ? "" : " tsc_early_khz=" + (launch.TscKhz ?? HostTsc.Khz).ToString(CultureInfo.InvariantCulture))
             + (launch.Bare ? " pyro.bare=1" : "")
             + (launch.NetworkSocketPath is null ? "" : " pyro.net=dhcp");
         var args = new List<string>
@@ -83,7 +158,9 @@ internal static class QemuCommandLine
             "-serial", "chardev:console",
             "-drive", $"id=root,file={EscapeOptionValue(Path.GetFullPath(launch.DiskPath))},format=qcow2,if=none,discard=unmap",
             "-device", "virtio-blk-device,drive=root",
-            "-device", "virtio-serial-device",
+            // One port (id 0 is kept for a console): the default 31 ports are 64 virtqueues the
+            // guest's virtio_console sets up at every boot.
+            "-device", "virtio-serial-device,max_ports=2",
             "-chardev", $"socket,id=agent,path={EscapeOptionValue(Path.GetFullPath(launch.AgentSocketPath))},server=on,wait=off",
             "-device", $"virtserialport,chardev=agent,name={AgentPortName}",
             "-sandbox", launch.RunAsUser is null ? SandboxUnprivileged : SandboxDropping,
