@@ -35,6 +35,10 @@ internal static class HostCompat
             }
             catch (System.ComponentModel.Win32Exception)
             {
+                // The output is whole only once both copies have reached end of file: the process can
+                // exit (and WaitForExitAsync return) before they have read what it wrote.
+                var outBytes = await outLen.ConfigureAwait(false);
+                var errBytes = await errLen.ConfigureAwait(false);
                 return new RunResult
                 {
                     Environment = environment,
@@ -68,6 +72,10 @@ internal static class HostCompat
                     timedOut = true;
                 }
 
+                // The output is whole only once both copies have reached end of file: the process can
+                // exit (and WaitForExitAsync return) before they have read what it wrote.
+                var outBytes = await outLen.ConfigureAwait(false);
+                var errBytes = await errLen.ConfigureAwait(false);
                 return new RunResult
                 {
                     Environment = environment,
@@ -78,8 +86,8 @@ internal static class HostCompat
                     Signal = timedOut ? "SIGKILL" : null,
                     Stdout = stdout.Text,
                     Stderr = stderr.Text,
-                    StdoutTruncated = await outLen.ConfigureAwait(false) > cap,
-                    StderrTruncated = await errLen.ConfigureAwait(false) > cap,
+                    StdoutTruncated = outBytes > cap,
+                    StderrTruncated = errBytes > cap,
                     DurationMs = clock.ElapsedMilliseconds,
                 };
             }
