@@ -35,10 +35,6 @@ internal static class HostCompat
             }
             catch (System.ComponentModel.Win32Exception)
             {
-                // The output is whole only once both copies have reached end of file: the process can
-                // exit (and WaitForExitAsync return) before they have read what it wrote.
-                var outBytes = await outLen.ConfigureAwait(false);
-                var errBytes = await errLen.ConfigureAwait(false);
                 return new RunResult
                 {
                     Environment = environment,
