@@ -102,5 +102,4 @@ pyro_publish_cli() {
   local root=$1
   dotnet publish "$root/src/PyroMcp.Cli/PyroMcp.Cli.csproj" -c Release -r linux-x64 -p:PublishAot=true \
     -o "$root/artifacts/pyro" -nologo -v quiet -clp:ErrorsOnly >&2
-  mkdir -p "$root/artifacts"
 }

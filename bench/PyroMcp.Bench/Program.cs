@@ -214,12 +214,15 @@ async Task ReportHostOverheadAsync(string workspaceId, int? supervisorPid, doubl
     await Task.Delay(TimeSpan.FromSeconds(3));
     if (supervisorPid is { } pid)
     {
+        // Each read once, so the figures printed and their sums and ratios agree.
+        var supervisorMib = ResidentMib(pid);
+        var supervisorPss = ProportionalMib(pid);
         var vmMib = Descendants(pid).Sum(ResidentMib);
-        Say($"supervisor_rss_mib = {ResidentMib(pid):0.0} (native, idle workspace; pss {ProportionalMib(pid):0.0} MiB); its QEMU and helpers {vmMib:0.0} MiB");
-        figures["supervisor_rss_mib"] = Math.Round(ResidentMib(pid), 1);
-        figures["supervisor_pss_mib"] = Math.Round(ProportionalMib(pid), 1);
+        Say($"supervisor_rss_mib = {supervisorMib:0.0} (native, idle workspace; pss {supervisorPss:0.0} MiB); its QEMU and helpers {vmMib:0.0} MiB");
+        figures["supervisor_rss_mib"] = Math.Round(supervisorMib, 1);
+        figures["supervisor_pss_mib"] = Math.Round(supervisorPss, 1);
         figures["qemu_rss_mib"] = Math.Round(vmMib, 1);
-        figures["idle_rss_mib_per_workspace"] = Math.Round(ResidentMib(pid) + vmMib, 1);
+        figures["idle_rss_mib_per_workspace"] = Math.Round(supervisorMib + vmMib, 1);
 
         // The same idle workspace under the managed supervisor (dotnet pyro-supervisor.dll).
         var managedPyro = new Pyro(workspaceOptions with { SupervisorPath = Path.Combine(build, "pyro-supervisor.dll") });
@@ -230,9 +233,9 @@ async Task ReportHostOverheadAsync(string workspaceId, int? supervisorPid, doubl
             await Task.Delay(TimeSpan.FromSeconds(3));
             var managedPid = managed.SupervisorPid ?? throw new InvalidOperationException("the managed supervisor has no pid");
             var managedMib = ResidentMib(managedPid);
-            Say($"supervisor_rss_mib_managed = {managedMib:0.0} (pss {ProportionalMib(managedPid):0.0} MiB); native / managed = {ResidentMib(pid) / managedMib:0.00}");
+            Say($"supervisor_rss_mib_managed = {managedMib:0.0} (pss {ProportionalMib(managedPid):0.0} MiB); native / managed = {supervisorMib / managedMib:0.00}");
             figures["supervisor_rss_mib_managed"] = Math.Round(managedMib, 1);
-            figures["supervisor_native_over_managed_rss"] = Math.Round(ResidentMib(pid) / managedMib, 2);
+            figures["supervisor_native_over_managed_rss"] = Math.Round(supervisorMib / managedMib, 2);
         }
         finally
         {
@@ -240,7 +243,9 @@ async Task ReportHostOverheadAsync(string workspaceId, int? supervisorPid, doubl
         }
     }
 
-    foreach (var (name, command) in new[] { ("native", cli), ("managed", managedCli) })
+    // The managed figures carry the suffix: the unsuffixed names are what ./pyro runs.
+    var clis = new[] { (Name: "native", Command: cli, Suffix: ""), (Name: "managed", Command: managedCli, Suffix: "_managed") };
+    foreach (var (name, command, suffix) in clis)
     {
         var cliTimes = new List<double>();
         for (var i = 0; i < 5; i++)
@@ -249,14 +254,14 @@ async Task ReportHostOverheadAsync(string workspaceId, int? supervisorPid, doubl
         }
 
         var cliExec = Median(cliTimes);
-        var key = name == "native" ? "cli_overhead_ms" : "cli_overhead_ms_managed";
+        var key = "cli_overhead_ms" + suffix;
         Say($"pyro workspace exec ID -- true ({name} CLI, 5): median {cliExec:0} ms  [{string.Join(", ", cliTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
         Say($"{key} = {cliExec - sdkExecMs:0} (CLI wall minus the in-process exec round trip {sdkExecMs:0.0} ms)");
         figures[key] = Math.Round(cliExec - sdkExecMs);
     }
 
     // What an MCP client waits for: `pyro mcp serve` spawned to its tool list answered.
-    foreach (var (name, command) in new[] { ("native", cli), ("managed", managedCli) })
+    foreach (var (name, command, suffix) in clis)
     {
         var times = new List<double>();
         for (var i = 0; i < 5; i++)
@@ -277,7 +282,7 @@ async Task ReportHostOverheadAsync(string workspaceId, int? supervisorPid, doubl
             }
         }
 
-        var key = name == "native" ? "mcp_ready_ms" : "mcp_ready_ms_managed";
+        var key = "mcp_ready_ms" + suffix;
         Say($"{key} = {Median(times):0} (pyro mcp serve, {name} CLI: spawn to the tool list, median of 5)");
         figures[key] = Math.Round(Median(times));
     }
