@@ -25,9 +25,10 @@ internal static class RunCommand
         var cwd = new Option<string?>("--cwd") { Description = "Working directory in the guest (default /)." };
         var hostCompat = new Option<bool>("--allow-host-compat") { Description = "If no guest can boot, run on the host WITHOUT isolation. Off by default: pyro fails closed." };
         var network = new Option<bool>("--network") { Description = "Give the guest outbound network (passt; DNS through the host's resolver). Off by default: no network device. The guest never reaches the host itself." };
+        var cold = new Option<bool>("--cold") { Description = "Boot the guest instead of restoring it from the environment's warm-start template (built on first need)." };
         var run = new Command("run", "Run one command inside a fresh microVM, then delete the VM.")
         {
-            environment, command, vcpu, mem, timeout, env, cwd, network, hostCompat, Accel, Output.Json,
+            environment, command, vcpu, mem, timeout, env, cwd, network, cold, hostCompat, Accel, Output.Json,
         };
         run.SetAction((parse, _) =>
         {
@@ -45,6 +46,7 @@ internal static class RunCommand
                     Cwd = parse.GetValue(cwd),
                     AllowHostCompat = parse.GetValue(hostCompat),
                     Network = parse.GetValue(network),
+                    Cold = parse.GetValue(cold),
                     Accelerator = parse.GetValue(Accel) is { } a ? PyroOptions.ParseAccelerator(a) : null,
                     Progress = Output.StderrProgress,
                     OnStdout = json ? null : Forward(Console.OpenStandardOutput()),
@@ -69,7 +71,8 @@ internal static class RunCommand
                     Console.Error.WriteLine($"[run] timeout: the command ran past {request.TimeoutSeconds}s and its process group was killed");
                 }
 
-                Console.Error.WriteLine($"[run] environment={result.Environment} execution_mode={Output.Word(result.ExecutionMode)} exit_code={result.ExitCode} duration_ms={result.DurationMs}");
+                Console.Error.WriteLine($"[run] environment={result.Environment} execution_mode={Output.Word(result.ExecutionMode)} exit_code={result.ExitCode} duration_ms={result.DurationMs}"
+                    + (result.StartMode is { } mode ? $" start={mode}" : ""));
                 return result.ExitCode;
             });
         });

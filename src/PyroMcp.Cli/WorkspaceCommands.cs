@@ -28,6 +28,7 @@ internal static class WorkspaceCommands
         workspace.Subcommands.Add(ShellCommands.Build());
         workspace.Subcommands.Add(DiskCommands.Build());
         workspace.Subcommands.Add(Reset());
+        workspace.Subcommands.Add(Fork());
         workspace.Subcommands.Add(Simple("stop", "Power the VM off cleanly; the disk is kept for 'workspace start'.", (p, id) => p.StopWorkspaceAsync(id, CliApp.Interrupted)));
         workspace.Subcommands.Add(Simple("start", "Boot a stopped or crashed workspace again from its disk.", (p, id) => p.StartWorkspaceAsync(id, CliApp.Interrupted)));
         workspace.Subcommands.Add(Publish());
@@ -54,7 +55,8 @@ internal static class WorkspaceCommands
         var idOnly = new Option<bool>("--id-only") { Description = "Print only the new workspace's id." };
         var secret = SecretOptions.Secret();
         var secretFile = SecretOptions.SecretFile();
-        var create = new Command("create", "Create a workspace and boot its VM.") { environment, seed, name, label, ttl, vcpu, mem, network, secret, secretFile, idOnly, Output.Json };
+        var cold = new Option<bool>("--cold") { Description = "Boot the VM instead of restoring it from the environment's warm-start template (built on first need)." };
+        var create = new Command("create", "Create a workspace and boot its VM.") { environment, seed, name, label, ttl, vcpu, mem, network, secret, secretFile, cold, idOnly, Output.Json };
         create.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var info = await new Pyro().CreateWorkspaceAsync(new WorkspaceCreateRequest
@@ -68,6 +70,7 @@ internal static class WorkspaceCommands
                 MemMib = parse.GetValue(mem),
                 NetworkPolicy = NetworkPolicyNames.Parse(parse.GetValue(network)),
                 Secrets = SecretOptions.Secrets(parse.GetValue(secret), parse.GetValue(secretFile)),
+                Cold = parse.GetValue(cold),
                 Progress = Output.StderrProgress,
             }, CliApp.Interrupted);
             if (parse.GetValue(idOnly))
@@ -82,6 +85,43 @@ internal static class WorkspaceCommands
             return 0;
         }));
         return create;
+    }
+
+    private static Command Fork()
+    {
+        var count = new Option<int>("--count") { Description = "How many copies (1-16).", DefaultValueFactory = _ => 1 };
+        var prefix = new Option<string?>("--name-prefix") { Description = "Name the copies PREFIX-1, PREFIX-2, ..." };
+        var ttl = new Option<int?>("--ttl-seconds") { Description = "Lifetime of each copy (10-604800); default the source's." };
+        var fork = new Command("fork", "Copy a running workspace: each copy starts from its memory and disk as they are now (processes, services and shells included), then goes its own way.")
+        {
+            Workspace, count, prefix, ttl, Output.Json,
+        };
+        fork.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        {
+            var result = await new Pyro().ForkWorkspaceAsync(parse.GetValue(Workspace)!, new WorkspaceForkRequest
+            {
+                Count = parse.GetValue(count),
+                NamePrefix = parse.GetValue(prefix),
+                TtlSeconds = parse.GetValue(ttl),
+                Progress = Output.StderrProgress,
+            }, CliApp.Interrupted);
+            if (parse.GetValue(Output.Json))
+            {
+                Output.WriteJson(result, PyroJsonContext.Default.WorkspaceForkResult);
+            }
+            else
+            {
+                foreach (var copy in result.Workspaces)
+                {
+                    Console.WriteLine(copy.Name is null ? copy.WorkspaceId : $"{copy.WorkspaceId} {copy.Name}");
+                }
+
+                Console.Error.WriteLine($"[workspace-fork] source={result.SourceWorkspaceId} copies={result.Workspaces.Count} duration_ms={result.DurationMs}");
+            }
+
+            return 0;
+        }));
+        return fork;
     }
 
     private static Command Publish()
@@ -548,6 +588,11 @@ internal static class WorkspaceCommands
         Console.WriteLine($"Workspace path: {info.WorkspacePath}");
         Console.WriteLine($"Resources: {info.VcpuCount} vCPU, {info.MemMib} MiB{(info.Accelerator is { } accelerator ? $", {Output.Word(accelerator)}" : "")}");
         Console.WriteLine($"Network policy: {info.NetworkPolicy.ToName()}");
+        if (info.StartMode is { } mode)
+        {
+            Console.WriteLine($"Started: {mode}{(info.ColdStartReason is { } why ? $" ({why})" : "")}");
+        }
+
         if (info.Network is { } guestNetwork)
         {
             Console.WriteLine($"Guest network: {guestNetwork}");

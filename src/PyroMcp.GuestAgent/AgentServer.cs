@@ -84,7 +84,7 @@ internal sealed class AgentServer : IAsyncDisposable
         {
             AgentResponse response = request.Op switch
             {
-                AgentOps.Hello => new AgentResponse { Hello = Hello(request.Hello ?? new HelloRequest()) },
+                AgentOps.Hello => new AgentResponse { Hello = Hello(request.Hello ?? new HelloRequest(), _options.SetsidPath) },
                 AgentOps.Exec => new AgentResponse
                 {
                     Exec = await new ExecRunner(_connection, streamId, _options, operation, _secrets).RunAsync(
@@ -210,11 +210,16 @@ internal sealed class AgentServer : IAsyncDisposable
         }
     }
 
-    private static HelloReply Hello(HelloRequest hello)
+    private static HelloReply Hello(HelloRequest hello, string busybox)
     {
         // Read first: the uptime stands for the moment hello is answered, not after the clock set.
         var uptime = BootClock.UptimeMs();
         var clockError = hello.UnixTimeMs > 0 ? Interop.SetClock(hello.UnixTimeMs) : null;
+        if (hello.Resume is { } resume)
+        {
+            Resume.Apply(resume, busybox);
+        }
+
         return new HelloReply
         {
             AgentVersion = typeof(AgentServer).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown",
@@ -225,6 +230,7 @@ internal sealed class AgentServer : IAsyncDisposable
             UptimeMs = uptime,
             InitStartMs = BootClock.ProcessStartMs("1"),
             AgentStartMs = BootClock.ProcessStartMs("self"),
+            Resumed = hello.Resume is not null,
         };
     }
 

@@ -161,6 +161,24 @@ public sealed record HelloRequest
 {
     /// <summary>Host wall clock in milliseconds since the Unix epoch.</summary>
     public long UnixTimeMs { get; init; }
+    /// <summary>
+    /// Set when the guest was restored from a memory image rather than booted: everything it
+    /// shares with every other VM restored from the same image and must not.
+    /// </summary>
+    public ResumeRequest? Resume { get; init; }
+}
+
+/// <summary>What makes a restored guest this VM and no other (see docs/architecture.md, "Templates").</summary>
+public sealed record ResumeRequest
+{
+    /// <summary>The guest's host name (pyro-ID).</summary>
+    public required string Hostname { get; init; }
+    /// <summary>Host random bytes (base64, 32 to 512 bytes) mixed into the guest kernel's pool, which is then reseeded.</summary>
+    public required string Entropy { get; init; }
+    /// <summary>A fresh /etc/machine-id (32 lowercase hex digits), written where the root has one.</summary>
+    public string? MachineId { get; init; }
+    /// <summary>Ask passt for a new DHCP lease on eth0 (the host's addresses may differ from the image's).</summary>
+    public bool RefreshNetwork { get; init; }
 }
 
 /// <summary>What the guest reports about itself.</summary>
@@ -182,6 +200,8 @@ public sealed record HelloReply
     public long? InitStartMs { get; init; }
     /// <summary>Milliseconds since the guest kernel started, when the agent process started (/proc/self/stat); null if unreadable.</summary>
     public long? AgentStartMs { get; init; }
+    /// <summary>Set when the hello carried a <see cref="ResumeRequest"/> and the guest took all of it: its RNG was reseeded from the host's bytes.</summary>
+    public bool Resumed { get; init; }
 }
 
 /// <summary>What the guest's init recorded of its DHCP lease. Claims of a guest: the host checks every field.</summary>

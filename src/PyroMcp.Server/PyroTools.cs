@@ -29,6 +29,7 @@ public sealed partial class PyroTools
     private const string VmId = "VM id as returned by vm_create.";
     private const string ShellCommand = "Shell command line, run through /bin/sh -c (pipes, &&, quotes and $VARS work). A bare word such as 'true' runs directly.";
 
+    private const string ColdFlag = "Boot the guest instead of restoring it from the environment's warm-start template. Leave false: warm is faster, and pyro boots cold by itself (and says why) when the template cannot be used.";
     private const string NetworkFlag = "Give the guest outbound network (egress: connections out and DNS through the host's resolver). Leave false unless the command must download something; the guest never reaches the host itself either way.";
     private const string HostCompat = "Ask for host compatibility mode: if this host cannot boot any VM, run on the host WITHOUT isolation. Only works when the operator started the server with --allow-host-compat; otherwise the call fails with host_compat_disabled. Leave false unless the user asked for it.";
 
@@ -104,6 +105,7 @@ public sealed partial class PyroTools
         [Description("Seconds before the command's whole process group is killed (exit_code 124, timed_out true), 1 to 86400."), Range(1, 86400)] int timeout_seconds = 30,
         [Description(NetworkFlag)] bool network = false,
         [Description(HostCompat)] bool allow_host_compat = false,
+        [Description(ColdFlag)] bool cold = false,
         CancellationToken cancellationToken = default)
         => Guard(context, async progress =>
         {
@@ -112,6 +114,7 @@ public sealed partial class PyroTools
             var result = await _pyro.RunAsync(new RunRequest
             {
                 Network = network,
+                Cold = cold,
                 Environment = environment,
                 Command = [command],
                 VcpuCount = vcpu_count,
@@ -164,6 +167,7 @@ public sealed partial class PyroTools
             """)] string network_policy = "off",
         [Description(HostCompat + " A workspace itself always runs in a VM.")] bool allow_host_compat = false,
         [Description(SecretsParameter)] JsonElement? secrets = null,
+        [Description(ColdFlag)] bool cold = false,
         CancellationToken cancellationToken = default)
         => Guard(context, async progress =>
         {
@@ -180,9 +184,34 @@ public sealed partial class PyroTools
                 VcpuCount = vcpu_count,
                 MemMib = mem_mib,
                 Secrets = ParseSecrets(secrets),
+                Cold = cold,
                 Progress = progress,
             }, cancellationToken).ConfigureAwait(false);
-            return Ok(Json(info, PyroJsonContext.Default.WorkspaceInfo), $"workspace {info.WorkspaceId} is {info.State.ToName()} ({info.Environment}); expires {info.ExpiresAt:u}");
+            return Ok(Json(info, PyroJsonContext.Default.WorkspaceInfo), $"workspace {info.WorkspaceId} is {info.State.ToName()} ({info.Environment}, started {info.StartMode ?? "?"}); expires {info.ExpiresAt:u}");
+        });
+
+    /// <summary>workspace_fork.</summary>
+    [McpServerTool(Name = "workspace_fork", OpenWorld = false)]
+    [Description("""
+        Copies a running workspace into count new workspaces that start from its memory and disk as they are now:
+        files, running services and open shells included. Each copy is independent afterwards, and its baseline
+        (what workspace_diff compares against) is the source's current tree. Use it for parallel attempts: prepare
+        one workspace (seed, install, build), fork it, and try a different fix in each copy. The source is paused
+        for about a second and runs on. Copies are labeled pyro.fork-of=SOURCE; published ports are not copied.
+        Returns the new workspaces. All or nothing.
+        """)]
+    public Task<CallToolResult> WorkspaceFork(
+        RequestContext<CallToolRequestParams> context,
+        [Description(WorkspaceId)] string workspace_id,
+        [Description("How many copies, 1 to 16."), Range(1, 16)] int count = 1,
+        [Description("Optional: name the copies PREFIX-1, PREFIX-2, ... (letters, digits, '.', '_', '-').")] string? name_prefix = null,
+        [Description("Lifetime of each copy in seconds, 10 to 604800; default the source's."), Range(10, 604800)] int? ttl_seconds = null,
+        CancellationToken cancellationToken = default)
+        => Guard(context, async progress =>
+        {
+            var result = await _pyro.ForkWorkspaceAsync(workspace_id, new WorkspaceForkRequest { Count = count, NamePrefix = name_prefix, TtlSeconds = ttl_seconds, Progress = progress }, cancellationToken).ConfigureAwait(false);
+            return Ok(Json(result, PyroJsonContext.Default.WorkspaceForkResult),
+                $"forked {result.SourceWorkspaceId} into {string.Join(", ", result.Workspaces.Select(w => w.Name is null ? w.WorkspaceId : $"{w.WorkspaceId} ({w.Name})"))}");
         });
 
     /// <summary>workspace_list.</summary>

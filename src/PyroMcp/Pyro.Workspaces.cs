@@ -22,6 +22,17 @@ public sealed partial class Pyro
     public Task<WorkspaceInfo> CreateWorkspaceAsync(WorkspaceCreateRequest request, CancellationToken cancellationToken = default)
         => Workspaces.CreateAsync(request, cancellationToken);
 
+    /// <summary>
+    /// Copies a running workspace <paramref name="request"/>.Count times: each copy starts from the
+    /// source's memory and disk as they are now (its processes, services and shells included), is
+    /// independent afterwards, and has a baseline equal to the source's current tree. The source is
+    /// paused for the save (under a second for an idle 1 GiB guest under TCG) and runs on. Each copy
+    /// is made its own VM at resume: new host name, machine id, DHCP lease and a reseeded RNG. Copies
+    /// carry the label <c>pyro.fork-of=SOURCE</c>; published ports are not copied. All or nothing.
+    /// </summary>
+    public Task<WorkspaceForkResult> ForkWorkspaceAsync(string workspace, WorkspaceForkRequest request, CancellationToken cancellationToken = default)
+        => Workspaces.GuardAsync(workspace, () => Workspaces.ForkAsync(workspace, request, cancellationToken));
+
     /// <summary>Workspaces, optionally only those carrying all of <paramref name="labels"/>; at most <see cref="PyroOptions.MaxListEntries"/>, oldest first (<see cref="CappedList{T}.Truncated"/> says when more exist).</summary>
     public Task<CappedList<WorkspaceInfo>> ListWorkspacesAsync(IReadOnlyDictionary<string, string>? labels = null, CancellationToken cancellationToken = default)
         => Workspaces.ListAsync(labels, cancellationToken);

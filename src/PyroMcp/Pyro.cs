@@ -4,6 +4,7 @@ using PyroMcp.Execution;
 using PyroMcp.Host;
 using PyroMcp.Protocol;
 using PyroMcp.Runtime;
+using PyroMcp.Templates;
 using PyroMcp.Vmm;
 
 namespace PyroMcp;
@@ -51,15 +52,60 @@ public sealed partial class Pyro
     /// Builds an environment into the cache from the Debian mirror, unless a verified copy is
     /// already there. Idempotent; concurrent pulls of one environment take turns.
     /// </summary>
-    public Task<EnvironmentInfo> PullEnvironmentAsync(string name, IProgress<PyroProgress>? progress = null, CancellationToken cancellationToken = default)
+    public async Task<EnvironmentInfo> PullEnvironmentAsync(string name, IProgress<PyroProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         var spec = EnvironmentCatalog.Resolve(name);
-        return _store.PullAsync(spec, progress, cancellationToken);
+        var info = await _store.PullAsync(spec, progress, cancellationToken).ConfigureAwait(false);
+        await PrepareDefaultTemplateAsync(info, progress, cancellationToken).ConfigureAwait(false);
+        return info;
     }
 
-    /// <summary>Removes cache entries no current environment uses (old versions, unfinished or damaged builds).</summary>
+    /// <summary>
+    /// After a pull, the warm-start template of the default VM shape (1 vCPU, 1024 MiB, no network),
+    /// so the first run or create is warm too. A host that cannot boot guests skips it; a failed
+    /// build is reported and left to the first start, which boots cold and says why.
+    /// </summary>
+    private async Task PrepareDefaultTemplateAsync(EnvironmentInfo environment, IProgress<PyroProgress>? progress, CancellationToken cancellationToken)
+    {
+        if (GuestBootBlocker(Options.Accelerator) is { } blocker)
+        {
+            progress?.Report(new PyroProgress("template", "skipped", [new("environment", environment.Name), new("reason", blocker.Code)]));
+            return;
+        }
+
+        try
+        {
+            var bundle = await RuntimeBundle.EnsureAsync(Options, progress, cancellationToken).ConfigureAwait(false);
+            var accelerator = KvmProbe.Detect().Choose(Options.Accelerator).Chosen;
+            var defaults = new RunRequest { Environment = environment.Name, Command = ["true"] };
+            var inputs = new TemplateInputs(environment, bundle, new VmSpec(defaults.VcpuCount, defaults.MemMib, accelerator), Network: false);
+            var (_, key, built) = await new TemplateStore(Options).EnsureAsync(inputs, progress, cancellationToken).ConfigureAwait(false);
+            if (!built)
+            {
+                progress?.Report(new PyroProgress("template", "ready", [new("environment", environment.Name), new("key", key), new("cached", "true")]));
+            }
+        }
+        catch (Exception ex) when (ex is PyroException or IOException or UnauthorizedAccessException)
+        {
+            progress?.Report(new PyroProgress("template", "failed", [new("environment", environment.Name), new("reason", ex.Message.Split('\n', 2)[0])]));
+        }
+    }
+
+    /// <summary>
+    /// Removes cache entries no current environment uses (old versions, unfinished or damaged
+    /// builds), and warm-start templates nothing current can restore (of an environment, runtime
+    /// bundle or QEMU that changed since they were built, or damaged).
+    /// </summary>
     public Task<PruneResult> PruneEnvironmentsAsync(CancellationToken cancellationToken = default)
-        => Task.Run(_store.Prune, cancellationToken);
+        => Task.Run(() =>
+        {
+            var environments = _store.Prune();
+            var bundles = Path.Combine(Options.RuntimeCacheDir, "bundles");
+            var templates = new TemplateStore(Options).Prune(
+                name => EnvironmentCatalog.All.FirstOrDefault(e => e.Name == name) is { } spec && _store.Inspect(spec) is { Installed: true } env ? env.RootfsSha256 : null,
+                id => Directory.Exists(Path.Combine(bundles, id)));
+            return new PruneResult([.. environments.Removed, .. templates.Removed], environments.FreedBytes + templates.FreedBytes);
+        }, cancellationToken);
 
     /// <summary>Checks the host: packages, KVM, accelerator, caches, capabilities.</summary>
     public async Task<DoctorReport> DoctorAsync(CancellationToken cancellationToken = default)
@@ -182,13 +228,14 @@ public sealed partial class Pyro
         var environment = await _store.PullAsync(spec, CachedPullQuiet(progress), cancellationToken).ConfigureAwait(false);
         var bundle = await RuntimeBundle.EnsureAsync(Options, progress, cancellationToken).ConfigureAwait(false);
         progress?.Report(new PyroProgress("run", "start", [new("vm_id", vmId), new("accelerator", accelerator.ToString().ToLowerInvariant())]));
-        var vm = await QemuVm.StartAsync(vmId, new VmSpec(request.VcpuCount, request.MemMib, accelerator), environment.RootfsImage, bundle, Options, cancellationToken,
-            network: request.Network ? NetworkPolicy.Egress : NetworkPolicy.Off).ConfigureAwait(false);
+        var (vm, start) = await VmStarter.StartAsync(vmId, new VmSpec(request.VcpuCount, request.MemMib, accelerator), environment, bundle, Options,
+            request.Network ? NetworkPolicy.Egress : NetworkPolicy.Off, request.Cold, progress, "run", cancellationToken).ConfigureAwait(false);
         await using var vmScope = vm.ConfigureAwait(false);
         vm.DiscardOnDispose = true;
         progress?.Report(new PyroProgress("run", "execute", [new("vm_id", vmId)]));
         var output = await ExecPipeline.ExecuteAsync(vm.Agent, plan, request.Cwd, Options.MaxOutputBytes, cancellationToken).ConfigureAwait(false);
-        var phases = vm.BootPhasesUntilNow();
+        // A restored guest's uptime and process starts are the template's boot, not this run's.
+        var phases = vm.Restored ? null : vm.BootPhasesUntilNow();
         var kernel = GuestAgentClient.Sanitize(vm.Guest.KernelRelease, 200);
         await vm.DisposeAsync().ConfigureAwait(false);
         return output.Complete(new RunResult
@@ -200,6 +247,9 @@ public sealed partial class Pyro
             GuestKernel = kernel,
             Cleanup = new CleanupInfo(true, "post_exec_cleanup", vmId),
             BootPhasesMs = phases,
+            StartMode = start.Mode,
+            StartMs = vm.ReadyMs,
+            ColdStartReason = start.ColdReason,
         }, clock.ElapsedMilliseconds);
     }
 

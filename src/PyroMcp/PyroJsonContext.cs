@@ -39,6 +39,7 @@ namespace PyroMcp;
 [JsonSerializable(typeof(WorkspaceShell))]
 [JsonSerializable(typeof(IReadOnlyList<WorkspaceShell>))]
 [JsonSerializable(typeof(ShellReadResult))]
+[JsonSerializable(typeof(WorkspaceForkResult))]
 public sealed partial class PyroJsonContext : JsonSerializerContext;
 
 /// <summary>Source-generated JSON for pyro's own files in the caches.</summary>
@@ -50,4 +51,5 @@ public sealed partial class PyroJsonContext : JsonSerializerContext;
 [JsonSerializable(typeof(IReadOnlyDictionary<string, string>))]
 [JsonSerializable(typeof(GuestNetwork))]
 [JsonSerializable(typeof(IReadOnlyList<PublishedPort>))]
+[JsonSerializable(typeof(Templates.TemplateManifest))]
 internal sealed partial class InternalJsonContext : JsonSerializerContext;

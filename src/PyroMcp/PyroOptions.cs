@@ -9,6 +9,12 @@ public sealed record PyroOptions
     /// <summary>Runtime bundle cache (kernel, initramfs). Default <c>~/.cache/pyro/runtime</c>, or <c>PYRO_RUNTIME_CACHE_DIR</c>.</summary>
     public string RuntimeCacheDir { get; init; } = FromEnv("PYRO_RUNTIME_CACHE_DIR") ?? Path.Combine(CacheHome, "pyro", "runtime");
 
+    /// <summary>
+    /// Warm-start templates: per environment and VM shape, a guest saved right after its agent came
+    /// up (memory image and disk). Default <c>~/.cache/pyro/templates</c>, or <c>PYRO_TEMPLATE_CACHE_DIR</c>.
+    /// </summary>
+    public string TemplateCacheDir { get; init; } = FromEnv("PYRO_TEMPLATE_CACHE_DIR") ?? Path.Combine(CacheHome, "pyro", "templates");
+
     /// <summary>Workspace state: the SQLite database and each workspace's disk, baseline and snapshots. Default <c>~/.local/state/pyro</c>, or <c>PYRO_STATE_DIR</c>.</summary>
     public string StateDir { get; init; } = FromEnv("PYRO_STATE_DIR")
         ?? Path.Combine(FromEnv("XDG_STATE_HOME") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state"), "pyro");

@@ -38,9 +38,18 @@ public sealed record RunResult : ExecResult
     /// <summary>What became of the VM afterwards.</summary>
     [JsonPropertyOrder(2)]
     public CleanupInfo? Cleanup { get; init; }
-    /// <summary>Where the cold path spent its time, in ms, when a guest ran the command.</summary>
+    /// <summary>Where the cold path spent its time, in ms, when a guest was booted to run the command.</summary>
     [JsonPropertyOrder(3)]
     public BootPhases? BootPhasesMs { get; init; }
+    /// <summary><c>warm</c> (restored from the environment's template) or <c>cold</c> (booted), when a guest ran the command.</summary>
+    [JsonPropertyOrder(4)]
+    public string? StartMode { get; init; }
+    /// <summary>Milliseconds from QEMU's start until the guest agent answered: a restore when warm, a boot when cold.</summary>
+    [JsonPropertyOrder(5)]
+    public long? StartMs { get; init; }
+    /// <summary>Why the guest was booted although a warm start was wanted (no template could be built or restored), or that a cold boot was asked for.</summary>
+    [JsonPropertyOrder(6)]
+    public string? ColdStartReason { get; init; }
 }
 
 /// <summary>

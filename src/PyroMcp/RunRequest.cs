@@ -37,6 +37,13 @@ public sealed record RunRequest
     /// <summary>Run on the host, without isolation, when no guest can boot. Off by default: pyro fails closed.</summary>
     public bool AllowHostCompat { get; init; }
 
+    /// <summary>
+    /// Boot the guest instead of restoring it from the environment's warm-start template. Off by
+    /// default: a run restores from the template (built on first need) and boots cold only when
+    /// the template cannot be used, saying why in <see cref="RunResult.ColdStartReason"/>.
+    /// </summary>
+    public bool Cold { get; init; }
+
     /// <summary>Overrides <see cref="PyroOptions.Accelerator"/> for this run.</summary>
     public Accelerator? Accelerator { get; init; }
 

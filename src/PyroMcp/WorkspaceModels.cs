@@ -53,6 +53,13 @@ public sealed record WorkspaceInfo
     public int? OpenShells { get; init; }
     /// <summary>The names of the workspace's secrets (never their values), sorted.</summary>
     public IReadOnlyList<string> Secrets { get; init; } = [];
+    /// <summary>
+    /// How the running VM came up: <c>warm</c> (restored from the environment's template), <c>fork</c>
+    /// (restored from another workspace's memory) or <c>cold</c> (booted); null while not running.
+    /// </summary>
+    public string? StartMode { get; init; }
+    /// <summary>Why the running VM was booted although a warm start was wanted; null otherwise.</summary>
+    public string? ColdStartReason { get; init; }
 }
 
 /// <summary>One command of a workspace's history.</summary>
@@ -70,3 +77,14 @@ public sealed record CommandRecord(int Sequence, string Command, string Cwd, int
 /// <param name="Entries">Entries in the tree.</param>
 /// <param name="Bytes">Bytes of file content.</param>
 public sealed record SnapshotInfo(string Name, DateTimeOffset CreatedAt, long Entries, long Bytes);
+
+/// <summary>What a fork made (<see cref="Pyro.ForkWorkspaceAsync"/>).</summary>
+public sealed record WorkspaceForkResult
+{
+    /// <summary>The workspace the copies were made from.</summary>
+    public required string SourceWorkspaceId { get; init; }
+    /// <summary>The new workspaces, in order (named <c>PREFIX-1</c>, <c>PREFIX-2</c>... when a prefix was given).</summary>
+    public required IReadOnlyList<WorkspaceInfo> Workspaces { get; init; }
+    /// <summary>Milliseconds the whole fork took: the source's save and every copy's restore and baseline.</summary>
+    public long DurationMs { get; init; }
+}

@@ -32,7 +32,26 @@ public sealed record WorkspaceCreateRequest
     /// every boot, and is redacted as <c>[REDACTED:NAME]</c> from everything pyro returns.
     /// </summary>
     public IReadOnlyList<WorkspaceSecret>? Secrets { get; init; }
+    /// <summary>
+    /// Boot the VM instead of restoring it from the environment's warm-start template. Off by
+    /// default: create restores (building the template on first need) and boots cold only when the
+    /// template cannot be used, saying why (<see cref="WorkspaceInfo.ColdStartReason"/>).
+    /// </summary>
+    public bool Cold { get; init; }
     /// <summary>Receives <c>[workspace-create] phase=...</c> updates (and pull phases when the environment is built).</summary>
+    public IProgress<PyroProgress>? Progress { get; init; }
+}
+
+/// <summary>How many copies of a running workspace to make, and what to call them.</summary>
+public sealed record WorkspaceForkRequest
+{
+    /// <summary>How many new workspaces, 1 to 16. Default 1.</summary>
+    public int Count { get; init; } = 1;
+    /// <summary>Names the copies <c>PREFIX-1</c>, <c>PREFIX-2</c>...; unnamed when null. Same characters as a workspace name, at most 58.</summary>
+    public string? NamePrefix { get; init; }
+    /// <summary>Lifetime of each copy in seconds (10 to 604800). Default: the source's TTL.</summary>
+    public int? TtlSeconds { get; init; }
+    /// <summary>Receives <c>[workspace-fork] phase=...</c> updates.</summary>
     public IProgress<PyroProgress>? Progress { get; init; }
 }
 

@@ -46,8 +46,22 @@ internal static class ProcessRunner
     /// and lose the tie at its drop. Killing the returned process (unshare) takes all down the
     /// same way, and its exit code is the program's (128 + signal when a signal ended it).
     /// </remarks>
-    internal static Task<Process> StartTiedToOwnerAsync(string fileName, IEnumerable<string> args, string? workingDirectory = null, bool ownPidNamespace = false)
+    /// <param name="fileName">The program.</param>
+    /// <param name="args">Its arguments.</param>
+    /// <param name="workingDirectory">Where it starts; / by default.</param>
+    /// <param name="ownPidNamespace">Run it in a PID namespace of its own (see remarks).</param>
+    /// <param name="inheritedFile">
+    /// With <paramref name="ownPidNamespace"/> only: a file the root shell opens for the program
+    /// as descriptor 3 (read-write) and 4 (read-only) before it starts, for a program that must
+    /// reopen the file after dropping to a user who cannot open it by name (QEMU's fdsets).
+    /// </param>
+    internal static Task<Process> StartTiedToOwnerAsync(string fileName, IEnumerable<string> args, string? workingDirectory = null, bool ownPidNamespace = false, string? inheritedFile = null)
     {
+        if (inheritedFile is not null && !ownPidNamespace)
+        {
+            throw new ArgumentException("an inherited file needs the namespace's shell", nameof(inheritedFile));
+        }
+
         var start = new ProcessStartInfo(HostTools.Setpriv.Require())
         {
             RedirectStandardInput = true,
@@ -61,9 +75,16 @@ internal static class ProcessRunner
         start.ArgumentList.Add("--");
         if (ownPidNamespace)
         {
-            foreach (var arg in new[] { HostTools.Unshare.Require(), "--pid", "--fork", "--kill-child=SIGKILL", "--", "/bin/sh", "-c", "\"$@\"; exit $?", "sh" })
+            // The file is the shell's first argument, never part of the script: no quoting to get wrong.
+            var script = inheritedFile is null ? "\"$@\"; exit $?" : "exec 3<>\"$1\" 4<\"$1\" || exit 126; shift; \"$@\"; exit $?";
+            foreach (var arg in new[] { HostTools.Unshare.Require(), "--pid", "--fork", "--kill-child=SIGKILL", "--", "/bin/sh", "-c", script, "sh" })
             {
                 start.ArgumentList.Add(arg);
+            }
+
+            if (inheritedFile is not null)
+            {
+                start.ArgumentList.Add(inheritedFile);
             }
         }
 

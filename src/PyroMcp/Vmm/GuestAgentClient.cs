@@ -72,9 +72,9 @@ internal sealed partial class GuestAgentClient : IAsyncDisposable
         }
     }
 
-    internal async Task<HelloReply> HelloAsync(CancellationToken cancellationToken)
+    internal async Task<HelloReply> HelloAsync(CancellationToken cancellationToken, ResumeRequest? resume = null)
     {
-        var response = await CallAsync(new AgentRequest { Op = AgentOps.Hello, Hello = new HelloRequest { UnixTimeMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() } }, null, null, cancellationToken).ConfigureAwait(false);
+        var response = await CallAsync(new AgentRequest { Op = AgentOps.Hello, Hello = new HelloRequest { UnixTimeMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Resume = resume } }, null, null, cancellationToken).ConfigureAwait(false);
         return response.Hello ?? throw new GuestChannelException("guest_protocol", "the guest agent answered hello without its details");
     }
 

@@ -23,8 +23,10 @@ internal sealed record VmSpec(int VcpuCount, int MemMib, Accelerator Accelerator
 /// </param>
 /// <param name="NetworkSocketPath">passt's socket, for a guest with a network; null for none (no network device at all).</param>
 /// <param name="TscKhz">The TSC rate a TCG guest is told; null for the host's (<see cref="HostTsc.Khz"/>).</param>
+/// <param name="ControlSocketPath">Where QEMU listens for QMP (stop, cont, migration), or null for none.</param>
+/// <param name="Incoming">Start paused, waiting for a memory image (QMP migrate-incoming) instead of booting.</param>
 internal sealed record QemuLaunch(string Id, VmSpec Spec, string KernelPath, string InitramfsPath, string DiskPath, string AgentSocketPath, string? RunAsUser, bool Bare = false, string? NetworkSocketPath = null,
-    long? TscKhz = null);
+    long? TscKhz = null, string? ControlSocketPath = null, bool Incoming = false);
 
 /// <summary>Builds QEMU's arguments. Pure but for the host's TSC rate (read once, and given in tests), so the escaping and the sandbox options are unit-tested.</summary>
 internal static class QemuCommandLine
@@ -90,7 +92,16 @@ internal static class QemuCommandLine
             "-append", append,
             "-chardev", "stdio,id=console,signal=off",
             "-serial", "chardev:console",
-            "-drive", $"id=root,file={EscapeOptionValue(Path.GetFullPath(launch.DiskPath))},format=qcow2,if=none,discard=unmap",
+            "-drive", launch.RunAsUser is null
+                ? $"id=root,file={EscapeOptionValue(Path.GetFullPath(launch.DiskPath))},format=qcow2,if=none,discard=unmap"
+                // A QEMU that dropped to its own user cannot open the disk in the caller's private
+                // directory by name, yet it reopens the disk (read-only, then read-write) whenever a
+                // snapshot save or restore hands the disk over. So it gets the disk as an fdset of
+                // two descriptors the root launcher opened (see ProcessRunner): fd 3 read-write, fd 4
+                // read-only. QEMU's own image lock cannot work across the set's shared descriptions;
+                // the private directory and one VM per disk are the lock.
+                : "id=root,file=/dev/fdset/1,format=qcow2,if=none,discard=unmap,file.locking=off",
+
             "-device", "virtio-blk-device,drive=root",
             // One port (id 0 is kept for a console): the default 31 ports are 64 virtqueues the
             // guest's virtio_console sets up at every boot.
@@ -109,8 +120,29 @@ internal static class QemuCommandLine
             args.Add("virtio-net-device,netdev=net0");
         }
 
+        if (launch.ControlSocketPath is { } control)
+        {
+            // The VMM's control plane, on a socket in the VM's private directory made before any
+            // drop: only the VM's owner reaches it. The guest has no path to it.
+            args.Add("-qmp");
+            args.Add($"unix:{EscapeOptionValue(Path.GetFullPath(control))},server=on,wait=off");
+        }
+
+        if (launch.Incoming)
+        {
+            // -S: stay paused once the image is in, so the host can check the image's digest
+            // before the guest runs one instruction of it.
+            args.Add("-incoming");
+            args.Add("defer");
+            args.Add("-S");
+        }
+
         if (launch.RunAsUser is { } user)
         {
+            args.Add("-add-fd");
+            args.Add("fd=3,set=1,opaque=disk-rw");
+            args.Add("-add-fd");
+            args.Add("fd=4,set=1,opaque=disk-ro");
             // Disk, kernel, initramfs and the agent socket are opened before the drop; nothing is opened after.
             args.Add("-runas");
             args.Add(user);
@@ -125,7 +157,7 @@ internal static class QemuCommandLine
 /// if this process dies), a copy-on-write disk over the environment image, and a scratch
 /// directory; disposing it tears all of them down.
 /// </summary>
-internal sealed class QemuVm : IAsyncDisposable
+internal sealed partial class QemuVm : IAsyncDisposable
 {
     private readonly BoundedTail _qemuStderr = new(16 * 1024);
     private readonly BoundedTail _console = new(32 * 1024);
@@ -175,7 +207,7 @@ internal sealed class QemuVm : IAsyncDisposable
     /// workspace's directory: its disk (<c>disk.qcow2</c>, made if missing) is kept on dispose.
     /// </summary>
     internal static async Task<QemuVm> StartAsync(string id, VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options,
-        CancellationToken cancellationToken, string? persistentDirectory = null, NetworkPolicy network = NetworkPolicy.Off)
+        CancellationToken cancellationToken, string? persistentDirectory = null, NetworkPolicy network = NetworkPolicy.Off, SavedVm? restore = null)
     {
         string directory;
         if (persistentDirectory is null)
@@ -194,7 +226,7 @@ internal sealed class QemuVm : IAsyncDisposable
         var vm = new QemuVm(id, directory, spec.Accelerator) { _persistent = persistentDirectory is not null };
         try
         {
-            await vm.BootAsync(spec, rootfsImage, bundle, options, network, cancellationToken).ConfigureAwait(false);
+            await vm.BootAsync(spec, rootfsImage, bundle, options, network, restore, cancellationToken).ConfigureAwait(false);
             return vm;
         }
         catch
@@ -214,13 +246,21 @@ internal sealed class QemuVm : IAsyncDisposable
         }
     }
 
-    private async Task BootAsync(VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options, NetworkPolicy network, CancellationToken cancellationToken)
+    private async Task BootAsync(VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options, NetworkPolicy network, SavedVm? restore, CancellationToken cancellationToken)
     {
         var disk = Path.Combine(Directory, "disk.qcow2");
-        if (!File.Exists(disk))
+        if (restore is not null)
+        {
+            // The memory image's page cache describes exactly this disk: it is copied, never shared.
+            await CopyVerifiedAsync(restore.DiskPath, disk, restore.DiskSha256, cancellationToken).ConfigureAwait(false);
+        }
+        else if (!File.Exists(disk))
         {
             await CreateOverlayAsync(rootfsImage, disk, cancellationToken).ConfigureAwait(false);
         }
+
+        var controlPath = Path.Combine(Directory, ControlSocketName);
+        File.Delete(controlPath);
 
         var socketPath = Path.Combine(Directory, "agent.sock");
         File.Delete(socketPath);
@@ -231,12 +271,14 @@ internal sealed class QemuVm : IAsyncDisposable
             _passt = await Networking.PasstProcess.StartAsync(Directory, cancellationToken).ConfigureAwait(false);
         }
 
-        var args = QemuCommandLine.Build(new QemuLaunch(Id, spec, bundle.KernelPath, bundle.InitramfsPath, disk, socketPath, dropTo, NetworkSocketPath: _passt?.SocketPath));
+        var args = QemuCommandLine.Build(new QemuLaunch(Id, spec, bundle.KernelPath, bundle.InitramfsPath, disk, socketPath, dropTo, NetworkSocketPath: _passt?.SocketPath,
+            ControlSocketPath: controlPath, Incoming: restore is not null));
         var bootTimeout = options.BootTimeout ?? (kvm ? TimeSpan.FromSeconds(30) : TimeSpan.FromSeconds(120));
         // A QEMU that drops to another user loses its parent-death signal (the kernel clears it
         // on a uid change), so it runs in a PID namespace whose root init keeps it: see ProcessRunner.
         _spawnedAt = System.Diagnostics.Stopwatch.GetTimestamp();
-        _qemu = await ProcessRunner.StartTiedToOwnerAsync(HostTools.Qemu.Require(), args, Directory, ownPidNamespace: dropTo is not null).ConfigureAwait(false);
+        _qemu = await ProcessRunner.StartTiedToOwnerAsync(HostTools.Qemu.Require(), args, Directory, ownPidNamespace: dropTo is not null,
+            inheritedFile: dropTo is null ? null : Path.GetFullPath(disk)).ConfigureAwait(false);
         _qemu.StandardInput.Close();
         _pumps = Task.WhenAll(Pump(_qemu.StandardOutput.BaseStream, _console), Pump(_qemu.StandardError.BaseStream, _qemuStderr));
 
@@ -245,6 +287,11 @@ internal sealed class QemuVm : IAsyncDisposable
         var exited = _qemu.WaitForExitAsync(CancellationToken.None);
         try
         {
+            if (restore is not null)
+            {
+                await RestoreMemoryAsync(controlPath, restore, exited, deadline.Token).ConfigureAwait(false);
+            }
+
             // QEMU creates the socket during start-up; poll until it accepts.
             while (Agent is null)
             {
@@ -263,7 +310,7 @@ internal sealed class QemuVm : IAsyncDisposable
                 }
             }
 
-            var hello = Agent.HelloAsync(deadline.Token);
+            var hello = Agent.HelloAsync(deadline.Token, restore is null ? null : NewIdentity(network));
             if (await Task.WhenAny(hello, exited).ConfigureAwait(false) != hello)
             {
                 throw await BootFailureAsync("boot_failed", "the guest stopped before its agent answered").ConfigureAwait(false);
@@ -271,6 +318,21 @@ internal sealed class QemuVm : IAsyncDisposable
 
             Guest = await hello.ConfigureAwait(false);
             _helloMs = (long)System.Diagnostics.Stopwatch.GetElapsedTime(_spawnedAt).TotalMilliseconds;
+            if (restore is not null && !Guest.Resumed)
+            {
+                // An agent that ignored the resume would share its RNG state with every sibling.
+                throw await BootFailureAsync("restore_failed", "the restored guest's agent did not take its new identity and entropy").ConfigureAwait(false);
+            }
+
+            Restored = restore is not null;
+        }
+        catch (GuestOperationException ex) when (restore is not null)
+        {
+            throw await BootFailureAsync("restore_failed", "the restored guest refused its new identity: " + ex.Message).ConfigureAwait(false);
+        }
+        catch (VmBootException ex) when (ex.Code is "qmp_error" or "restore_failed" && restore is not null)
+        {
+            throw await BootFailureAsync("restore_failed", "QEMU did not take the memory image: " + ex.Message).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
@@ -432,6 +494,11 @@ internal sealed class QemuVm : IAsyncDisposable
             await Agent.DisposeAsync().ConfigureAwait(false);
         }
 
+        if (_control is not null)
+        {
+            await _control.DisposeAsync().ConfigureAwait(false);
+        }
+
         if (_passt is not null)
         {
             await _passt.DisposeAsync().ConfigureAwait(false);
@@ -444,8 +511,9 @@ internal sealed class QemuVm : IAsyncDisposable
 
         if (_persistent)
         {
-            // The workspace keeps its disk; only the channel endpoint goes.
+            // The workspace keeps its disk; only the channel endpoints go.
             File.Delete(Path.Combine(Directory, "agent.sock"));
+            File.Delete(Path.Combine(Directory, ControlSocketName));
             return;
         }
 

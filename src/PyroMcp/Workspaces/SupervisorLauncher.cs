@@ -27,7 +27,7 @@ internal sealed partial class SupervisorLauncher(PyroOptions options, WorkspaceS
     /// (registered, booted, listening). The caller holds the operation lock. On failure the
     /// supervisor is gone when this throws.
     /// </summary>
-    internal async Task LaunchAsync(string id, CancellationToken cancellationToken)
+    internal async Task LaunchAsync(string id, CancellationToken cancellationToken, string mode = WorkspaceSupervisor.StartCold)
     {
         if (!File.Exists(options.SupervisorPath))
         {
@@ -54,6 +54,8 @@ internal sealed partial class SupervisorLauncher(PyroOptions options, WorkspaceS
         start.ArgumentList.Add(options.StateDir);
         start.ArgumentList.Add("--workspace");
         start.ArgumentList.Add(id);
+        start.ArgumentList.Add("--start");
+        start.ArgumentList.Add(mode);
         foreach (var (key, value) in OptionsAsEnvironment())
         {
             start.Environment[key] = value;
@@ -84,7 +86,8 @@ internal sealed partial class SupervisorLauncher(PyroOptions options, WorkspaceS
         var deadline = DateTime.UtcNow + (options.BootTimeout ?? TimeSpan.FromSeconds(120)) + TimeSpan.FromSeconds(60);
         while (true)
         {
-            await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+            // A warm start is ready in well under a second: a coarse poll would be most of it.
+            await Task.Delay(25, cancellationToken).ConfigureAwait(false);
             var record = store.Find(id) ?? throw new WorkspaceStateException("workspace_gone", $"workspace {id} was deleted while its VM was starting");
             var registered = record.SupervisorPid;
             if (record.Booted && registered is not null && IsAlive(id))
@@ -248,6 +251,7 @@ internal sealed partial class SupervisorLauncher(PyroOptions options, WorkspaceS
     {
         yield return new("PYRO_ENVIRONMENT_CACHE_DIR", options.EnvironmentCacheDir);
         yield return new("PYRO_RUNTIME_CACHE_DIR", options.RuntimeCacheDir);
+        yield return new("PYRO_TEMPLATE_CACHE_DIR", options.TemplateCacheDir);
         yield return new("PYRO_RUN_DIR", options.RunDir);
         yield return new("PYRO_AGENT_PATH", options.AgentPath);
         yield return new("PYRO_ACCEL", options.Accelerator.ToString().ToLowerInvariant());

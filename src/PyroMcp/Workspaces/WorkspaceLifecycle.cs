@@ -49,8 +49,40 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
         var secrets = Secrets.SecretStore.Resolve(request.Secrets);
         Report("prepare", new KeyValuePair<string, string>("environment", spec.Name));
         var environment = await environments.PullAsync(spec, Pyro.CachedPullQuiet(progress), cancellationToken).ConfigureAwait(false);
-        await RuntimeBundle.EnsureAsync(options, progress, cancellationToken).ConfigureAwait(false);
+        var bundle = await RuntimeBundle.EnsureAsync(options, progress, cancellationToken).ConfigureAwait(false);
+        if (!request.Cold)
+        {
+            await PrepareTemplateAsync(environment, bundle, request.VcpuCount, request.MemMib, request.NetworkPolicy, progress, cancellationToken).ConfigureAwait(false);
+        }
 
+        return await CreateCoreAsync(request, spec, environment, secrets, request.Cold ? WorkspaceSupervisor.StartCold : WorkspaceSupervisor.StartWarm, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Builds the template a warm create restores from before the workspace exists, so the build
+    /// shows its progress here and does not eat into the TTL. A failure is only reported: the
+    /// supervisor then boots cold and records why.
+    /// </summary>
+    private async Task PrepareTemplateAsync(EnvironmentInfo environment, RuntimeBundle bundle, int vcpus, int memMib, NetworkPolicy network, IProgress<PyroProgress>? progress, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var accelerator = KvmProbe.Detect().Choose(options.Accelerator).Chosen;
+            await new Templates.TemplateStore(options).EnsureAsync(new Templates.TemplateInputs(environment, bundle, new VmSpec(vcpus, memMib, accelerator), network.HasEgress()), progress, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is PyroException or IOException or UnauthorizedAccessException)
+        {
+            progress?.Report(new PyroProgress("template", "failed", [new("reason", ex.Message.Split('\n', 2)[0])]));
+        }
+    }
+
+    /// <summary>Everything of a create after its inputs are ready; <paramref name="start"/> says how the supervisor starts the VM.</summary>
+    private async Task<WorkspaceRecord> CreateCoreAsync(WorkspaceCreateRequest request, EnvironmentSpec spec, EnvironmentInfo environment, IReadOnlyDictionary<string, string> secrets, string start,
+        CancellationToken cancellationToken)
+    {
+        var progress = request.Progress;
+        void Report(string phase, params KeyValuePair<string, string>[] fields)
+            => progress?.Report(new PyroProgress("workspace-create", phase, [.. fields]));
         var id = QemuVm.NewId();
         // The lock comes first: a row in 'creating' whose lock is free is an abandoned create.
         using var operation = await WorkspaceLocks.OperationAsync(store.StateDir, id, cancellationToken).ConfigureAwait(false);
@@ -93,7 +125,7 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             FaultPoint.Hit("create.after-disk");
             Step(id, WorkspaceState.Creating, "booting its VM");
             Report("start", new KeyValuePair<string, string>("workspace_id", id));
-            await supervisors.LaunchAsync(id, cancellationToken).ConfigureAwait(false);
+            await supervisors.LaunchAsync(id, cancellationToken, start).ConfigureAwait(false);
             FaultPoint.Hit("create.after-boot");
             var connection = await WorkspaceManager.ConnectToSupervisorAsync(store, id, cancellationToken).ConfigureAwait(false);
             await using (connection.ConfigureAwait(false))
@@ -136,6 +168,102 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             throw;
         }
     }
+
+    // ---- fork --------------------------------------------------------------------------------
+
+    internal const int MaxForkCount = 16;
+
+    /// <summary>
+    /// New workspaces that start from a running workspace's memory and disk as they are now: the
+    /// source is paused for the save (its processes, shells and services go on afterwards), and
+    /// each copy is restored from the image, made its own VM by the resume (host name, entropy,
+    /// machine id, lease) and given a baseline of its tree as restored. All or nothing: if one copy
+    /// cannot be made, the copies made so far are deleted and the source runs on unchanged.
+    /// </summary>
+    internal async Task<IReadOnlyList<WorkspaceRecord>> ForkAsync(string sourceId, WorkspaceForkRequest request, CancellationToken cancellationToken)
+    {
+        if (request.Count is < 1 or > MaxForkCount)
+        {
+            throw new PyroInputException("invalid_fork_count", $"a fork makes 1 to {MaxForkCount} workspaces (got {request.Count})", nameof(WorkspaceForkRequest.Count));
+        }
+
+        if (request.NamePrefix is { } prefix && !WorkspaceManager.IsValidName(prefix + "-" + request.Count))
+        {
+            throw new PyroInputException("invalid_name_prefix", $"the name prefix must make valid workspace names (letters, digits, '.', '_', '-'; at most {63 - 1 - request.Count.ToString(CultureInfo.InvariantCulture).Length} characters); got '{GuestAgentClient.Sanitize(prefix, 80)}'",
+                nameof(WorkspaceForkRequest.NamePrefix));
+        }
+
+        if (request.TtlSeconds is < 10 or > 604800)
+        {
+            throw new PyroInputException("invalid_ttl", $"the TTL must be between 10 and 604800 seconds (got {request.TtlSeconds})", nameof(WorkspaceForkRequest.TtlSeconds));
+        }
+
+        var progress = request.Progress;
+        void Report(string phase, params (string Key, string Value)[] fields)
+            => progress?.Report(new PyroProgress("workspace-fork", phase, [new("source", sourceId), .. fields.Select(f => new KeyValuePair<string, string>(f.Key, f.Value))]));
+
+        using var operation = await WorkspaceLocks.OperationAsync(store.StateDir, sourceId, cancellationToken).ConfigureAwait(false);
+        var source = await RepairHeldAsync(sourceId, cancellationToken).ConfigureAwait(false) ?? throw NotFound(sourceId);
+        if (source.State != WorkspaceState.Running)
+        {
+            throw new WorkspaceStateException("workspace_not_running", $"workspace {sourceId} is {source.State.ToName()}: a fork copies a running guest's memory; start it first");
+        }
+
+        EnsureRoom(store.List().Count + request.Count - 1);
+        var spec = EnvironmentCatalog.Resolve(source.Environment);
+        var environment = environments.Inspect(spec);
+        var sourceDir = store.WorkspaceDir(sourceId);
+        var image = Path.Combine(sourceDir, WorkspaceSupervisor.ForkImageDir);
+        Report("save");
+        var connection = await WorkspaceManager.ConnectToSupervisorAsync(store, sourceId, cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            await connection.Agent.CallAsync(new AgentRequest { Op = WorkspaceSupervisor.SaveOp }, null, null, cancellationToken).ConfigureAwait(false);
+        }
+
+        var made = new List<WorkspaceRecord>();
+        try
+        {
+            var secrets = Secrets.SecretStore.Read(sourceDir);
+            for (var i = 1; i <= request.Count; i++)
+            {
+                Report("copy", ("copy", i.ToString(CultureInfo.InvariantCulture)), ("of", request.Count.ToString(CultureInfo.InvariantCulture)));
+                var copy = new WorkspaceCreateRequest
+                {
+                    Environment = source.Environment,
+                    Name = request.NamePrefix is null ? null : $"{request.NamePrefix}-{i.ToString(CultureInfo.InvariantCulture)}",
+                    Labels = new Dictionary<string, string>(source.Labels) { [ForkOfLabel] = sourceId },
+                    TtlSeconds = request.TtlSeconds ?? source.TtlSeconds,
+                    VcpuCount = source.VcpuCount,
+                    MemMib = source.MemMib,
+                    NetworkPolicy = source.NetworkPolicy,
+                };
+                made.Add(await CreateCoreAsync(copy, spec, environment, secrets, WorkspaceSupervisor.StartImagePrefix + image, cancellationToken).ConfigureAwait(false));
+            }
+
+            Report("ready", ("workspaces", string.Join(',', made.Select(m => m.Id))));
+            return made;
+        }
+        catch
+        {
+            foreach (var copy in made)
+            {
+                await DeleteAsync(copy.Id, CancellationToken.None).ConfigureAwait(false);
+            }
+
+            throw;
+        }
+        finally
+        {
+            if (Directory.Exists(image))
+            {
+                Directory.Delete(image, recursive: true);
+            }
+        }
+    }
+
+    /// <summary>The label a fork carries: the id of the workspace it was copied from.</summary>
+    internal const string ForkOfLabel = "pyro.fork-of";
 
     /// <summary>
     /// Inserts a new workspace only while fewer than <see cref="PyroOptions.MaxWorkspaces"/> exist.
@@ -256,7 +384,8 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             FaultPoint.Hit("reset.after-disk");
             step = "booting its VM";
             Step(id, WorkspaceState.Resetting, step);
-            await supervisors.LaunchAsync(id, cancellationToken).ConfigureAwait(false);
+            // A fresh disk is what a template holds too: a reset restores warm when it can.
+            await supervisors.LaunchAsync(id, cancellationToken, WorkspaceSupervisor.StartWarm).ConfigureAwait(false);
             FaultPoint.Hit("reset.after-boot");
             step = $"restoring /workspace from {snapshot ?? "baseline"}";
             Step(id, WorkspaceState.Resetting, step);

@@ -84,6 +84,14 @@ internal sealed partial class WorkspaceManager
         return false;
     }
 
+    internal async Task<WorkspaceForkResult> ForkAsync(string idOrName, WorkspaceForkRequest request, CancellationToken cancellationToken)
+    {
+        var source = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var copies = await Lifecycle.ForkAsync(source.Id, request, cancellationToken).ConfigureAwait(false);
+        return new WorkspaceForkResult { SourceWorkspaceId = source.Id, Workspaces = [.. copies.Select(ToInfo)], DurationMs = clock.ElapsedMilliseconds };
+    }
+
     internal async Task<WorkspaceInfo> StatusAsync(string idOrName, CancellationToken cancellationToken)
     {
         var record = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
@@ -265,6 +273,8 @@ internal sealed partial class WorkspaceManager
             NetworkError = state == WorkspaceState.Running ? record.NetworkError : null,
             PublishedPorts = state == WorkspaceState.Running ? record.PublishedPorts : [],
             Secrets = secrets.Keys.Order(StringComparer.Ordinal).ToList(),
+            StartMode = state == WorkspaceState.Running ? record.StartMode : null,
+            ColdStartReason = state == WorkspaceState.Running ? record.ColdStartReason : null,
         };
         return Redacted(secrets.Count == 0 ? SecretRedactor.None : new SecretRedactor(secrets), info);
     }
@@ -328,6 +338,9 @@ internal sealed partial class WorkspaceManager
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
     private static partial Regex NamePattern();
+
+    /// <summary>Whether <paramref name="name"/> may name a workspace (what <see cref="Validate"/> accepts).</summary>
+    internal static bool IsValidName(string name) => NamePattern().IsMatch(name) && !IdPattern().IsMatch(name);
 
     [GeneratedRegex("^[0-9a-f]{12}$")]
     private static partial Regex IdPattern();

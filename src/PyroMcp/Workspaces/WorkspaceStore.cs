@@ -39,6 +39,10 @@ internal sealed record WorkspaceRecord
     public string? NetworkError { get; init; }
     /// <summary>Ports the supervisor publishes now; empty whenever the workspace is not running.</summary>
     public IReadOnlyList<PublishedPort> PublishedPorts { get; init; } = [];
+    /// <summary>How the running VM came up: warm (template), fork (another workspace's memory) or cold (booted).</summary>
+    public string? StartMode { get; init; }
+    /// <summary>Why the VM was booted when a warm start was wanted.</summary>
+    public string? ColdStartReason { get; init; }
 }
 
 /// <summary>
@@ -94,7 +98,7 @@ internal sealed class WorkspaceStore
                  {
                      ("supervisor_start_ticks", "INTEGER"), ("supervisor_uid", "INTEGER"), ("booted", "INTEGER NOT NULL DEFAULT 0"), ("supervisor_error", "TEXT"),
                      ("network_policy", "TEXT NOT NULL DEFAULT 'off'"), ("guest_network", "TEXT"), ("network_error", "TEXT"),
-                     ("published_ports", "TEXT NOT NULL DEFAULT '[]'"),
+                     ("published_ports", "TEXT NOT NULL DEFAULT '[]'"), ("start_mode", "TEXT"), ("cold_start_reason", "TEXT"),
                  })
         {
             if (columns.Contains(column))
@@ -298,11 +302,12 @@ internal sealed class WorkspaceStore
     }
 
     /// <summary>The registered supervisor's VM is up and its socket listens; with the network its guest was given.</summary>
-    internal bool MarkBooted(string id, int pid, GuestNetwork? network = null, string? networkError = null)
+    internal bool MarkBooted(string id, int pid, GuestNetwork? network = null, string? networkError = null, string? startMode = null, string? coldStartReason = null)
     {
         using var connection = Open();
-        using var command = Command(connection, "UPDATE workspaces SET booted = 1, guest_network = $net, network_error = $neterr WHERE id = $id AND supervisor_pid = $pid",
-            ("$id", id), ("$pid", pid), ("$net", network is null ? null : JsonSerializer.Serialize(network, InternalJsonContext.Default.GuestNetwork)), ("$neterr", networkError));
+        using var command = Command(connection, "UPDATE workspaces SET booted = 1, guest_network = $net, network_error = $neterr, start_mode = $mode, cold_start_reason = $cold WHERE id = $id AND supervisor_pid = $pid",
+            ("$id", id), ("$pid", pid), ("$net", network is null ? null : JsonSerializer.Serialize(network, InternalJsonContext.Default.GuestNetwork)), ("$neterr", networkError),
+            ("$mode", startMode), ("$cold", coldStartReason));
         return command.ExecuteNonQuery() == 1;
     }
 
@@ -449,6 +454,8 @@ internal sealed class WorkspaceStore
             GuestNetwork = Str("guest_network") is { } net ? JsonSerializer.Deserialize(net, InternalJsonContext.Default.GuestNetwork) : null,
             NetworkError = Str("network_error"),
             PublishedPorts = JsonSerializer.Deserialize(Str("published_ports") ?? "[]", InternalJsonContext.Default.IReadOnlyListPublishedPort) ?? [],
+            StartMode = Str("start_mode"),
+            ColdStartReason = Str("cold_start_reason"),
         };
     }
 

@@ -7,6 +7,7 @@ using PyroMcp.Host;
 using PyroMcp.Networking;
 using PyroMcp.Protocol;
 using PyroMcp.Runtime;
+using PyroMcp.Templates;
 using PyroMcp.Vmm;
 
 namespace PyroMcp.Workspaces;
@@ -26,6 +27,12 @@ internal sealed class WorkspaceSupervisor
     internal const string UnpublishOp = "supervisor.unpublish";
     /// <summary>Releases every port that follows the service named in the port body.</summary>
     internal const string ReleaseServiceOp = "supervisor.release-service";
+    /// <summary>
+    /// Pauses the guest, saves it into the workspace's <see cref="ForkImageDir"/> (memory and a
+    /// copy of the disk taken at that instant), and runs it again: the image forks start from.
+    /// </summary>
+    internal const string SaveOp = "supervisor.save";
+    internal const string ForkImageDir = "fork-image";
 
     /// <summary>How often the supervisor looks whether services that own ports still run.</summary>
     private static readonly TimeSpan ServiceWatchInterval = TimeSpan.FromSeconds(1);
@@ -38,17 +45,26 @@ internal sealed class WorkspaceSupervisor
     private readonly ConcurrentDictionary<ClientSession, byte> _clients = new();
     // One port change at a time, so the list written to the store is always the latest.
     private readonly SemaphoreSlim _portChanges = new(1, 1);
+    private readonly SemaphoreSlim _saves = new(1, 1);
+    private readonly string _start;
     private PortTable? _ports;
+    private QemuVm? _vm;
 
-    private WorkspaceSupervisor(WorkspaceStore store, WorkspaceRecord record, PyroOptions options)
+    private WorkspaceSupervisor(WorkspaceStore store, WorkspaceRecord record, PyroOptions options, string start)
     {
         _store = store;
         _record = record;
         _options = options;
+        _start = start;
     }
 
+    /// <summary>How a supervisor starts its VM: booted from its disk, restored from the environment's template, or restored from a fork image.</summary>
+    internal const string StartCold = "cold";
+    internal const string StartWarm = "warm";
+    internal const string StartImagePrefix = "image:";
+
     /// <summary>The supervisor program's whole life. Returns its exit code: 0 after a clean end, 1 when the VM did not boot, 3 when the workspace is not this supervisor's to run.</summary>
-    internal static async Task<int> RunAsync(string stateDir, string workspaceId)
+    internal static async Task<int> RunAsync(string stateDir, string workspaceId, string start = StartCold)
     {
         var options = new PyroOptions { StateDir = stateDir };
         var store = new WorkspaceStore(stateDir);
@@ -86,7 +102,7 @@ internal sealed class WorkspaceSupervisor
             }
 
             FaultPoint.Hit("supervisor.after-register");
-            return await new WorkspaceSupervisor(store, store.Get(workspaceId), options).ServeAsync().ConfigureAwait(false);
+            return await new WorkspaceSupervisor(store, store.Get(workspaceId), options, start).ServeAsync().ConfigureAwait(false);
         }
     }
 
@@ -100,6 +116,7 @@ internal sealed class WorkspaceSupervisor
         File.Delete(socketPath);
 
         QemuVm vm;
+        VmStartInfo started;
         try
         {
             var spec = EnvironmentCatalog.Resolve(_record.Environment);
@@ -112,9 +129,27 @@ internal sealed class WorkspaceSupervisor
             var bundle = await RuntimeBundle.EnsureAsync(_options, null, CancellationToken.None).ConfigureAwait(false);
             var accelerator = KvmProbe.Detect().Choose(_options.Accelerator).Chosen;
             _store.SetAccelerator(id, accelerator.ToString().ToLowerInvariant());
-            vm = await QemuVm.StartAsync(id, new VmSpec(_record.VcpuCount, _record.MemMib, accelerator), environment.RootfsImage, bundle, _options,
-                CancellationToken.None, directory, _record.NetworkPolicy).ConfigureAwait(false);
+            var vmSpec = new VmSpec(_record.VcpuCount, _record.MemMib, accelerator);
+            if (_start.StartsWith(StartImagePrefix, StringComparison.Ordinal))
+            {
+                // A fork: the source's memory and disk, made this workspace's by the resume.
+                var image = ForkImage(_start[StartImagePrefix.Length..]);
+                vm = await QemuVm.StartAsync(id, vmSpec, environment.RootfsImage, bundle, _options, CancellationToken.None, directory, _record.NetworkPolicy, image).ConfigureAwait(false);
+                started = new VmStartInfo(VmStartInfo.Fork, null, false);
+            }
+            else if (_start == StartWarm)
+            {
+                (vm, started) = await VmStarter.StartAsync(id, vmSpec, environment, bundle, _options, _record.NetworkPolicy, cold: false, null, "workspace-create", CancellationToken.None, directory).ConfigureAwait(false);
+            }
+            else
+            {
+                vm = await QemuVm.StartAsync(id, vmSpec, environment.RootfsImage, bundle, _options, CancellationToken.None, directory, _record.NetworkPolicy).ConfigureAwait(false);
+                started = new VmStartInfo(VmStartInfo.Cold, null, false);
+            }
+
+            Log($"VM up ({started.Mode}{(started.ColdReason is { } why ? ": " + why : "")}) in {vm.ReadyMs} ms");
             await PutSecretsAsync(vm, directory).ConfigureAwait(false);
+            _vm = vm;
         }
         catch (Exception ex)
         {
@@ -136,7 +171,8 @@ internal sealed class WorkspaceSupervisor
         using var watching = new CancellationTokenSource();
         var watcher = _ports is null ? Task.CompletedTask : WatchServicePortsAsync(vm.Agent, watching.Token);
         var hasNetwork = _record.NetworkPolicy.HasEgress();
-        _store.MarkBooted(id, Environment.ProcessId, Networking.GuestLease.Read(vm.Guest.Network), Networking.GuestLease.Problem(vm.Guest.Network, hasNetwork));
+        _store.MarkBooted(id, Environment.ProcessId, Networking.GuestLease.Read(vm.Guest.Network), Networking.GuestLease.Problem(vm.Guest.Network, hasNetwork),
+            started.Mode, started.ColdReason);
         FaultPoint.Hit("supervisor.after-boot");
 
         var ttl = _record.ExpiresAt - DateTimeOffset.UtcNow;
@@ -267,13 +303,68 @@ internal sealed class WorkspaceSupervisor
                 return;
             }
 
-            var session = new ClientSession(new NetworkStream(socket, ownsSocket: true), agent, reason => _stop.TrySetResult(reason), StallTimeout(), PortsAsync);
+            var session = new ClientSession(new NetworkStream(socket, ownsSocket: true), agent, reason => _stop.TrySetResult(reason), StallTimeout(), SupervisorOpAsync);
             _clients[session] = 0;
             session.Start(Forget);
         }
     }
 
     private void Forget(ClientSession session) => _clients.TryRemove(session, out _);
+
+    private Task<AgentResponse> SupervisorOpAsync(AgentRequest request)
+        => request.Op == SaveOp ? SaveForkImageAsync() : PortsAsync(request);
+
+    /// <summary>
+    /// The fork image of a fork in progress: only ever a directory in a workspace directory of
+    /// this state directory, made by the SDK's fork (which holds the source's operation lock).
+    /// </summary>
+    private SavedVm ForkImage(string directory)
+    {
+        var full = Path.GetFullPath(directory);
+        var workspaces = Path.GetFullPath(Path.Combine(_store.StateDir, "workspaces")) + "/";
+        if (!full.StartsWith(workspaces, StringComparison.Ordinal) || Path.GetFileName(full) != ForkImageDir)
+        {
+            throw new PyroInputException("bad_fork_image", $"a fork image must be a workspace's {ForkImageDir} directory, not {directory}");
+        }
+
+        PrivateDirectory.Verify(full);
+        return new SavedVm(Path.Combine(full, QemuVm.MemoryFileName), Path.Combine(full, QemuVm.DiskFileName), null, null);
+    }
+
+    /// <summary>Saves the running guest for forks (see <see cref="SaveOp"/>); the guest runs again whatever happens.</summary>
+    private async Task<AgentResponse> SaveForkImageAsync()
+    {
+        var vm = _vm ?? throw new WorkspaceStateException("workspace_not_running", $"workspace {_record.Id} has no VM to save");
+        await _saves.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            var directory = Path.Combine(_store.WorkspaceDir(_record.Id), ForkImageDir);
+            if (Directory.Exists(directory))
+            {
+                Directory.Delete(directory, recursive: true);
+            }
+
+            PrivateDirectory.Ensure(directory);
+            using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            try
+            {
+                await vm.SaveAsync(directory, limit.Token).ConfigureAwait(false);
+            }
+            finally
+            {
+                using var resume = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+                await vm.ContinueAsync(resume.Token).ConfigureAwait(false);
+            }
+
+            Log($"saved a fork image in {clock.ElapsedMilliseconds} ms");
+            return new AgentResponse();
+        }
+        finally
+        {
+            _saves.Release();
+        }
+    }
 
     /// <summary>Publishes or unpublishes a port, then records the ports this process now holds.</summary>
     private async Task<AgentResponse> PortsAsync(AgentRequest request)
@@ -423,7 +514,7 @@ internal sealed class ClientSession : IAsyncDisposable
                     return;
                 }
 
-                if (request.Op is WorkspaceSupervisor.PublishOp or WorkspaceSupervisor.UnpublishOp or WorkspaceSupervisor.ReleaseServiceOp)
+                if (request.Op is WorkspaceSupervisor.PublishOp or WorkspaceSupervisor.UnpublishOp or WorkspaceSupervisor.ReleaseServiceOp or WorkspaceSupervisor.SaveOp)
                 {
                     _ = AnswerPortsAsync(frame.StreamId, request);
                     return;
