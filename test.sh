@@ -8,11 +8,14 @@ cd "$root"
 source "$root/scripts/host-setup.sh"
 pyro_ensure_host
 # The end-to-end MCP test drives pyro with the official TypeScript client, which needs Node.js;
-# the service tests probe published ports with curl, as a user would.
+# the service tests probe published ports with curl, as a user would; the bench needs qemu-ga.
 test_packages=()
 command -v node >/dev/null 2>&1 || test_packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || test_packages+=(npm)
 command -v curl >/dev/null 2>&1 || test_packages+=(curl)
+# The bench (run by DocsTests) measures pyro's exec against qemu-guest-agent's guest-exec, with the
+# host's qemu-ga copied into its guest. Its systemd unit waits for a virtio port the host lacks.
+[[ -x /usr/sbin/qemu-ga ]] || test_packages+=(qemu-guest-agent)
 if [[ ${#test_packages[@]} -gt 0 ]]; then
   if [[ $(id -u) -eq 0 ]]; then
     echo "[setup] installing ${test_packages[*]} for the tests" >&2

@@ -132,7 +132,9 @@ public sealed partial class DocsTests(Lanes lanes) : GuestTest, IClassFixture<La
             Assert.Matches(@"ratio cold_run / bare_boot = \d+\.\d\d", result.Stderr);
             var figures = JsonDocument.Parse(result.Stdout).RootElement;
             Assert.False(figures.GetProperty("bench_failed").GetBoolean(), result.Stderr);
-            foreach (var name in new[] { "cold_run_over_bare_boot", "agent_start_ms", "supervisor_rss_mib", "supervisor_rss_mib_managed", "idle_rss_mib_per_workspace", "mcp_ready_ms" })
+            foreach (var name in new[] { "cold_run_over_bare_boot", "agent_start_ms", "supervisor_rss_mib", "supervisor_rss_mib_managed", "idle_rss_mib_per_workspace", "mcp_ready_ms",
+                "qemu_ga_exec_rtt_ms", "exec_rtt_over_qemu_ga", "bare_qemu_idle_rss_mib", "idle_rss_over_bare_qemu", "idle_workspaces_per_8gib",
+                "sync_over_channel", "export_over_channel" })
             {
                 Assert.True(figures.GetProperty(name).GetDouble() > 0, $"bench figure {name} is not a positive number: {result.Stdout}");
             }

@@ -19,6 +19,7 @@ for arg in $cmdline; do
   case "$arg" in
     pyro.net=dhcp) net=1 ;;
     pyro.bare=1) bare=1 ;;
+    pyro.bare=idle) bare=idle ;;
     pyro.hostname=*) hostname="${arg#pyro.hostname=}" ;;
   esac
 done
@@ -36,7 +37,9 @@ while [ ! -b /dev/vda ]; do
 done
 /bin/busybox mount -t ext4 -o rw,noatime /dev/vda /newroot || fail "cannot mount the root disk"
 if [ -n "$bare" ]; then
-  # The benchmark floor: the same kernel and root disk, straight to a shell that exits.
+  # The benchmark floor: the same kernel and root disk, straight to a shell that exits, or (the
+  # idle-memory floor) that sleeps until the host kills QEMU.
+  [ "$bare" = idle ] && exec /bin/busybox switch_root /newroot /bin/sh -c 'exec sleep infinity'
   exec /bin/busybox switch_root /newroot /bin/sh -c 'echo b > /proc/sysrq-trigger'
 fi
 # Nothing before the agent reads /sys, so it is mounted where the agent finds it, not moved there.

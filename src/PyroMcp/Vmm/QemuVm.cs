@@ -25,13 +25,21 @@ internal sealed record VmSpec(int VcpuCount, int MemMib, Accelerator Accelerator
 /// <param name="TscKhz">The TSC rate a TCG guest is told; null for the host's (<see cref="HostTsc.Khz"/>).</param>
 /// <param name="ControlSocketPath">Where QEMU listens for QMP (stop, cont, migration), or null for none.</param>
 /// <param name="Incoming">Start paused, waiting for a memory image (QMP migrate-incoming) instead of booting.</param>
+/// <param name="BareIdle">With <paramref name="Bare"/>: the shell sleeps instead of powering off (<c>pyro.bare=idle</c>), the bench's idle-memory floor.</param>
+/// <param name="QemuGuestAgentSocketPath">
+/// The bench's qemu-guest-agent peer: one more port, <c>org.qemu.guest_agent.0</c>, on a socket QEMU
+/// listens on at this path; null (the runtime) for none.
+/// </param>
 internal sealed record QemuLaunch(string Id, VmSpec Spec, string KernelPath, string InitramfsPath, string DiskPath, string AgentSocketPath, string? RunAsUser, bool Bare = false, string? NetworkSocketPath = null,
-    long? TscKhz = null, string? ControlSocketPath = null, bool Incoming = false);
+    long? TscKhz = null, string? ControlSocketPath = null, bool Incoming = false, bool BareIdle = false, string? QemuGuestAgentSocketPath = null);
 
 /// <summary>Builds QEMU's arguments. Pure but for the host's TSC rate (read once, and given in tests), so the escaping and the sandbox options are unit-tested.</summary>
 internal static class QemuCommandLine
 {
     internal const string AgentPortName = "org.pyro.agent.0";
+
+    /// <summary>The port name qemu-ga looks for (the bench's peer only).</summary>
+    internal const string QemuGuestAgentPortName = "org.qemu.guest_agent.0";
 
     /// <summary>
     /// seccomp filter for a QEMU that keeps its caller's user. elevateprivileges=deny stops any
@@ -75,7 +83,7 @@ internal static class QemuCommandLine
             // guest's clock and timers run fast or slow by the ratio (2000000 on a 2445 MHz host
             // made `sleep 10` last 8.2 s).
             + (kvm ? "" : " tsc_early_khz=" + (launch.TscKhz ?? HostTsc.Khz).ToString(CultureInfo.InvariantCulture))
-            + (launch.Bare ? " pyro.bare=1" : "")
+            + (launch.Bare ? launch.BareIdle ? " pyro.bare=idle" : " pyro.bare=1" : "")
             + (launch.NetworkSocketPath is null ? "" : " pyro.net=dhcp");
         var args = new List<string>
         {
@@ -105,11 +113,17 @@ internal static class QemuCommandLine
             "-device", "virtio-blk-device,drive=root",
             // One port (id 0 is kept for a console): the default 31 ports are 64 virtqueues the
             // guest's virtio_console sets up at every boot.
-            "-device", "virtio-serial-device,max_ports=2",
+            "-device", launch.QemuGuestAgentSocketPath is null ? "virtio-serial-device,max_ports=2" : "virtio-serial-device,max_ports=3",
             "-chardev", $"socket,id=agent,path={EscapeOptionValue(Path.GetFullPath(launch.AgentSocketPath))},server=on,wait=off",
             "-device", $"virtserialport,chardev=agent,name={AgentPortName}",
             "-sandbox", launch.RunAsUser is null ? SandboxUnprivileged : SandboxDropping,
         };
+        if (launch.QemuGuestAgentSocketPath is { } qga)
+        {
+            args.AddRange(["-chardev", $"socket,id=qga,path={EscapeOptionValue(Path.GetFullPath(qga))},server=on,wait=off",
+                "-device", $"virtserialport,chardev=qga,name={QemuGuestAgentPortName}"]);
+        }
+
         if (launch.NetworkSocketPath is { } network)
         {
             // QEMU connects to passt once, at start-up (before any -runas drop): a stream netdev
@@ -207,7 +221,7 @@ internal sealed partial class QemuVm : IAsyncDisposable
     /// workspace's directory: its disk (<c>disk.qcow2</c>, made if missing) is kept on dispose.
     /// </summary>
     internal static async Task<QemuVm> StartAsync(string id, VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options,
-        CancellationToken cancellationToken, string? persistentDirectory = null, NetworkPolicy network = NetworkPolicy.Off, SavedVm? restore = null)
+        CancellationToken cancellationToken, string? persistentDirectory = null, NetworkPolicy network = NetworkPolicy.Off, SavedVm? restore = null, string? qemuGuestAgentSocketPath = null)
     {
         string directory;
         if (persistentDirectory is null)
@@ -226,7 +240,7 @@ internal sealed partial class QemuVm : IAsyncDisposable
         var vm = new QemuVm(id, directory, spec.Accelerator) { _persistent = persistentDirectory is not null };
         try
         {
-            await vm.BootAsync(spec, rootfsImage, bundle, options, network, restore, cancellationToken).ConfigureAwait(false);
+            await vm.BootAsync(spec, rootfsImage, bundle, options, network, restore, qemuGuestAgentSocketPath, cancellationToken).ConfigureAwait(false);
             return vm;
         }
         catch
@@ -234,6 +248,18 @@ internal sealed partial class QemuVm : IAsyncDisposable
             await vm.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Starts QEMU for <paramref name="launch"/>, tied to this process. A QEMU that drops
+    /// privileges runs in a PID namespace of its own (see ProcessRunner) whose root shell opens the
+    /// disk as the fdset the command line names.
+    /// </summary>
+    internal static Task<Process> SpawnAsync(QemuLaunch launch, string directory)
+    {
+        var drops = launch.RunAsUser is not null;
+        return ProcessRunner.StartTiedToOwnerAsync(HostTools.Qemu.Require(), QemuCommandLine.Build(launch), directory, ownPidNamespace: drops,
+            inheritedFile: drops ? Path.GetFullPath(launch.DiskPath) : null);
     }
 
     /// <summary>Creates a copy-on-write disk over the environment image.</summary>
@@ -246,7 +272,8 @@ internal sealed partial class QemuVm : IAsyncDisposable
         }
     }
 
-    private async Task BootAsync(VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options, NetworkPolicy network, SavedVm? restore, CancellationToken cancellationToken)
+    private async Task BootAsync(VmSpec spec, string rootfsImage, RuntimeBundle bundle, PyroOptions options, NetworkPolicy network, SavedVm? restore, string? qemuGuestAgentSocketPath,
+        CancellationToken cancellationToken)
     {
         var disk = Path.Combine(Directory, "disk.qcow2");
         if (restore is not null)
@@ -271,14 +298,13 @@ internal sealed partial class QemuVm : IAsyncDisposable
             _passt = await Networking.PasstProcess.StartAsync(Directory, cancellationToken).ConfigureAwait(false);
         }
 
-        var args = QemuCommandLine.Build(new QemuLaunch(Id, spec, bundle.KernelPath, bundle.InitramfsPath, disk, socketPath, dropTo, NetworkSocketPath: _passt?.SocketPath,
-            ControlSocketPath: controlPath, Incoming: restore is not null));
+        var launch = new QemuLaunch(Id, spec, bundle.KernelPath, bundle.InitramfsPath, disk, socketPath, dropTo, NetworkSocketPath: _passt?.SocketPath,
+            ControlSocketPath: controlPath, Incoming: restore is not null, QemuGuestAgentSocketPath: qemuGuestAgentSocketPath);
         var bootTimeout = options.BootTimeout ?? (kvm ? TimeSpan.FromSeconds(30) : TimeSpan.FromSeconds(120));
         // A QEMU that drops to another user loses its parent-death signal (the kernel clears it
         // on a uid change), so it runs in a PID namespace whose root init keeps it: see ProcessRunner.
         _spawnedAt = System.Diagnostics.Stopwatch.GetTimestamp();
-        _qemu = await ProcessRunner.StartTiedToOwnerAsync(HostTools.Qemu.Require(), args, Directory, ownPidNamespace: dropTo is not null,
-            inheritedFile: dropTo is null ? null : Path.GetFullPath(disk)).ConfigureAwait(false);
+        _qemu = await SpawnAsync(launch, Directory).ConfigureAwait(false);
         _qemu.StandardInput.Close();
         _pumps = Task.WhenAll(Pump(_qemu.StandardOutput.BaseStream, _console), Pump(_qemu.StandardError.BaseStream, _qemuStderr));
 
