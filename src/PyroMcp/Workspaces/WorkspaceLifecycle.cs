@@ -182,6 +182,24 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
     /// </summary>
     internal async Task<IReadOnlyList<WorkspaceRecord>> ForkAsync(string sourceId, WorkspaceForkRequest request, CancellationToken cancellationToken)
     {
+        ValidateFork(request);
+        var progress = request.Progress;
+        void Report(string phase, params (string Key, string Value)[] fields)
+            => progress?.Report(new PyroProgress("workspace-fork", phase, [new("source", sourceId), .. fields.Select(f => new KeyValuePair<string, string>(f.Key, f.Value))]));
+
+        using var operation = await WorkspaceLocks.OperationAsync(store.StateDir, sourceId, cancellationToken).ConfigureAwait(false);
+        var source = await RepairHeldAsync(sourceId, cancellationToken).ConfigureAwait(false) ?? throw NotFound(sourceId);
+        if (source.State != WorkspaceState.Running)
+        {
+            throw new WorkspaceStateException("workspace_not_running", $"workspace {sourceId} is {source.State.ToName()}: a fork copies a running guest's memory; start it first");
+        }
+
+        return await ForkHeldAsync(source, request, Report, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Checks a fork request before anything is looked up or locked.</summary>
+    internal static void ValidateFork(WorkspaceForkRequest request)
+    {
         if (request.Count is < 1 or > MaxForkCount)
         {
             throw new PyroInputException("invalid_fork_count", $"a fork makes 1 to {MaxForkCount} workspaces (got {request.Count})", nameof(WorkspaceForkRequest.Count));
@@ -197,18 +215,12 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
         {
             throw new PyroInputException("invalid_ttl", $"the TTL must be between 10 and 604800 seconds (got {request.TtlSeconds})", nameof(WorkspaceForkRequest.TtlSeconds));
         }
+    }
 
-        var progress = request.Progress;
-        void Report(string phase, params (string Key, string Value)[] fields)
-            => progress?.Report(new PyroProgress("workspace-fork", phase, [new("source", sourceId), .. fields.Select(f => new KeyValuePair<string, string>(f.Key, f.Value))]));
-
-        using var operation = await WorkspaceLocks.OperationAsync(store.StateDir, sourceId, cancellationToken).ConfigureAwait(false);
-        var source = await RepairHeldAsync(sourceId, cancellationToken).ConfigureAwait(false) ?? throw NotFound(sourceId);
-        if (source.State != WorkspaceState.Running)
-        {
-            throw new WorkspaceStateException("workspace_not_running", $"workspace {sourceId} is {source.State.ToName()}: a fork copies a running guest's memory; start it first");
-        }
-
+    private async Task<IReadOnlyList<WorkspaceRecord>> ForkHeldAsync(WorkspaceRecord source, WorkspaceForkRequest request, Action<string, (string Key, string Value)[]> report, CancellationToken cancellationToken)
+    {
+        var sourceId = source.Id;
+        void Report(string phase, params (string Key, string Value)[] fields) => report(phase, fields);
         EnsureRoom(store.List().Count + request.Count - 1);
         var spec = EnvironmentCatalog.Resolve(source.Environment);
         var environment = environments.Inspect(spec);

@@ -86,6 +86,7 @@ internal sealed partial class WorkspaceManager
 
     internal async Task<WorkspaceForkResult> ForkAsync(string idOrName, WorkspaceForkRequest request, CancellationToken cancellationToken)
     {
+        WorkspaceLifecycle.ValidateFork(request);
         var source = await GetAsync(idOrName, cancellationToken).ConfigureAwait(false);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var copies = await Lifecycle.ForkAsync(source.Id, request, cancellationToken).ConfigureAwait(false);
