@@ -150,6 +150,12 @@ internal sealed class FaultLab : IDisposable
             why.Add($"files of no workspace: {stray}");
         }
 
+        foreach (var image in Directory.EnumerateDirectories(StateDir, "fork-image", SearchOption.AllDirectories))
+        {
+            leaks++;
+            why.Add($"fork image nobody uses: {image}");
+        }
+
         foreach (var partial in Directory.EnumerateFiles(StateDir, "*.partial", SearchOption.AllDirectories))
         {
             leaks++;

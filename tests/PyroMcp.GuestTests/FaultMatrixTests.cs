@@ -134,6 +134,15 @@ public sealed class FaultMatrixTests(Lanes lanes) : GuestTest, IClassFixture<Lan
 
             Assert.Equal(0, (await lab.PyroAsync(null, "workspace", "reset", "w")).ExitCode);
             await AssertSeedAsync(lab);
+
+            // fork: killed once the source is saved (no copy; the image is cleared by the next
+            // command, the source runs on), and after its first copy (that copy is whole and runs).
+            await lab.KilledAtAsync("fork.after-save", "workspace", "fork", "w", "--count", "2", "--name-prefix", $"f{round}");
+            await lab.VerifyAsync("fork.after-save", new Dictionary<string, string?> { ["w"] = "running", [$"f{round}-1"] = null });
+            await lab.KilledAtAsync("fork.after-copy", "workspace", "fork", "w", "--count", "2", "--name-prefix", $"g{round}");
+            await lab.VerifyAsync("fork.after-copy", new Dictionary<string, string?> { ["w"] = "running", [$"g{round}-1"] = "running", [$"g{round}-2"] = null });
+            Assert.Equal(0, (await lab.PyroAsync(null, "workspace", "delete", $"g{round}-1")).ExitCode);
+            await AssertSeedAsync(lab);
             await lab.KilledAtAsync("stop.after-poweroff", "workspace", "stop", "w");
             await lab.VerifyAsync("stop.after-poweroff", new Dictionary<string, string?> { ["w"] = "stopped" });
             if (round < Rounds - 1)

@@ -200,7 +200,7 @@ public sealed class RunTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
     private static async Task JsonPrintsOneStructuredResultLane()
     {
         await using var scratch = new LaneScratch("run");
-        var result = await PyroCli.RunAsync(["run", "debian:12", "--json", "--", "sh", "-c", "printf out; printf err >&2; exit 3"], scratch.Env);
+        var result = await PyroCli.RunAsync(["run", "debian:12", "--json", "--cold", "--", "sh", "-c", "printf out; printf err >&2; exit 3"], scratch.Env);
 
         Assert.Equal(3, result.ExitCode);
         var json = result.Json;
@@ -211,7 +211,8 @@ public sealed class RunTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
         Assert.Equal("err", json.GetProperty("stderr").GetString());
         Assert.True(json.GetProperty("cleanup").GetProperty("deleted").GetBoolean());
         Assert.Equal(json.GetProperty("vm_id").GetString(), json.GetProperty("cleanup").GetProperty("vm_id").GetString());
-        // The boot phases: all five, none negative, and back to back within the run's own time
+        Assert.Equal("cold", json.GetProperty("start_mode").GetString());
+        // The boot phases (a cold boot's): all five, none negative, and back to back within the run's own time
         // (QEMU's spawn to the first result lies inside the run's duration).
         var phases = json.GetProperty("boot_phases_ms");
         string[] names = ["qemu_start", "kernel", "init", "agent", "first_exec"];

@@ -74,9 +74,9 @@ public sealed class ExecResultTests
     public void EachResultKeepsItsJsonShape()
     {
         // Field names and order as the CLI's --json and the MCP tools printed them before the results shared a record.
-        // boot_phases_ms was added after them, at the end (issue 15).
+        // boot_phases_ms was added after them, at the end (issue 15), then the start fields (issue 12).
         Assert.Equal(
-            ["environment", "execution_mode", "vm_id", "command", "exit_code", "signal", "timed_out", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "duration_ms", "guest_kernel", "cleanup", "boot_phases_ms"],
+            ["environment", "execution_mode", "vm_id", "command", "exit_code", "signal", "timed_out", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "duration_ms", "guest_kernel", "cleanup", "boot_phases_ms", "start_mode", "start_ms", "cold_start_reason"],
             Json(Run(), PyroJsonContext.Default.RunResult).Select(p => p.Key));
         string[] workspaceKeys = ["workspace_id", "sequence", "command", "cwd", "execution_mode", "exit_code", "signal", "timed_out", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "duration_ms"];
         Assert.Equal(workspaceKeys, Json(Workspace(), PyroJsonContext.Default.WorkspaceExecResult).Select(p => p.Key));

@@ -233,6 +233,8 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             await connection.Agent.CallAsync(new AgentRequest { Op = WorkspaceSupervisor.SaveOp }, null, null, cancellationToken).ConfigureAwait(false);
         }
 
+        FaultPoint.Hit("fork.after-save");
+
         var made = new List<WorkspaceRecord>();
         try
         {
@@ -251,6 +253,7 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
                     NetworkPolicy = source.NetworkPolicy,
                 };
                 made.Add(await CreateCoreAsync(copy, spec, environment, secrets, WorkspaceSupervisor.StartImagePrefix + image, cancellationToken).ConfigureAwait(false));
+                FaultPoint.Hit("fork.after-copy");
             }
 
             Report("ready", ("workspaces", string.Join(',', made.Select(m => m.Id))));
@@ -518,6 +521,12 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             return true;
         }
 
+        // A fork killed after its source's save leaves the image (a memory's worth of disk).
+        if (Directory.Exists(Path.Combine(directory, WorkspaceSupervisor.ForkImageDir)))
+        {
+            return true;
+        }
+
         // A snapshot killed between its file and its row leaves a file the database does not know.
         var snapshots = Path.Combine(directory, WorkspaceManager.SnapshotsDir);
         return Directory.Exists(snapshots) && Directory.GetFiles(snapshots).Length != store.Snapshots(record.Id).Count;
@@ -582,6 +591,13 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
         foreach (var partial in Directory.EnumerateFiles(directory, "*.partial", SearchOption.AllDirectories))
         {
             File.Delete(partial);
+        }
+
+        // Only a fork holding this workspace's operation lock uses its image; the caller holds it now.
+        var forkImage = Path.Combine(directory, WorkspaceSupervisor.ForkImageDir);
+        if (Directory.Exists(forkImage))
+        {
+            Directory.Delete(forkImage, recursive: true);
         }
 
         var known = store.Snapshots(id).Select(s => s.Name + ".tar").ToHashSet(StringComparer.Ordinal);
