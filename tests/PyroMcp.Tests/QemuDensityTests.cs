@@ -1,4 +1,5 @@
 using PyroMcp.Host;
+using PyroMcp.Runtime;
 using PyroMcp.Vmm;
 
 namespace PyroMcp.Tests;
@@ -65,6 +66,31 @@ public sealed class QemuDensityTests
         // A virtio-mmio device (microvm has no PCI), with reporting on and nothing that inflates it
         // or polls the guest: the guest only hands back pages it freed.
         Assert.Equal("virtio-balloon-device,free-page-reporting=on", Assert.Single(devices, d => d.StartsWith("virtio-balloon", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void AKernelCacheFromBeforeTheBalloonIsCompletedNotTrusted()
+    {
+        // The bundle carries virtio_balloon and init.sh loads it; a kernel cached by an older pyro
+        // has every module but that one, and must be completed rather than taken as it is.
+        Assert.Contains("virtio_balloon", RuntimeBundle.Modules);
+        var dir = Directory.CreateTempSubdirectory("pyro-kernel-cache-").FullName;
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(dir, "modules"));
+            foreach (var module in RuntimeBundle.Modules.Where(m => m != "virtio_balloon"))
+            {
+                File.WriteAllBytes(Path.Combine(dir, "modules", module + ".ko"), [0]);
+            }
+
+            Assert.Equal(["virtio_balloon"], RuntimeBundle.MissingModules(dir));
+            File.WriteAllBytes(Path.Combine(dir, "modules", "virtio_balloon.ko"), [0]);
+            Assert.Empty(RuntimeBundle.MissingModules(dir));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]
