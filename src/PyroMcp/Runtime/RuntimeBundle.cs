@@ -35,8 +35,12 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
     internal const string PinnedKernelPackage = "linux-image-6.1.0-56-cloud-amd64";
     internal const string PinnedKernelVersion = "6.1.192-2";
 
-    /// <summary>Modules the initramfs loads, in dependency order (the cloud kernel has virtio as modules).</summary>
-    internal static readonly string[] Modules = ["virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "virtio_console", "failover", "net_failover", "virtio_net"];
+    /// <summary>
+    /// Modules the initramfs loads, in dependency order (the cloud kernel has virtio as modules).
+    /// virtio_balloon reports the pages the guest frees so QEMU can give them back to the host
+    /// (free-page reporting; the kernel has CONFIG_PAGE_REPORTING built in).
+    /// </summary>
+    internal static readonly string[] Modules = ["virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "virtio_console", "virtio_balloon", "failover", "net_failover", "virtio_net"];
 
     /// <summary>Finds or builds the bundle that matches this host's agent and tools.</summary>
     internal static async Task<RuntimeBundle> EnsureAsync(PyroOptions options, IProgress<PyroProgress>? progress, CancellationToken cancellationToken)
@@ -211,13 +215,13 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
     {
         var dir = Path.Combine(options.RuntimeCacheDir, "kernels", $"{package}_{version}");
         var infoPath = Path.Combine(dir, "kernel.json");
-        if (File.Exists(infoPath))
+        if (File.Exists(infoPath) && MissingModules(dir).Count == 0)
         {
             return dir;
         }
 
         using var gate = await FileLock.AcquireAsync(dir + ".lock", null, cancellationToken).ConfigureAwait(false);
-        if (File.Exists(infoPath))
+        if (File.Exists(infoPath) && MissingModules(dir).Count == 0)
         {
             return dir;
         }
@@ -250,15 +254,33 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
                 throw new HostRequirementException("kernel_unpack_failed", $"dpkg-deb could not unpack {deb}: {extract.StderrTail}");
             }
 
+            var moduleFiles = System.IO.Directory.GetFiles(Path.Combine(unpack, "lib", "modules"), "*.ko", SearchOption.AllDirectories);
+            string ModuleSource(string module) => moduleFiles.FirstOrDefault(f => Path.GetFileName(f) == module + ".ko")
+                ?? throw new HostRequirementException("kernel_module_missing", $"{package} has no {module}.ko; pick another kernel with PYRO_KERNEL_PACKAGE");
+
+            if (File.Exists(infoPath)
+                && JsonSerializer.Deserialize(await File.ReadAllTextAsync(infoPath, cancellationToken).ConfigureAwait(false), InternalJsonContext.Default.KernelInfo) is { } cached
+                && cached.DebSha256 == FileIntegrity.Sha256(deb))
+            {
+                // A cache from before a module joined the list: the missing modules are added beside
+                // the kernel it has. The directory is not replaced, since VMs of other processes may
+                // be booting its vmlinuz right now; each file appears whole (copy, then rename).
+                foreach (var module in MissingModules(dir))
+                {
+                    var target = Path.Combine(dir, "modules", module + ".ko");
+                    File.Copy(ModuleSource(module), target + ".tmp-" + Environment.ProcessId, overwrite: true);
+                    File.Move(target + ".tmp-" + Environment.ProcessId, target, overwrite: true);
+                }
+
+                return dir;
+            }
+
             var vmlinuz = System.IO.Directory.GetFiles(Path.Combine(unpack, "boot"), "vmlinuz-*").Single();
             File.Copy(vmlinuz, Path.Combine(staging, "vmlinuz"));
             System.IO.Directory.CreateDirectory(Path.Combine(staging, "modules"));
-            var moduleFiles = System.IO.Directory.GetFiles(Path.Combine(unpack, "lib", "modules"), "*.ko", SearchOption.AllDirectories);
             foreach (var module in Modules)
             {
-                var source = moduleFiles.FirstOrDefault(f => Path.GetFileName(f) == module + ".ko")
-                    ?? throw new HostRequirementException("kernel_module_missing", $"{package} has no {module}.ko; pick another kernel with PYRO_KERNEL_PACKAGE");
-                File.Copy(source, Path.Combine(staging, "modules", module + ".ko"));
+                File.Copy(ModuleSource(module), Path.Combine(staging, "modules", module + ".ko"));
             }
 
             var info = new KernelInfo(package, version, FileIntegrity.Sha256(deb), FileIntegrity.HashAndStamp(Path.Combine(staging, "vmlinuz"), Path.Combine(staging, "vmlinuz.stamp")));
@@ -281,6 +303,10 @@ internal sealed record RuntimeBundle(string Directory, string KernelPath, string
             }
         }
     }
+
+    /// <summary>The modules of <see cref="Modules"/> a cached kernel directory does not have.</summary>
+    internal static List<string> MissingModules(string kernelDir)
+        => Modules.Where(m => !File.Exists(Path.Combine(kernelDir, "modules", m + ".ko"))).ToList();
 
     private static async Task<string> PackageVersionAsync(string package, CancellationToken cancellationToken)
     {

@@ -25,7 +25,7 @@ for arg in $cmdline; do
 done
 set +f
 # The network drivers cost ~100 ms under TCG; a guest without a network device has no use for them.
-modules="virtio_ring virtio virtio_mmio virtio_blk virtio_console"
+modules="virtio_ring virtio virtio_mmio virtio_blk virtio_console virtio_balloon"
 [ -n "$net" ] && modules="$modules failover net_failover virtio_net"
 for m in $modules; do
   [ -f /lib/pyro-modules/$m.ko ] && insmod /lib/pyro-modules/$m.ko
