@@ -38,31 +38,40 @@ var bundle = await RuntimeBundle.EnsureAsync(options, null, CancellationToken.No
 var accelerator = KvmProbe.Detect().Choose(options.Accelerator).Chosen;
 Say($"pyro bench: environment={EnvironmentName} accelerator={accelerator.ToString().ToLowerInvariant()} rounds={rounds} cores={Environment.ProcessorCount}");
 
-// 1. cold `pyro run ENV -- true`, start to exit, beside a bare QEMU boot of the same kernel and disk.
+// 1. `pyro run ENV -- true`, start to exit, cold (booted) and warm (restored from the template,
+// which the pull above built), beside a bare QEMU boot of the same kernel and disk.
 var runTimes = new List<double>();
+var warmTimes = new List<double>();
 var bareTimes = new List<double>();
 for (var i = 0; i < rounds; i++)
 {
-    // Interleaved so drift on the machine hits both sides alike.
-    runTimes.Add(await TimeAsync(cli[0], ["run", EnvironmentName, "--", "true"]));
+    // Interleaved so drift on the machine hits all sides alike.
+    runTimes.Add(await TimeAsync(cli[0], ["run", EnvironmentName, "--cold", "--", "true"]));
+    warmTimes.Add(await TimeAsync(cli[0], ["run", EnvironmentName, "--", "true"]));
     bareTimes.Add(await BareBootAsync());
 }
 
+string List(List<double> times) => string.Join(", ", times.Select(t => t.ToString("0", CultureInfo.InvariantCulture)));
 var run = Median(runTimes);
+var warm = Median(warmTimes);
 var bare = Median(bareTimes);
-Say($"cold run (pyro run {EnvironmentName} -- true):   median {run:0} ms  [{string.Join(", ", runTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
-Say($"bare QEMU boot to a shell that exits:      median {bare:0} ms  [{string.Join(", ", bareTimes.Select(t => t.ToString("0", CultureInfo.InvariantCulture)))}]");
+Say($"cold run (pyro run {EnvironmentName} --cold -- true): median {run:0} ms  [{List(runTimes)}]");
+Say($"warm run (pyro run {EnvironmentName} -- true):        median {warm:0} ms  [{List(warmTimes)}]");
+Say($"bare QEMU boot to a shell that exits:             median {bare:0} ms  [{List(bareTimes)}]");
 Say($"ratio cold_run / bare_boot = {run / bare:0.00} (target <= 1.2)");
+Say($"ratio warm_run / bare_boot = {warm / bare:0.00} (target <= 0.5)");
 figures["cold_run_ms"] = Math.Round(run);
+figures["warm_run_ms"] = Math.Round(warm);
 figures["bare_boot_ms"] = Math.Round(bare);
 figures["cold_run_over_bare_boot"] = Math.Round(run / bare, 2);
+figures["warm_run_over_bare_boot"] = Math.Round(warm / bare, 2);
 
 // 1b. Where a cold run spends its time: the boot phases of one-shot runs through the SDK (the
 // phases start at QEMU's spawn, so the CLI's own start-up is not in them), median per phase.
 var phaseRuns = new List<BootPhases>();
 for (var i = 0; i < rounds; i++)
 {
-    var phased = await pyro.RunAsync(new RunRequest { Environment = EnvironmentName, Command = ["true"] });
+    var phased = await pyro.RunAsync(new RunRequest { Environment = EnvironmentName, Command = ["true"], Cold = true });
     phaseRuns.Add(phased.BootPhasesMs ?? throw new InvalidOperationException("the guest agent reported no boot times"));
 }
 
@@ -110,11 +119,58 @@ var workspaces = new Pyro(workspaceOptions);
 var benchFailed = false;
 try
 {
-    var create = Stopwatch.StartNew();
+    // Create to first exec, cold (booted) and warm (restored from the template), interleaved.
+    var coldCreates = new List<double>();
+    var warmCreates = new List<double>();
+    for (var i = 0; i < rounds; i++)
+    {
+        foreach (var (cold, times) in new[] { (true, coldCreates), (false, warmCreates) })
+        {
+            var clock = Stopwatch.StartNew();
+            var made = await workspaces.CreateWorkspaceAsync(new WorkspaceCreateRequest { Environment = EnvironmentName, Cold = cold });
+            await workspaces.ExecWorkspaceAsync(made.WorkspaceId, new WorkspaceExecRequest { Command = ["true"] });
+            times.Add(clock.Elapsed.TotalMilliseconds);
+            if (made.StartMode != (cold ? "cold" : "warm"))
+            {
+                throw new InvalidOperationException($"a {(cold ? "cold" : "warm")} create started {made.StartMode}: {made.ColdStartReason}");
+            }
+
+            await workspaces.DeleteWorkspaceAsync(made.WorkspaceId);
+        }
+    }
+
+    var coldCreate = Median(coldCreates);
+    var warmCreate = Median(warmCreates);
+    Say($"workspace create to first exec, cold: median {coldCreate:0} ms  [{List(coldCreates)}]");
+    Say($"workspace create to first exec, warm: median {warmCreate:0} ms  [{List(warmCreates)}]");
+    Say($"ratio warm_create / cold_create = {warmCreate / coldCreate:0.00} (target <= 0.1)");
+    figures["cold_create_ms"] = Math.Round(coldCreate);
+    figures["warm_create_ms"] = Math.Round(warmCreate);
+    figures["workspace_create_ms"] = Math.Round(warmCreate);
+    figures["warm_create_over_cold_create"] = Math.Round(warmCreate / coldCreate, 2);
+
     var ws = await workspaces.CreateWorkspaceAsync(new WorkspaceCreateRequest { Environment = EnvironmentName });
     await workspaces.ExecWorkspaceAsync(ws.WorkspaceId, new WorkspaceExecRequest { Command = ["true"] });
-    Say($"workspace create to first exec (cold boot): {create.Elapsed.TotalMilliseconds:0} ms  (warm restore from a memory snapshot: not built yet)");
-    figures["workspace_create_ms"] = Math.Round(create.Elapsed.TotalMilliseconds);
+
+    // Fork: copies of a running workspace, to each copy's first exec, per copy.
+    const int ForkCopies = 2;
+    var forkClock = Stopwatch.StartNew();
+    var forked = await workspaces.ForkWorkspaceAsync(ws.WorkspaceId, new WorkspaceForkRequest { Count = ForkCopies });
+    foreach (var copy in forked.Workspaces)
+    {
+        await workspaces.ExecWorkspaceAsync(copy.WorkspaceId, new WorkspaceExecRequest { Command = ["true"] });
+    }
+
+    var perCopy = forkClock.Elapsed.TotalMilliseconds / ForkCopies;
+    foreach (var copy in forked.Workspaces)
+    {
+        await workspaces.DeleteWorkspaceAsync(copy.WorkspaceId);
+    }
+
+    Say($"fork of a running workspace into {ForkCopies} copies, to each copy's first exec: {perCopy:0} ms per copy");
+    Say($"ratio fork_per_copy / cold_create = {perCopy / coldCreate:0.00}");
+    figures["fork_per_copy_ms"] = Math.Round(perCopy);
+    figures["fork_per_copy_over_cold_create"] = Math.Round(perCopy / coldCreate, 2);
 
     var trips = new List<double>();
     for (var i = 0; i < 30; i++)

@@ -11,9 +11,16 @@ public sealed record PyroOptions
 
     /// <summary>
     /// Warm-start templates: per environment and VM shape, a guest saved right after its agent came
-    /// up (memory image and disk). Default <c>~/.cache/pyro/templates</c>, or <c>PYRO_TEMPLATE_CACHE_DIR</c>.
+    /// up (memory image and disk). Default <c>templates</c> in <see cref="EnvironmentCacheDir"/> (they are
+    /// made from its environments and pruned with them), or <c>PYRO_TEMPLATE_CACHE_DIR</c>.
     /// </summary>
-    public string TemplateCacheDir { get; init; } = FromEnv("PYRO_TEMPLATE_CACHE_DIR") ?? Path.Combine(CacheHome, "pyro", "templates");
+    public string TemplateCacheDir
+    {
+        get => _templateCacheDir ?? Path.Combine(EnvironmentCacheDir, "templates");
+        init => _templateCacheDir = value;
+    }
+
+    private readonly string? _templateCacheDir = FromEnv("PYRO_TEMPLATE_CACHE_DIR");
 
     /// <summary>Workspace state: the SQLite database and each workspace's disk, baseline and snapshots. Default <c>~/.local/state/pyro</c>, or <c>PYRO_STATE_DIR</c>.</summary>
     public string StateDir { get; init; } = FromEnv("PYRO_STATE_DIR")

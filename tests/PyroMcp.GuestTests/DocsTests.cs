@@ -134,7 +134,7 @@ public sealed partial class DocsTests(Lanes lanes) : GuestTest, IClassFixture<La
             Assert.False(figures.GetProperty("bench_failed").GetBoolean(), result.Stderr);
             foreach (var name in new[] { "cold_run_over_bare_boot", "agent_start_ms", "supervisor_rss_mib", "supervisor_rss_mib_managed", "idle_rss_mib_per_workspace", "mcp_ready_ms",
                 "qemu_ga_exec_rtt_ms", "exec_rtt_over_qemu_ga", "bare_qemu_idle_rss_mib", "idle_rss_over_bare_qemu", "idle_workspaces_per_8gib",
-                "sync_over_channel", "export_over_channel" })
+                "sync_over_channel", "export_over_channel", "warm_run_over_bare_boot", "warm_create_over_cold_create", "fork_per_copy_over_cold_create", "exec_rtt_ms" })
             {
                 Assert.True(figures.GetProperty(name).GetDouble() > 0, $"bench figure {name} is not a positive number: {result.Stdout}");
             }

@@ -23,7 +23,7 @@ public sealed class McpServerTests : NoGuestTest
         "vm_list_environments", "vm_network_info", "vm_reap_expired", "vm_run", "vm_start", "vm_status", "vm_stop",
         "workspace_create", "workspace_delete", "workspace_diff", "workspace_disk_export", "workspace_disk_list", "workspace_disk_read",
         "workspace_exec", "workspace_export",
-        "workspace_file_list", "workspace_file_read", "workspace_file_write", "workspace_list", "workspace_logs",
+        "workspace_file_list", "workspace_file_read", "workspace_file_write", "workspace_fork", "workspace_list", "workspace_logs",
         "workspace_patch_apply", "workspace_reset", "workspace_start", "workspace_status", "workspace_stop",
         "workspace_sync_push",
     ];
@@ -74,7 +74,8 @@ public sealed class McpServerTests : NoGuestTest
         var run = tools.Single(t => t.Name == "vm_run").JsonSchema;
         Assert.Equal(["environment", "command"], run.GetProperty("required").EnumerateArray().Select(e => e.GetString()));
         var properties = run.GetProperty("properties");
-        Assert.Equal(["environment", "command", "vcpu_count", "mem_mib", "timeout_seconds", "network", "allow_host_compat"], properties.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["environment", "command", "vcpu_count", "mem_mib", "timeout_seconds", "network", "allow_host_compat", "cold"], properties.EnumerateObject().Select(p => p.Name));
+        Assert.False(properties.GetProperty("cold").GetProperty("default").GetBoolean());
         Assert.False(properties.GetProperty("network").GetProperty("default").GetBoolean());
         Assert.Equal(30, properties.GetProperty("timeout_seconds").GetProperty("default").GetInt32());
         Assert.Equal(86400, properties.GetProperty("timeout_seconds").GetProperty("maximum").GetInt32());

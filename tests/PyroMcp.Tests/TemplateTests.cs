@@ -71,7 +71,7 @@ public sealed class TemplateTests : IDisposable
         var handedOut = 0;
         foreach (var (key, damage) in cases)
         {
-            damage(Write(key, memory: 100, disk: 10));
+            damage(Path.Combine(_root.Path, Write(key, memory: 100, disk: 10)));
             handedOut += store.TryOpen(key) is null ? 0 : 1;
         }
 
