@@ -66,7 +66,7 @@ internal static class QemuGuestAgentPeer
             var peer = new Peer(stream);
             try
             {
-                await peer.SyncAsync(TimeSpan.FromSeconds(60), cancellationToken);
+                await peer.SyncAsync(TimeSpan.FromSeconds(180), cancellationToken);
             }
             catch (TimeoutException ex)
             {

@@ -21,6 +21,8 @@ internal sealed record TemplateManifest
     public required int MemMib { get; init; }
     public required string Accelerator { get; init; }
     public required bool Network { get; init; }
+    /// <summary>QEMU's command line with placeholder paths, as it went into the key (for reading, not checked).</summary>
+    public string? CommandLine { get; init; }
     public required string MemorySha256 { get; init; }
     public required long MemoryBytes { get; init; }
     public required string DiskSha256 { get; init; }
@@ -168,6 +170,7 @@ internal sealed class TemplateStore(PyroOptions options)
                 MemMib = inputs.Spec.MemMib,
                 Accelerator = inputs.Spec.Accelerator.ToString().ToLowerInvariant(),
                 Network = inputs.Network,
+                CommandLine = inputs.CommandLineShape(),
                 MemorySha256 = QemuVm.Sha256Of(saved.MemoryPath),
                 MemoryBytes = new FileInfo(saved.MemoryPath).Length,
                 DiskSha256 = QemuVm.Sha256Of(saved.DiskPath),
@@ -188,7 +191,7 @@ internal sealed class TemplateStore(PyroOptions options)
             }
 
             Directory.Move(staging, final);
-            RemoveOutdated(manifest);
+            RemoveOutdated(manifest, inputs);
             Report("ready", ("key", key), ("memory_mib", (manifest.MemoryBytes / (1024.0 * 1024)).ToString("0.0", CultureInfo.InvariantCulture)),
                 ("build_ms", manifest.BuildMs.ToString(CultureInfo.InvariantCulture)));
             return (new SavedVm(Path.Combine(final, QemuVm.MemoryFileName), Path.Combine(final, QemuVm.DiskFileName), manifest.MemorySha256, manifest.DiskSha256), key, true);
@@ -283,13 +286,20 @@ internal sealed class TemplateStore(PyroOptions options)
         }
     }
 
-    /// <summary>After a build, the templates of the same environment and shape built from older inputs go.</summary>
-    private void RemoveOutdated(TemplateManifest current)
+    /// <summary>
+    /// After a build, the templates of the same environment and shape that nothing can restore any
+    /// more go: another build of the environment, a runtime bundle no longer cached, another QEMU.
+    /// Another bundle that is still cached (a second pyro build on the host) keeps its template.
+    /// </summary>
+    private void RemoveOutdated(TemplateManifest current, TemplateInputs inputs)
     {
+        var bundles = Path.GetDirectoryName(inputs.Bundle.Directory);
         foreach (var (dir, manifest) in List())
         {
             if (manifest is not null && manifest.Key != current.Key && manifest.Environment == current.Environment && manifest.VcpuCount == current.VcpuCount
-                && manifest.MemMib == current.MemMib && manifest.Accelerator == current.Accelerator && manifest.Network == current.Network)
+                && manifest.MemMib == current.MemMib && manifest.Accelerator == current.Accelerator && manifest.Network == current.Network
+                && (manifest.RootfsSha256 != current.RootfsSha256 || manifest.Qemu != current.Qemu
+                    || (bundles is not null && !Directory.Exists(Path.Combine(bundles, manifest.BundleId)))))
             {
                 Directory.Delete(dir, recursive: true);
             }
