@@ -270,8 +270,9 @@ public sealed class RunTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
     [Fact]
     public async Task BootFailuresCarryQemuAndConsoleEvidence()
     {
-        // A boot deadline far below what any guest needs forces the failure path.
-        var result = await PyroCli.RunAsync(["run", "debian:12", "--", "true"], new Dictionary<string, string> { ["PYRO_BOOT_TIMEOUT_SECONDS"] = "1" });
+        // A boot deadline far below what any boot needs forces the failure path (a warm restore
+        // can make it in a second, so the run boots cold).
+        var result = await PyroCli.RunAsync(["run", "debian:12", "--cold", "--", "true"], new Dictionary<string, string> { ["PYRO_BOOT_TIMEOUT_SECONDS"] = "1" });
 
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("did not answer within 1 s", result.Stderr);

@@ -401,7 +401,11 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         Assert.Equal("running", (await Ok("workspace", "status", id, "--json")).Json.GetProperty("state").GetString());
 
         // A reset whose boot cannot succeed: the workspace is marked failed with the step, not left half-way unannounced.
-        var reset = await PyroCli.RunAsync(["workspace", "reset", id], new Dictionary<string, string> { ["PYRO_BOOT_TIMEOUT_SECONDS"] = "1" });
+        // A warm restore can make it in a second, so the reset gets an empty template cache: the
+        // template cannot be built within the deadline, and the cold boot it falls back to fails.
+        var noTemplates = Directory.CreateDirectory(Path.Combine(HostDir, "no-templates")).FullName;
+        File.SetUnixFileMode(noTemplates, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var reset = await PyroCli.RunAsync(["workspace", "reset", id], new Dictionary<string, string> { ["PYRO_BOOT_TIMEOUT_SECONDS"] = "1", ["PYRO_TEMPLATE_CACHE_DIR"] = noTemplates });
         Assert.Equal(1, reset.ExitCode);
         Assert.Contains("reset failed while booting its VM", reset.Stderr);
         var failed = (await Ok("workspace", "status", id, "--json")).Json;
