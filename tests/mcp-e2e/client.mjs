@@ -27,7 +27,7 @@ const expected = {
     "vm_list_environments", "vm_network_info", "vm_reap_expired", "vm_run", "vm_start", "vm_status", "vm_stop",
     "workspace_create", "workspace_delete", "workspace_diff", "workspace_disk_export", "workspace_disk_list", "workspace_disk_read",
     "workspace_exec", "workspace_export",
-    "workspace_file_list", "workspace_file_read", "workspace_file_write", "workspace_list", "workspace_logs",
+    "workspace_file_list", "workspace_file_read", "workspace_file_write", "workspace_fork", "workspace_list", "workspace_logs",
     "workspace_patch_apply", "workspace_reset", "workspace_start", "workspace_status", "workspace_stop",
     "workspace_sync_push",
   ],
