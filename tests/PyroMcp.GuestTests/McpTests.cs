@@ -245,7 +245,7 @@ public sealed class McpTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
         Assert.True(summary.GetProperty("ok").GetBoolean());
         Assert.Equal(2, summary.GetProperty("profiles").GetProperty("vm-run").GetInt32());
         Assert.Equal(15, summary.GetProperty("profiles").GetProperty("workspace-core").GetInt32());
-        Assert.Equal(42, summary.GetProperty("profiles").GetProperty("workspace-full").GetInt32());
+        Assert.Equal(43, summary.GetProperty("profiles").GetProperty("workspace-full").GetInt32());
         Assert.True(summary.GetProperty("progress").GetInt32() > 0);
         Assert.Equal(
             ["workspace_create", "workspace_exec", "workspace_file_write", "workspace_patch_apply", "workspace_diff", "workspace_reset", "workspace_exec", "workspace_delete"],
