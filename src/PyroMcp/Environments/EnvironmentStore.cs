@@ -170,7 +170,7 @@ internal sealed class EnvironmentStore(PyroOptions options)
             }
 
             // A staging directory of a pull that is still running is protected by that pull's lock.
-            if (name.StartsWith(StagingPrefix, StringComparison.Ordinal) && IsOwnedByLiveProcess(name))
+            if (name.StartsWith(StagingPrefix, StringComparison.Ordinal) && Staging.OwnerAlive(name))
             {
                 continue;
             }
@@ -182,9 +182,6 @@ internal sealed class EnvironmentStore(PyroOptions options)
 
         return new PruneResult(removed, freed);
     }
-
-    private static bool IsOwnedByLiveProcess(string stagingName)
-        => int.TryParse(stagingName[(stagingName.LastIndexOf('-') + 1)..], out var pid) && Directory.Exists($"/proc/{pid}");
 
     private static EnvironmentManifest? ReadManifest(string path)
     {

@@ -171,9 +171,9 @@ internal sealed class TemplateStore(PyroOptions options)
                 Accelerator = inputs.Spec.Accelerator.ToString().ToLowerInvariant(),
                 Network = inputs.Network,
                 CommandLine = inputs.CommandLineShape(),
-                MemorySha256 = QemuVm.Sha256Of(saved.MemoryPath),
+                MemorySha256 = FileIntegrity.Sha256(saved.MemoryPath),
                 MemoryBytes = new FileInfo(saved.MemoryPath).Length,
-                DiskSha256 = QemuVm.Sha256Of(saved.DiskPath),
+                DiskSha256 = FileIntegrity.Sha256(saved.DiskPath),
                 DiskBytes = new FileInfo(saved.DiskPath).Length,
                 BuiltAt = DateTimeOffset.UtcNow,
                 BuildMs = clock.ElapsedMilliseconds,
@@ -252,7 +252,7 @@ internal sealed class TemplateStore(PyroOptions options)
             var name = Path.GetFileName(dir);
             if (name.StartsWith(StagingPrefix, StringComparison.Ordinal))
             {
-                if (StagingOwnerAlive(name))
+                if (Staging.OwnerAlive(name))
                 {
                     continue;
                 }
@@ -310,13 +310,10 @@ internal sealed class TemplateStore(PyroOptions options)
     {
         foreach (var dir in Directory.GetDirectories(Root, StagingPrefix + "*"))
         {
-            if (!StagingOwnerAlive(Path.GetFileName(dir)))
+            if (!Staging.OwnerAlive(Path.GetFileName(dir)))
             {
                 Directory.Delete(dir, recursive: true);
             }
         }
     }
-
-    private static bool StagingOwnerAlive(string name)
-        => int.TryParse(name[(name.LastIndexOf('-') + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && Directory.Exists($"/proc/{pid}");
 }

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
+using PyroMcp.Host;
 using PyroMcp.Protocol;
 
 namespace PyroMcp.Vmm;
@@ -41,7 +42,7 @@ internal sealed partial class QemuVm
         _control = await QmpClient.ConnectAsync(controlPath, exited, cancellationToken).ConfigureAwait(false);
         using var memory = File.OpenHandle(image.MemoryPath, FileMode.Open, FileAccess.Read);
         // The digest is read beside QEMU's load (the page cache serves both) and checked before cont.
-        var digest = image.MemorySha256 is null ? Task.FromResult<string?>(null) : Task.Run(() => (string?)Sha256Of(image.MemoryPath), cancellationToken);
+        var digest = image.MemorySha256 is null ? Task.FromResult<string?>(null) : Task.Run(() => (string?)FileIntegrity.Sha256(image.MemoryPath), cancellationToken);
         await _control.SendFdAsync("image", memory, cancellationToken).ConfigureAwait(false);
         await _control.ExecuteAsync("migrate-incoming", new JsonObject { ["uri"] = "fd:image" }, cancellationToken).ConfigureAwait(false);
         await _control.WaitIncomingAsync(cancellationToken).ConfigureAwait(false);
@@ -92,12 +93,6 @@ internal sealed partial class QemuVm
         {
             await _control.ExecuteAsync("cont", null, cancellationToken).ConfigureAwait(false);
         }
-    }
-
-    internal static string Sha256Of(string path)
-    {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
-        return Convert.ToHexStringLower(SHA256.HashData(stream));
     }
 
     /// <summary>Copies a file to a new 0600 file, checking its SHA-256 on the way when one is given; returns the digest.</summary>
