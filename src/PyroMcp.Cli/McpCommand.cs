@@ -6,6 +6,24 @@ namespace PyroMcp.Cli;
 /// <summary><c>pyro mcp serve [--profile P] [--allow-path DIR]... [--allow-host-compat] [--max-network-policy P]</c>: the MCP server on stdin/stdout.</summary>
 internal static class McpCommand
 {
+    private const string ServeDescription =
+        "Serve MCP over stdio for a chat host (Claude Code, Codex, OpenCode...). stdout carries only the protocol; diagnostics go to stderr.";
+
+    /// <summary>What <c>pyro mcp serve --help</c> ends with: the three profiles and when to use each.</summary>
+    internal const string ServeEpilog = """
+        Profiles (--profile):
+          workspace-core  the default: vm_run plus the workspace tools an agent needs to work in a repo and
+                          hand back a result (create, exec, file read/write/list, sync, patch, diff,
+                          export, reset, status, logs, list, delete). Start here.
+          vm-run          only vm_run and vm_list_environments: one command in a fresh VM per call, nothing
+                          kept. For a host that should only run throwaway commands.
+          workspace-full  every tool: also snapshots, services (with published ports), shells, stop/start,
+                          fork, offline disk tools and the vm_* lifecycle. For long sessions that start
+                          apps, keep shells open, checkpoint their work or try several fixes at once.
+
+        Connect a chat host: claude mcp add pyro -- pyro mcp serve
+        """;
+
     internal static Command Build()
     {
         var profile = new Option<string>("--profile")
@@ -27,7 +45,7 @@ internal static class McpCommand
             Description = "The most network a tool call may give a guest: off, egress or egress+published-ports (default). No policy lets a guest reach the host itself.",
             DefaultValueFactory = _ => "egress+published-ports",
         };
-        var serve = new Command("serve", "Serve MCP over stdio for a chat host (Claude Code, Codex, OpenCode...). stdout carries only the protocol; diagnostics go to stderr.") { profile, allowPath, allowHostCompat, maxNetwork };
+        var serve = new Command("serve", ServeDescription) { profile, allowPath, allowHostCompat, maxNetwork };
         serve.SetAction(async (parse, _) =>
         {
             var chosen = parse.GetValue(profile)!;

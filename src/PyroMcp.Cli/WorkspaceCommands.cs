@@ -409,7 +409,7 @@ internal static class WorkspaceCommands
                 return 0;
             }
 
-            Console.WriteLine($"added={d.Added} modified={d.Modified} deleted={d.Deleted} type_changed={d.TypeChanged} text_patched={d.TextPatched} non_text={d.NonText}");
+            Console.Error.WriteLine($"[workspace-diff] workspace_id={d.WorkspaceId} total={d.Total} added={d.Added} modified={d.Modified} deleted={d.Deleted} type_changed={d.TypeChanged} text_patched={d.TextPatched} non_text={d.NonText}");
             foreach (var c in d.Changes)
             {
                 Console.WriteLine($"  {Output.Word(c.Change),-12} {Output.Word(c.Kind),-9} {c.Path}");
@@ -456,6 +456,8 @@ internal static class WorkspaceCommands
                 Console.WriteLine($"Snapshot {s.Name}: {s.Entries} entries, {s.Bytes} bytes");
             }
 
+            Console.Error.WriteLine($"[workspace-snapshot-create] workspace_id={parse.GetValue(Workspace)} snapshot_name={s.Name} kind={s.Kind} entry_count={s.Entries} bytes_written={s.Bytes}");
+
             return 0;
         }));
         var list = new Command("list", "List a workspace's snapshots.") { Workspace, Output.Json };
@@ -500,12 +502,18 @@ internal static class WorkspaceCommands
 
     private static Command Reset()
     {
-        var snapshot = new Option<string?>("--snapshot") { Description = "Reset to this snapshot instead of the baseline." };
+        var snapshot = new Option<string>("--snapshot") { Description = "What to restore: baseline (the create-time tree) or a named snapshot.", DefaultValueFactory = _ => "baseline" };
         var reset = new Command("reset", "Replace the sandbox with a fresh one from the environment plus the baseline (or a snapshot).") { Workspace, snapshot, Output.Json };
         reset.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var info = await new Pyro().ResetWorkspaceAsync(parse.GetValue(Workspace)!, parse.GetValue(snapshot), CliApp.Interrupted);
-            Console.Error.WriteLine($"[workspace-reset] workspace_id={info.WorkspaceId} source={parse.GetValue(snapshot) ?? "baseline"} reset_count={info.ResetCount}");
+            var restored = info.Reset ?? new WorkspaceResetInfo { Snapshot = parse.GetValue(snapshot) ?? "baseline", Kind = "baseline" };
+            if (!parse.GetValue(Output.Json))
+            {
+                Console.WriteLine($"Workspace reset from snapshot: {restored.Snapshot} ({restored.Kind})");
+            }
+
+            Console.Error.WriteLine($"[workspace-reset] workspace_id={info.WorkspaceId} snapshot={restored.Snapshot} kind={restored.Kind} destination={restored.Destination} entry_count={restored.Entries} bytes_written={restored.Bytes} reset_count={info.ResetCount}");
             Print(parse, info);
             return 0;
         }));
@@ -585,9 +593,13 @@ internal static class WorkspaceCommands
             Console.WriteLine($"Reason: {info.StateReason}");
         }
 
-        Console.WriteLine($"Workspace path: {info.WorkspacePath}");
-        Console.WriteLine($"Resources: {info.VcpuCount} vCPU, {info.MemMib} MiB{(info.Accelerator is { } accelerator ? $", {Output.Word(accelerator)}" : "")}");
+        Console.WriteLine($"Workspace: {info.WorkspacePath}");
+        Console.WriteLine($"Workspace seed: {(info.SeedSource is null ? "empty" : $"{info.SeedMode} from {info.SeedSource}")}");
         Console.WriteLine($"Network policy: {info.NetworkPolicy.ToName()}");
+        Console.WriteLine($"Execution mode: {Output.Word(info.ExecutionMode)}");
+        Console.WriteLine($"Resources: {info.VcpuCount} vCPU / {info.MemMib} MiB{(info.Accelerator is { } accelerator ? $" ({Output.Word(accelerator)})" : "")}");
+        Console.WriteLine($"Command count: {info.CommandCount}");
+        Console.WriteLine($"Reset count: {info.ResetCount}");
         if (info.StartMode is { } mode)
         {
             Console.WriteLine($"Started: {mode}{(info.ColdStartReason is { } why ? $" ({why})" : "")}");
@@ -622,16 +634,10 @@ internal static class WorkspaceCommands
             Console.WriteLine($"Secrets: {string.Join(", ", info.Secrets)}");
         }
 
-        Console.WriteLine($"Commands: {info.CommandCount}  Resets: {info.ResetCount}");
         Console.WriteLine($"Created: {info.CreatedAt.ToString("u", CultureInfo.InvariantCulture)}  Expires: {info.ExpiresAt.ToString("u", CultureInfo.InvariantCulture)}");
         if (info.Labels.Count > 0)
         {
             Console.WriteLine($"Labels: {string.Join(", ", info.Labels.Select(l => $"{l.Key}={l.Value}"))}");
-        }
-
-        if (info.SeedSource is not null)
-        {
-            Console.WriteLine($"Seed: {info.SeedSource}");
         }
     }
 
@@ -650,7 +656,10 @@ internal static class WorkspaceCommands
             }
         }
 
-        Console.Error.WriteLine($"[{tag}] workspace_id={result.WorkspaceId} entries={result.Entries} bytes={result.Bytes} skipped={result.SkippedTotal} duration_ms={result.DurationMs}");
+        var where = tag == "workspace-export"
+            ? $"workspace_path={result.GuestPath} output_path={result.HostPath} artifact_type={(result.ArtifactType is { } type ? Output.Word(type) : "file")}"
+            : $"mode={result.Mode ?? "directory"} source={result.HostPath} destination={result.GuestPath}";
+        Console.Error.WriteLine($"[{tag}] workspace_id={result.WorkspaceId} {where} entry_count={result.Entries} bytes_written={result.Bytes} execution_mode={Output.Word(result.ExecutionMode)} skipped={result.SkippedTotal} duration_ms={result.DurationMs}");
     }
 
     /// <summary>A cut list says so on stderr, so that neither the text nor the JSON on stdout changes shape.</summary>

@@ -419,9 +419,14 @@ public sealed partial class PyroTools
         """)]
     public Task<CallToolResult> WorkspaceReset(
         [Description(WorkspaceId)] string workspace_id,
-        [Description("Snapshot to restore instead of the baseline (see snapshot_list).")] string? snapshot = null,
+        [Description("What to restore: \"baseline\" (the create-time tree) or a named snapshot (see snapshot_list).")] string? snapshot = "baseline",
         CancellationToken cancellationToken = default)
-        => Guard(async () => Workspace(await _pyro.ResetWorkspaceAsync(workspace_id, snapshot, cancellationToken).ConfigureAwait(false), $"reset to {snapshot ?? "the baseline"}"));
+        => Guard(async () =>
+        {
+            var info = await _pyro.ResetWorkspaceAsync(workspace_id, snapshot ?? "baseline", cancellationToken).ConfigureAwait(false);
+            var restored = info.Reset;
+            return Workspace(info, restored is null ? "reset" : $"reset from snapshot {restored.Snapshot} ({restored.Kind}): {restored.Entries} entries, {restored.Bytes} bytes");
+        });
 
     /// <summary>workspace_delete.</summary>
     [McpServerTool(Name = "workspace_delete", Destructive = true, Idempotent = true, OpenWorld = false)]

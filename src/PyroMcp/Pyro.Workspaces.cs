@@ -104,9 +104,10 @@ public sealed partial class Pyro
 
     /// <summary>
     /// Replaces the sandbox with a fresh one: a new disk from the environment and <c>/workspace</c>
-    /// from the baseline or <paramref name="snapshot"/>. Same id and baseline; history cleared.
+    /// from <paramref name="snapshot"/>: <c>baseline</c> (the create-time tree, the default) or a named
+    /// snapshot. Same id and baseline; history cleared. <see cref="WorkspaceInfo.Reset"/> says what was restored.
     /// </summary>
-    public Task<WorkspaceInfo> ResetWorkspaceAsync(string workspace, string? snapshot = null, CancellationToken cancellationToken = default)
+    public Task<WorkspaceInfo> ResetWorkspaceAsync(string workspace, string? snapshot = "baseline", CancellationToken cancellationToken = default)
         => Workspaces.GuardAsync(workspace, () => Workspaces.ResetAsync(workspace, snapshot, cancellationToken));
 
     /// <summary>

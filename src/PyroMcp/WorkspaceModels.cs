@@ -31,6 +31,12 @@ public sealed record WorkspaceInfo
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     /// <summary>Where the seed came from, if any.</summary>
     public string? SeedSource { get; init; }
+    /// <summary>What seeded <c>/workspace</c>: <c>directory</c>, <c>archive</c> (.tar, .tar.gz, .tgz) or <c>empty</c> (no seed).</summary>
+    public string SeedMode => SeedSource is null ? "empty" : Trees.HostTarBuilder.IsArchiveName(SeedSource) ? "archive" : "directory";
+    /// <summary>The channel commands reach the guest through: always <see cref="ExecutionMode.Guest"/> (<c>guest_virtio_serial</c>).</summary>
+    public ExecutionMode ExecutionMode { get; init; } = ExecutionMode.Guest;
+    /// <summary>What the reset that returned this info restored (<see cref="Pyro.ResetWorkspaceAsync"/>); null from every other call.</summary>
+    public WorkspaceResetInfo? Reset { get; init; }
     /// <summary>The workspace root in the guest.</summary>
     public string WorkspacePath { get; init; } = "/workspace";
     /// <summary>Process id of the supervisor, while one runs.</summary>
@@ -76,7 +82,26 @@ public sealed record CommandRecord(int Sequence, string Command, string Cwd, int
 /// <param name="CreatedAt">When it was taken.</param>
 /// <param name="Entries">Entries in the tree.</param>
 /// <param name="Bytes">Bytes of file content.</param>
-public sealed record SnapshotInfo(string Name, DateTimeOffset CreatedAt, long Entries, long Bytes);
+public sealed record SnapshotInfo(string Name, DateTimeOffset CreatedAt, long Entries, long Bytes)
+{
+    /// <summary>Always <c>named</c>: the create-time <c>baseline</c> is not a snapshot of this list (reset and diff name it <c>baseline</c>).</summary>
+    public string Kind => "named";
+}
+
+/// <summary>What a reset restored into <c>/workspace</c> (<see cref="WorkspaceInfo.Reset"/>).</summary>
+public sealed record WorkspaceResetInfo
+{
+    /// <summary>The snapshot restored: <c>baseline</c> or a snapshot's name.</summary>
+    public required string Snapshot { get; init; }
+    /// <summary><c>baseline</c> (the create-time tree) or <c>named</c> (a snapshot).</summary>
+    public required string Kind { get; init; }
+    /// <summary>Where the tree was restored: <c>/workspace</c>.</summary>
+    public string Destination { get; init; } = "/workspace";
+    /// <summary>Entries restored.</summary>
+    public long Entries { get; init; }
+    /// <summary>Bytes of file content restored.</summary>
+    public long Bytes { get; init; }
+}
 
 /// <summary>What a fork made (<see cref="Pyro.ForkWorkspaceAsync"/>).</summary>
 public sealed record WorkspaceForkResult

@@ -107,6 +107,12 @@ public sealed record TransferResult
     public required string HostPath { get; init; }
     /// <summary>Where in the guest.</summary>
     public required string GuestPath { get; init; }
+    /// <summary>For a push, what the host source is: <c>directory</c> or <c>archive</c> (.tar, .tar.gz, .tgz); null for an export.</summary>
+    public string? Mode { get; init; }
+    /// <summary>For an export, what was written at <see cref="HostPath"/>: a file or a directory tree; null for a push.</summary>
+    public EntryKind? ArtifactType { get; init; }
+    /// <summary>Through which channel the guest side ran: always <see cref="ExecutionMode.Guest"/>.</summary>
+    public ExecutionMode ExecutionMode { get; init; } = ExecutionMode.Guest;
     /// <summary>Entries moved.</summary>
     public long Entries { get; init; }
     /// <summary>Bytes of file content moved.</summary>
@@ -134,6 +140,8 @@ public sealed record WorkspaceDiff
     public int Deleted { get; init; }
     /// <summary>Entries that changed kind (file, directory, symlink).</summary>
     public int TypeChanged { get; init; }
+    /// <summary>Every changed entry: <see cref="Added"/> + <see cref="Modified"/> + <see cref="Deleted"/> + <see cref="TypeChanged"/>.</summary>
+    public int Total => Added + Modified + Deleted + TypeChanged;
     /// <summary>Files and symlinks whose change is written as text hunks in <see cref="Patch"/>.</summary>
     public int TextPatched { get; init; }
     /// <summary>Changed files whose bytes are not UTF-8 text without NUL: written as git binary patches (literal, base85) in <see cref="Patch"/>.</summary>

@@ -133,14 +133,21 @@ public sealed class McpTests(Lanes lanes) : GuestTest, IClassFixture<Lanes>
 
         var reset = await mcp.OkAsync("workspace_reset", new() { ["workspace_id"] = id });
         Assert.Equal(1, reset.GetProperty("reset_count").GetInt32());
+        // snapshot defaults to "baseline": the restored tree is the seed's (note.txt, src, src/app.py).
+        Assert.Equal("baseline", reset.GetProperty("reset").GetProperty("snapshot").GetString());
+        Assert.Equal("baseline", reset.GetProperty("reset").GetProperty("kind").GetString());
+        Assert.Equal(3, reset.GetProperty("reset").GetProperty("entries").GetInt64());
         var baseline = await mcp.OkAsync("workspace_exec", new() { ["workspace_id"] = id, ["command"] = "cat src/app.py; ls" });
         Assert.Equal("print('v1')\nnote.txt\nsrc\n", baseline.GetProperty("stdout").GetString());
         var toSnapshot = await mcp.OkAsync("workspace_reset", new() { ["workspace_id"] = id, ["snapshot"] = "patched" });
         Assert.Equal(2, toSnapshot.GetProperty("reset_count").GetInt32());
+        Assert.Equal("named", toSnapshot.GetProperty("reset").GetProperty("kind").GetString());
+        Assert.Equal(snapshot.GetProperty("entries").GetInt64(), toSnapshot.GetProperty("reset").GetProperty("entries").GetInt64());
 
         var exportPath = Path.Combine(HostDir, "exported-src");
         var exported = await mcp.OkAsync("workspace_export", new() { ["workspace_id"] = id, ["path"] = "src", ["output_path"] = exportPath });
         Assert.Equal(exportPath, exported.GetProperty("host_path").GetString());
+        Assert.Equal("directory", exported.GetProperty("artifact_type").GetString());
         Assert.Equal("print('v2')\nprint('more')\n", File.ReadAllText(Path.Combine(exportPath, "app.py")));
 
         await mcp.OkAsync("workspace_exec", new() { ["workspace_id"] = id, ["command"] = "echo after-reset > marker" });

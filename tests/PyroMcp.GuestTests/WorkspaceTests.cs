@@ -3,6 +3,7 @@ using System.Formats.Tar;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 
 namespace PyroMcp.GuestTests;
 
@@ -63,6 +64,14 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         Assert.Equal(id, status.GetProperty("workspace_id").GetString());
         Assert.Equal("running", status.GetProperty("state").GetString());
         Assert.Equal("/workspace", status.GetProperty("workspace_path").GetString());
+        Assert.Equal("directory", status.GetProperty("seed_mode").GetString());
+        Assert.Equal("guest_virtio_serial", status.GetProperty("execution_mode").GetString());
+        // The status block under the reference's labels, with the channel pyro really uses.
+        var block = (await Ok("workspace", "status", id)).Stdout;
+        Assert.Contains($"Workspace ID: {id}\n", block);
+        Assert.Contains("Environment: debian:12\nState: running\nWorkspace: /workspace\nWorkspace seed: directory from ", block);
+        Assert.Contains("\nNetwork policy: off\nExecution mode: guest_virtio_serial\nResources: 1 vCPU / 1024 MiB", block);
+        Assert.Contains("\nCommand count: 0\nReset count: 0\n", block);
 
         var exec = await PyroCli.RunAsync("workspace", "exec", id, "--", "cat", "note.txt");
         Assert.Equal(0, exec.ExitCode);
@@ -126,6 +135,8 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         var push = await Ok("workspace", "sync", "push", id, changes, "--dest", "src", "--json");
         Assert.Equal(1, push.Json.GetProperty("entries").GetInt64());
         Assert.Equal(13, push.Json.GetProperty("bytes").GetInt64());
+        Assert.Equal("directory", push.Json.GetProperty("mode").GetString());
+        Assert.Matches($@"\[workspace-sync\] workspace_id={id} mode=directory source={Regex.Escape(changes)} destination=/workspace/src entry_count=1 bytes_written=13 execution_mode=guest_virtio_serial skipped=0 duration_ms=\d+\n", push.Stderr);
         Assert.Equal("pushed later\n", (await Ok("workspace", "exec", id, "--", "cat", "src/extra.txt")).Stdout);
 
         // A patch over several files: modify, create, delete.
@@ -194,15 +205,20 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         Assert.Contains("+++ b/docs/new.md", unified);
         Assert.Contains("diff --git a/data/all-bytes.bin b/data/all-bytes.bin\nnew file mode 100644\nindex 0000000000000000000000000000000000000000..", unified);
         Assert.Contains("GIT binary patch\nliteral 256\n", unified);
+        Assert.Equal(8, diff.GetProperty("total").GetInt32());
         var human = await Ok("workspace", "diff", id);
-        Assert.StartsWith("added=", human.Stdout);
+        Assert.Matches($@"\[workspace-diff\] workspace_id={id} total=8 added=5 modified=2 deleted=1 type_changed=0 text_patched=5 non_text=1\n", human.Stderr);
+        Assert.Contains("+++ b/docs/new.md", human.Stdout);
 
         // Export a file and a directory; export never overwrites.
         var noteOut = Path.Combine(HostDir, "out", "note.txt");
-        await Ok("workspace", "export", id, "note.txt", "--output", noteOut);
+        var noteExport = await Ok("workspace", "export", id, "note.txt", "--output", noteOut);
         Assert.Equal("hello, changed\n", File.ReadAllText(noteOut));
+        Assert.Matches($@"\[workspace-export\] workspace_id={id} workspace_path=/workspace/note.txt output_path={Regex.Escape(noteOut)} artifact_type=file entry_count=1 bytes_written=15 execution_mode=guest_virtio_serial skipped=0 duration_ms=\d+\n", noteExport.Stderr);
         var srcOut = Path.Combine(HostDir, "out", "src");
-        await Ok("workspace", "export", id, "src", "--output", srcOut);
+        var srcExport = await Ok("workspace", "export", id, "src", "--output", srcOut, "--json");
+        Assert.Equal("directory", srcExport.Json.GetProperty("artifact_type").GetString());
+        Assert.Matches($@"\[workspace-export\] workspace_id={id} workspace_path=/workspace/src output_path={Regex.Escape(srcOut)} artifact_type=directory entry_count=\d+ bytes_written=\d+ ", srcExport.Stderr);
         Assert.Equal("pushed later\n", File.ReadAllText(Path.Combine(srcOut, "extra.txt")));
         Assert.Contains("print('v2')", File.ReadAllText(Path.Combine(srcOut, "app.py")));
         var again = await PyroCli.RunAsync("workspace", "export", id, "note.txt", "--output", noteOut);
@@ -215,13 +231,24 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
     {
         Assert.Equal(0, (await Ok("workspace", "status", id, "--json")).Json.GetProperty("reset_count").GetInt32());
         await Ok("workspace", "exec", id, "--", "sh", "-c", "echo step1 > state.txt");
-        var snap = (await Ok("workspace", "snapshot", "create", id, "checkpoint", "--json")).Json;
+        var created = await Ok("workspace", "snapshot", "create", id, "checkpoint", "--json");
+        var snap = created.Json;
         Assert.Equal("checkpoint", snap.GetProperty("name").GetString());
+        Assert.Equal("named", snap.GetProperty("kind").GetString());
+        Assert.Matches($@"\[workspace-snapshot-create\] workspace_id={id} snapshot_name=checkpoint kind=named entry_count={snap.GetProperty("entries").GetInt64()} bytes_written={snap.GetProperty("bytes").GetInt64()}\n", created.Stderr);
         await Ok("workspace", "exec", id, "--", "sh", "-c", "echo step2 > state.txt; rm note.txt; echo outside > /root/outside.txt");
         Assert.Contains("checkpoint", (await Ok("workspace", "snapshot", "list", id)).Stdout);
 
-        var reset = (await Ok("workspace", "reset", id, "--snapshot", "checkpoint", "--json")).Json;
+        var resetRun = await Ok("workspace", "reset", id, "--snapshot", "checkpoint", "--json");
+        var reset = resetRun.Json;
         Assert.Equal(id, reset.GetProperty("workspace_id").GetString());
+        var restored = reset.GetProperty("reset");
+        Assert.Equal("checkpoint", restored.GetProperty("snapshot").GetString());
+        Assert.Equal("named", restored.GetProperty("kind").GetString());
+        // What the reset restored is what the snapshot held.
+        Assert.Equal(snap.GetProperty("entries").GetInt64(), restored.GetProperty("entries").GetInt64());
+        Assert.Equal(snap.GetProperty("bytes").GetInt64(), restored.GetProperty("bytes").GetInt64());
+        Assert.Matches($@"\[workspace-reset\] workspace_id={id} snapshot=checkpoint kind=named destination=/workspace entry_count={restored.GetProperty("entries").GetInt64()} bytes_written={restored.GetProperty("bytes").GetInt64()} reset_count=1\n", resetRun.Stderr);
         Assert.Equal(1, reset.GetProperty("reset_count").GetInt32());
         Assert.Equal(0, reset.GetProperty("command_count").GetInt32());
         Assert.Equal("step1\n", (await Ok("workspace", "exec", id, "--", "cat", "state.txt")).Stdout);
@@ -229,7 +256,10 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         // A fresh sandbox: what was written outside /workspace is gone too.
         Assert.Equal(1, (await PyroCli.RunAsync("workspace", "exec", id, "--", "test", "-e", "/root/outside.txt")).ExitCode);
 
-        await Ok("workspace", "reset", id);
+        var toBaseline = await Ok("workspace", "reset", id);
+        Assert.StartsWith($"Workspace reset from snapshot: baseline (baseline)\nWorkspace ID: {id}\n", toBaseline.Stdout);
+        Assert.Contains("\nReset count: 2\n", toBaseline.Stdout);
+        Assert.Matches($@"\[workspace-reset\] workspace_id={id} snapshot=baseline kind=baseline destination=/workspace entry_count=\d+ bytes_written=\d+ reset_count=2\n", toBaseline.Stderr);
         Assert.Equal(2, (await Ok("workspace", "status", id, "--json")).Json.GetProperty("reset_count").GetInt32());
         Assert.Equal(1, (await PyroCli.RunAsync("workspace", "exec", id, "--", "test", "-e", "state.txt")).ExitCode);
         var diff = (await Ok("workspace", "diff", id, "--json")).Json;

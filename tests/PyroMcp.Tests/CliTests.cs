@@ -4,21 +4,47 @@ namespace PyroMcp.Tests;
 public sealed class CliTests : NoGuestTest
 {
     [Fact]
-    public async Task HelpTeachesTheZeroToHeroPath()
+    public async Task HelpEndsWithTheProductPathAndTheChatHostLines()
     {
         var result = await PyroCli.RunAsync("--help");
 
         Assert.Equal(0, result.ExitCode);
-        foreach (var step in new[] { "pyro doctor", "pyro env list", "pyro env pull debian:12", "pyro run debian:12 -- git --version" })
-        {
-            Assert.Contains(step, result.Stdout);
-        }
-
-        Assert.Contains("pyro workspace create debian:12 --seed-path ./repo --id-only", result.Stdout);
-        foreach (var command in new[] { "run", "env", "workspace", "doctor", "demo" })
+        foreach (var command in new[] { "run", "env", "workspace", "mcp", "doctor", "demo" })
         {
             Assert.Matches($@"\n\s+{command}\s", result.Stdout);
         }
+
+        // The path comes after the command list, in order, and the chat-host lines after it.
+        var steps = new[]
+        {
+            "Commands:", "pyro doctor", "pyro env list", "pyro env pull debian:12", "pyro run debian:12 -- git --version", "pyro mcp serve",
+            "Connect a chat host:", "claude mcp add pyro -- pyro mcp serve", "codex mcp add pyro -- pyro mcp serve",
+            "pyro workspace create debian:12 --seed-path ./repo --id-only",
+        };
+        var at = 0;
+        foreach (var step in steps)
+        {
+            var found = result.Stdout.IndexOf(step, at, StringComparison.Ordinal);
+            Assert.True(found >= 0, $"'{step}' is not after position {at} in:\n{result.Stdout}");
+            at = found + step.Length;
+        }
+
+        // Subcommands do not repeat the epilog.
+        Assert.DoesNotContain("Connect a chat host:", (await PyroCli.RunAsync("workspace", "--help")).Stdout);
+    }
+
+    [Fact]
+    public async Task McpServeHelpExplainsTheThreeProfiles()
+    {
+        var result = await PyroCli.RunAsync("mcp", "serve", "--help");
+
+        Assert.Equal(0, result.ExitCode);
+        foreach (var profile in new[] { "workspace-core", "vm-run", "workspace-full" })
+        {
+            Assert.Matches($@"(?m)^\s+{profile}\s+\S", result.Stdout);
+        }
+
+        Assert.Matches(@"workspace-core\s+the default", result.Stdout);
     }
 
     [Fact]

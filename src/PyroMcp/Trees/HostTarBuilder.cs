@@ -47,6 +47,13 @@ internal static class HostTarBuilder
 
     /// <summary>Opens a seed archive as a plain tar stream: <c>.tar</c> as it is, <c>.tar.gz</c> and <c>.tgz</c> decompressed.</summary>
     /// <exception cref="ArgumentException">Any other kind of file.</exception>
+    /// <summary>Whether a seed or sync source of this name is taken as an archive (.tar, .tar.gz, .tgz) rather than a directory.</summary>
+    internal static bool IsArchiveName(string path)
+    {
+        var name = Path.GetFileName(path);
+        return name.EndsWith(".tar", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".tar.gz", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".tgz", StringComparison.OrdinalIgnoreCase);
+    }
+
     internal static Stream OpenArchive(string path)
     {
         var name = Path.GetFileName(path);

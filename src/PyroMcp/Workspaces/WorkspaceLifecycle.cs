@@ -368,7 +368,7 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
     /// snapshot. Same id, same baseline; history cleared; reset count up by one. A reset that
     /// fails (or is abandoned) leaves the workspace failed, with the step it failed at.
     /// </summary>
-    internal async Task<WorkspaceRecord> ResetAsync(string id, string? snapshot, CancellationToken cancellationToken)
+    internal async Task<(WorkspaceRecord Record, WorkspaceResetInfo Restored)> ResetAsync(string id, string? snapshot, CancellationToken cancellationToken)
     {
         using var operation = await WorkspaceLocks.OperationAsync(store.StateDir, id, cancellationToken).ConfigureAwait(false);
         var record = await RepairHeldAsync(id, cancellationToken).ConfigureAwait(false) ?? throw NotFound(id);
@@ -405,19 +405,22 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             step = $"restoring /workspace from {snapshot ?? "baseline"}";
             Step(id, WorkspaceState.Resetting, step);
             var connection = await WorkspaceManager.ConnectToSupervisorAsync(store, id, cancellationToken).ConfigureAwait(false);
+            TarSummary summary;
             await using (connection.ConfigureAwait(false))
             {
                 // A baseline of an empty tree written by an older agent is a file of no bytes: an empty archive.
                 Stream tar = new FileInfo(source).Length == 0 ? new MemoryStream(new byte[1024]) : File.OpenRead(source);
                 await using var tarScope = tar.ConfigureAwait(false);
-                await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarIn, Tar = new TarRequest { Path = WorkspaceManager.GuestRoot, Clean = true } }, null, tar, cancellationToken).ConfigureAwait(false);
+                var restored = await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.TarIn, Tar = new TarRequest { Path = WorkspaceManager.GuestRoot, Clean = true } }, null, tar, cancellationToken).ConfigureAwait(false);
+                summary = restored.Tar ?? new TarSummary();
                 await connection.Agent.CallAsync(new AgentRequest { Op = AgentOps.Sync }, null, null, cancellationToken).ConfigureAwait(false);
             }
 
             FaultPoint.Hit("reset.after-restore");
             store.RecordReset(id);
             Move(id, WorkspaceTransition.ResetCompleted, WorkspaceState.Resetting, null);
-            return store.Get(id);
+            var named = snapshot is not (null or "baseline");
+            return (store.Get(id), new WorkspaceResetInfo { Snapshot = named ? snapshot! : "baseline", Kind = named ? "named" : "baseline", Entries = summary.Entries, Bytes = summary.Bytes });
         }
         catch (Exception ex)
         {

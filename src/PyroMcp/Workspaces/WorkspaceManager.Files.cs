@@ -52,6 +52,7 @@ internal sealed partial class WorkspaceManager
             WorkspaceId = record.Id,
             HostPath = Path.GetFullPath(source),
             GuestPath = guest,
+            Mode = Directory.Exists(source) ? "directory" : "archive",
             Entries = summary.Entries,
             Bytes = summary.Bytes,
             Skipped = summary.Skipped.Take(options.MaxSkippedEntries).Select(SanitizeSkip).ToList(),
@@ -134,7 +135,7 @@ internal sealed partial class WorkspaceManager
                 throw;
             }
 
-            return new TransferResult { WorkspaceId = record.Id, HostPath = fullOutput, GuestPath = guest, Entries = 1, Bytes = written, DurationMs = clock.ElapsedMilliseconds };
+            return new TransferResult { WorkspaceId = record.Id, HostPath = fullOutput, GuestPath = guest, ArtifactType = EntryKind.File, Entries = 1, Bytes = written, DurationMs = clock.ElapsedMilliseconds };
         }
 
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 * 1024 * 1024, resumeWriterThreshold: 2 * 1024 * 1024));
@@ -173,6 +174,7 @@ internal sealed partial class WorkspaceManager
                 WorkspaceId = record.Id,
                 HostPath = fullOutput,
                 GuestPath = guest,
+                ArtifactType = EntryKind.Directory,
                 Entries = summary.Files + summary.Directories + summary.Symlinks,
                 Bytes = summary.Bytes,
                 Skipped = summary.Skipped.Take(options.MaxSkippedEntries).ToList(),

@@ -137,7 +137,10 @@ internal sealed partial class WorkspaceManager
         => ToInfo(await Lifecycle.StartAsync(Store.Get(idOrName).Id, cancellationToken).ConfigureAwait(false));
 
     internal async Task<WorkspaceInfo> ResetAsync(string idOrName, string? snapshot, CancellationToken cancellationToken)
-        => ToInfo(await Lifecycle.ResetAsync(Store.Get(idOrName).Id, snapshot, cancellationToken).ConfigureAwait(false));
+    {
+        var (record, restored) = await Lifecycle.ResetAsync(Store.Get(idOrName).Id, snapshot, cancellationToken).ConfigureAwait(false);
+        return ToInfo(record) with { Reset = restored };
+    }
 
     /// <summary>Deletes every workspace past its TTL: those whose supervisor is gone included.</summary>
     internal async Task<IReadOnlyList<string>> ReapExpiredAsync(CancellationToken cancellationToken)

@@ -86,7 +86,7 @@ public sealed class ApprovalTests
     private static string Help(string[] path)
     {
         var root = CliApp.Build();
-        foreach (var action in root.Options.OfType<HelpOption>().Select(o => o.Action).OfType<HelpAction>())
+        foreach (var action in root.Options.OfType<HelpOption>().Select(o => o.Action is RootHelpAction epilog ? epilog.Inner : o.Action).OfType<HelpAction>())
         {
             action.MaxWidth = int.MaxValue;
         }
