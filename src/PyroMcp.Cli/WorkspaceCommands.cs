@@ -456,7 +456,7 @@ internal static class WorkspaceCommands
                 Console.WriteLine($"Snapshot {s.Name}: {s.Entries} entries, {s.Bytes} bytes");
             }
 
-            Console.Error.WriteLine($"[workspace-snapshot-create] workspace_id={parse.GetValue(Workspace)} snapshot_name={s.Name} kind={s.Kind} entry_count={s.Entries} bytes_written={s.Bytes}");
+            Console.Error.WriteLine($"[workspace-snapshot-create] snapshot_name={s.Name} kind={s.Kind} entry_count={s.Entries} bytes_written={s.Bytes}");
 
             return 0;
         }));
@@ -657,8 +657,8 @@ internal static class WorkspaceCommands
         }
 
         var where = tag == "workspace-export"
-            ? $"workspace_path={result.GuestPath} output_path={result.HostPath} artifact_type={(result.ArtifactType is { } type ? Output.Word(type) : "file")}"
-            : $"mode={result.Mode ?? "directory"} source={result.HostPath} destination={result.GuestPath}";
+            ? $"workspace_path={Terminal.Word(result.GuestPath)} output_path={Terminal.Word(result.HostPath)} artifact_type={(result.ArtifactType is { } type ? Output.Word(type) : "file")}"
+            : $"mode={result.Mode ?? "directory"} source={Terminal.Word(result.HostPath)} destination={Terminal.Word(result.GuestPath)}";
         Console.Error.WriteLine($"[{tag}] workspace_id={result.WorkspaceId} {where} entry_count={result.Entries} bytes_written={result.Bytes} execution_mode={Output.Word(result.ExecutionMode)} skipped={result.SkippedTotal} duration_ms={result.DurationMs}");
     }
 

@@ -235,7 +235,7 @@ public sealed class WorkspaceTests(Lanes lanes) : GuestTest, IClassFixture<Lanes
         var snap = created.Json;
         Assert.Equal("checkpoint", snap.GetProperty("name").GetString());
         Assert.Equal("named", snap.GetProperty("kind").GetString());
-        Assert.Matches($@"\[workspace-snapshot-create\] workspace_id={id} snapshot_name=checkpoint kind=named entry_count={snap.GetProperty("entries").GetInt64()} bytes_written={snap.GetProperty("bytes").GetInt64()}\n", created.Stderr);
+        Assert.Matches($@"\[workspace-snapshot-create\] snapshot_name=checkpoint kind=named entry_count={snap.GetProperty("entries").GetInt64()} bytes_written={snap.GetProperty("bytes").GetInt64()}\n", created.Stderr);
         await Ok("workspace", "exec", id, "--", "sh", "-c", "echo step2 > state.txt; rm note.txt; echo outside > /root/outside.txt");
         Assert.Contains("checkpoint", (await Ok("workspace", "snapshot", "list", id)).Stdout);
 
