@@ -13,6 +13,9 @@ test_packages=()
 command -v node >/dev/null 2>&1 || test_packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || test_packages+=(npm)
 command -v curl >/dev/null 2>&1 || test_packages+=(curl)
+# The Makefile's targets are checked with make -n; the use-case recipes read JSON with jq.
+command -v make >/dev/null 2>&1 || test_packages+=(make)
+command -v jq >/dev/null 2>&1 || test_packages+=(jq)
 # The bench (run by DocsTests) measures pyro's exec against qemu-guest-agent's guest-exec, with the
 # host's qemu-ga copied into its guest. Its systemd unit waits for a virtio port the host lacks.
 [[ -x /usr/sbin/qemu-ga ]] || test_packages+=(qemu-guest-agent)
@@ -32,6 +35,8 @@ pyro_publish_cli "$root"
 touch artifacts/.build-stamp
 # Adversarial tests append their figure lines here ("N tried, 0 escapes"); printed after the run.
 rm -f artifacts/test-figures.txt
+# The use-case smoke pack (UseCaseTests) appends one line per recipe and surface here.
+rm -f artifacts/use-case-smoke.txt
 log=$(mktemp)
 status=0
 dotnet test pyro.slnx -c Release --no-build -nologo --logger "console;verbosity=normal" 2>&1 | tee "$log" || status=$?
@@ -44,6 +49,10 @@ rm -f "$log"
 if [[ -s artifacts/test-figures.txt ]]; then
   echo "--- figures ---"
   sort artifacts/test-figures.txt
+fi
+if [[ -s artifacts/use-case-smoke.txt ]]; then
+  echo "--- use cases ---"
+  sort artifacts/use-case-smoke.txt
 fi
 if [[ -n "$failures" ]]; then
   echo "--- failures ---"
