@@ -12,7 +12,7 @@ namespace PyroMcp.Tests;
 /// <c>pyro</c> on PATH as the built CLI. No guest boots: the hosts start <c>pyro mcp serve</c>,
 /// shake hands and list tools.
 /// </summary>
-public sealed partial class ChatHostTests(ChatHostTests.Clis clis) : NoGuestTest, IClassFixture<ChatHostTests.Clis>
+public sealed partial class ChatHostTests : NoGuestTest, IClassFixture<ChatHostTests.Clis>
 {
     private const int WorkspaceCoreTools = 15;
 
