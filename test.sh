@@ -19,20 +19,8 @@ command -v jq >/dev/null 2>&1 || test_packages+=(jq)
 # The bench (run by DocsTests) measures pyro's exec against qemu-guest-agent's guest-exec, with the
 # host's qemu-ga copied into its guest. Its systemd unit waits for a virtio port the host lacks.
 [[ -x /usr/sbin/qemu-ga ]] || test_packages+=(qemu-guest-agent)
-if [[ ${#test_packages[@]} -gt 0 ]]; then
-  if [[ $(id -u) -eq 0 ]]; then
-    echo "[setup] installing ${test_packages[*]} for the tests" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${test_packages[@]}" >&2
-  else
-    echo "pyro: the tests need: sudo apt-get install -y ${test_packages[*]}" >&2; exit 1
-  fi
-fi
-echo "[test] building the solution" >&2
-dotnet build pyro.slnx -c Release -nologo -v quiet -clp:ErrorsOnly
-# The CLI the tests run is the native one ./pyro runs (Native AOT, artifacts/pyro).
-echo "[test] publishing the native CLI" >&2
-pyro_publish_cli "$root"
-touch artifacts/.build-stamp
+pyro_install_for "the tests" "${test_packages[@]}"
+pyro_build_all "$root" test
 # Adversarial tests append their figure lines here ("N tried, 0 escapes"); printed after the run.
 rm -f artifacts/test-figures.txt
 # The use-case smoke pack (UseCaseTests) appends one line per recipe and surface here.

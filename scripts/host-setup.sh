@@ -103,3 +103,26 @@ pyro_publish_cli() {
   dotnet publish "$root/src/PyroMcp.Cli/PyroMcp.Cli.csproj" -c Release -r linux-x64 -p:PublishAot=true \
     -o "$root/artifacts/pyro" -nologo -v quiet -clp:ErrorsOnly >&2
 }
+
+# Extra packages a script needs beyond pyro's own: installs them with apt as root, otherwise
+# prints the line to run and fails. $1 says what for ("the tests"), the rest are package names.
+pyro_install_for() {
+  local purpose=$1; shift
+  [[ $# -gt 0 ]] || return 0
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "[setup] installing $* for $purpose" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+  else
+    echo "pyro: $purpose need: sudo apt-get install -y $*" >&2; return 1
+  fi
+}
+
+# The solution and the native CLI the tests and the smoke pack run (Native AOT, artifacts/pyro).
+pyro_build_all() {
+  local root=$1 tag=$2
+  echo "[$tag] building the solution" >&2
+  dotnet build "$root/pyro.slnx" -c Release -nologo -v quiet -clp:ErrorsOnly
+  echo "[$tag] publishing the native CLI" >&2
+  pyro_publish_cli "$root"
+  touch "$root/artifacts/.build-stamp"
+}

@@ -13,18 +13,8 @@ pyro_ensure_host
 needed=()
 command -v jq >/dev/null 2>&1 || needed+=(jq)
 command -v curl >/dev/null 2>&1 || needed+=(curl)
-if [[ ${#needed[@]} -gt 0 ]]; then
-  if [[ $(id -u) -eq 0 ]]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${needed[@]}" >&2
-  else
-    echo "pyro: the use-case recipes need: sudo apt-get install -y ${needed[*]}" >&2; exit 1
-  fi
-fi
-echo "[smoke] building the solution" >&2
-dotnet build pyro.slnx -c Release -nologo -v quiet -clp:ErrorsOnly
-echo "[smoke] publishing the native CLI" >&2
-pyro_publish_cli "$root"
-touch artifacts/.build-stamp
+pyro_install_for "the use-case recipes" "${needed[@]}"
+pyro_build_all "$root" smoke
 rm -f artifacts/use-case-smoke.txt
 status=0
 start=$(date +%s)
