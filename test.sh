@@ -19,6 +19,11 @@ command -v jq >/dev/null 2>&1 || test_packages+=(jq)
 # The bench (run by DocsTests) measures pyro's exec against qemu-guest-agent's guest-exec, with the
 # host's qemu-ga copied into its guest. Its systemd unit waits for a virtio port the host lacks.
 [[ -x /usr/sbin/qemu-ga ]] || test_packages+=(qemu-guest-agent)
+# Real registry software for the OCI environment tests (loopback only): the CNCF registry, and
+# skopeo and umoci to cross-check what pyro publishes and imports.
+command -v docker-registry >/dev/null 2>&1 || test_packages+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || test_packages+=(skopeo)
+command -v umoci >/dev/null 2>&1 || test_packages+=(umoci)
 pyro_install_for "the tests" "${test_packages[@]}"
 pyro_build_all "$root" test
 # Adversarial tests append their figure lines here ("N tried, 0 escapes"); printed after the run.
