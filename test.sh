@@ -24,6 +24,7 @@ command -v jq >/dev/null 2>&1 || test_packages+=(jq)
 command -v docker-registry >/dev/null 2>&1 || test_packages+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || test_packages+=(skopeo)
 command -v umoci >/dev/null 2>&1 || test_packages+=(umoci)
+command -v htpasswd >/dev/null 2>&1 || test_packages+=(apache2-utils)
 pyro_install_for "the tests" "${test_packages[@]}"
 pyro_build_all "$root" test
 # Adversarial tests append their figure lines here ("N tried, 0 escapes"); printed after the run.
