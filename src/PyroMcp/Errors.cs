@@ -66,6 +66,16 @@ public sealed class EnvironmentException : PyroException
 }
 
 /// <summary>
+/// An OCI transfer failed: the registry refused or vanished, an image is not what it claims
+/// (digest, platform, format), or the local disk filled. Nothing was installed from it; the cache
+/// is as it was, apart from a partial download kept to resume. The message never carries credentials.
+/// </summary>
+public sealed class OciException : PyroException
+{
+    internal OciException(string code, string message, Exception? inner = null) : base(code, message, inner) { }
+}
+
+/// <summary>
 /// The VM did not come up, or died. It has been torn down; nothing of it remains. The message
 /// carries the tail of QEMU's stderr and of the guest console as evidence.
 /// </summary>
