@@ -18,8 +18,10 @@ internal sealed class ExecRunner(FrameConnection connection, uint streamId, Agen
     internal async Task<ExecExit> RunAsync(ExecRequest request)
     {
         var env = BuildEnvironment(request.Env, request.SecretEnv, secrets);
+        var user = ImageDefaults.ResolveUser(request.User);
+        ImageDefaults.AddUserEnvironment(env, user, request.Env);
         var argv = ResolveArgv(request, env["PATH"]);
-        var cwd = string.IsNullOrEmpty(request.Cwd) ? "/" : request.Cwd;
+        var cwd = !string.IsNullOrEmpty(request.Cwd) ? request.Cwd : ImageDefaults.Current?.WorkingDir is { Length: > 0 } workingDir ? workingDir : "/";
         if (!Directory.Exists(cwd))
         {
             throw new AgentFailure("cwd_not_found", $"working directory {cwd} does not exist in the guest");
@@ -44,7 +46,7 @@ internal sealed class ExecRunner(FrameConnection connection, uint streamId, Agen
         // busybox setsid makes the child a session and group leader without forking (the child
         // of fork is never a group leader), so the pid we get is the group to kill.
         start.ArgumentList.Add("setsid");
-        foreach (var arg in argv)
+        foreach (var arg in ImageDefaults.Wrap(argv, user, options.SetsidPath))
         {
             start.ArgumentList.Add(arg);
         }
@@ -164,6 +166,7 @@ internal sealed class ExecRunner(FrameConnection connection, uint streamId, Agen
             ["LANG"] = "C.UTF-8",
             ["TERM"] = "dumb",
         };
+        ImageDefaults.AddEnvironment(env);
         foreach (var (key, value) in extra ?? new Dictionary<string, string>())
         {
             if (key.Length == 0 || key.Contains('=') || key.Contains('\0'))

@@ -15,6 +15,7 @@ if (args is ["--version"])
 ThreadPool.GetMinThreads(out var workers, out var completions);
 ThreadPool.SetMinThreads(Math.Max(workers, 8), completions);
 var options = AgentOptions.Parse(args);
+ImageDefaults.Load();
 var port = await VirtioPort.OpenAsync(options.PortName, TimeSpan.FromSeconds(30));
 await using var server = new AgentServer(port, options);
 await server.RunAsync();

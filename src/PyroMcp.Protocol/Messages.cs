@@ -242,6 +242,32 @@ public sealed record ExecRequest
     public long MaxOutputBytes { get; init; }
     /// <summary>Whether stdin frames follow; otherwise stdin is /dev/null.</summary>
     public bool Stdin { get; init; }
+    /// <summary>
+    /// <c>user[:group]</c> (names from the guest's /etc/passwd and /etc/group, or numeric ids) to
+    /// run as; null means the image's default user (<see cref="ImageExecDefaults"/>), else root.
+    /// An unknown name is <c>user_not_found</c>.
+    /// </summary>
+    public string? User { get; init; }
+}
+
+/// <summary>
+/// What an imported OCI image says every process should start with, written into its disk at
+/// <see cref="GuestPath"/> when it is imported, and read by the agent when it starts. A request's
+/// own env, cwd and user override these; a disk without the file (pyro's own environments) has none.
+/// </summary>
+public sealed record ImageExecDefaults
+{
+    /// <summary>Where the import writes the defaults in the guest.</summary>
+    public const string GuestPath = "/etc/pyro-image.json";
+
+    /// <summary>The image's <c>Env</c>, <c>KEY=VALUE</c> each, PATH included (the usual default when the image had none).</summary>
+    public IReadOnlyList<string> Env { get; init; } = [];
+
+    /// <summary>The image's <c>WorkingDir</c>: the cwd of <c>pyro run</c> when the request gives none.</summary>
+    public string? WorkingDir { get; init; }
+
+    /// <summary>The image's <c>User</c> (<c>user[:group]</c> or ids).</summary>
+    public string? User { get; init; }
 }
 
 /// <summary>How a command ended.</summary>
@@ -544,6 +570,7 @@ public sealed record ShellOutput
 [JsonSerializable(typeof(TcpConnectRequest))]
 [JsonSerializable(typeof(TcpSummary))]
 [JsonSerializable(typeof(ServiceInfo))]
+[JsonSerializable(typeof(ImageExecDefaults))]
 public sealed partial class ProtocolJsonContext : JsonSerializerContext
 {
     /// <summary>Serializes a message to UTF-8 JSON.</summary>
