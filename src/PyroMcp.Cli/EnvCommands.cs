@@ -3,7 +3,7 @@ using System.Globalization;
 
 namespace PyroMcp.Cli;
 
-/// <summary><c>pyro env list|pull|inspect|prune</c></summary>
+/// <summary><c>pyro env list|pull|import|inspect|prune</c></summary>
 internal static class EnvCommands
 {
     internal static Command Build()
@@ -11,6 +11,7 @@ internal static class EnvCommands
         var env = new Command("env", "Inspect and manage the environments guests boot from.");
         env.Subcommands.Add(List());
         env.Subcommands.Add(Pull());
+        env.Subcommands.Add(Import());
         env.Subcommands.Add(Inspect());
         env.Subcommands.Add(Prune());
         return env;
@@ -59,6 +60,29 @@ internal static class EnvCommands
             return 0;
         }));
         return pull;
+    }
+
+    private static Command Import()
+    {
+        var reference = new Argument<string>("reference") { Description = "The image: a registry reference (HOST[:PORT]/NAME:TAG), oci:DIR[:TAG] or oci-archive:FILE[:TAG]." };
+        var name = new Option<string?>("--name") { Description = "Name of the environment (default: the image's name and tag, e.g. busybox:1.36)." };
+        var import = new Command("import", "Import an OCI image (linux/amd64) as an environment: its layers flattened into a root disk, its Env, WorkingDir and User kept as exec defaults.") { reference, name, Output.Json };
+        import.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        {
+            var info = await new Pyro().ImportEnvironmentAsync(parse.GetValue(reference)!, parse.GetValue(name), Output.StderrProgress, CliApp.Interrupted);
+            if (parse.GetValue(Output.Json))
+            {
+                Output.WriteJson(info, PyroJsonContext.Default.EnvironmentInfo);
+            }
+            else
+            {
+                Console.WriteLine($"Imported: {info.Name}");
+                PrintDetails(info);
+            }
+
+            return 0;
+        }));
+        return import;
     }
 
     private static Command Inspect()
@@ -114,7 +138,22 @@ internal static class EnvCommands
         Console.WriteLine($"State: {info.State.Replace('_', ' ')}");
         Console.WriteLine($"Installed: {(info.Installed ? "yes" : "no")}");
         Console.WriteLine($"Cache dir: {info.CacheDir}");
-        Console.WriteLine($"Default packages: {(info.Packages.Count == 0 ? "(minimal base only)" : string.Join(", ", info.Packages))}");
+        if (info.Image is { } image)
+        {
+            Console.WriteLine($"Image: {image.Reference}");
+            Console.WriteLine($"Manifest digest: {image.ManifestDigest} ({image.ManifestMediaType})");
+            Console.WriteLine($"Config digest: {image.ConfigDigest}");
+            Console.WriteLine($"Layers: {string.Join(", ", image.LayerDigests)}");
+            Console.WriteLine($"Env: {string.Join(" ", image.Env)}");
+            Console.WriteLine($"Working dir: {image.WorkingDir ?? "(none: /)"}");
+            Console.WriteLine($"User: {image.User ?? "(none: root)"}");
+            Console.WriteLine($"Skipped entries: {image.SkippedEntries}");
+        }
+        else
+        {
+            Console.WriteLine($"Default packages: {(info.Packages.Count == 0 ? "(minimal base only)" : string.Join(", ", info.Packages))}");
+        }
+
         Console.WriteLine($"Install dir: {info.InstallDir}");
         Console.WriteLine($"Install manifest: {info.InstallManifest}");
         Console.WriteLine($"Rootfs image: {info.RootfsImage}");
@@ -126,7 +165,11 @@ internal static class EnvCommands
             Console.WriteLine($"Built at: {info.BuiltAt?.ToString("u", CultureInfo.InvariantCulture)}");
         }
 
-        if (info.State == "corrupt")
+        if (info.Kind == "imported" && !info.Installed)
+        {
+            Console.WriteLine($"The imported image is {info.State.Replace('_', ' ')}; import it again with: pyro env import {info.Image?.Reference ?? "REF"} --name {info.Name}");
+        }
+        else if (info.State == "corrupt")
         {
             Console.WriteLine($"The cached image does not match its checksum and will not be booted. Rebuild it with: pyro env pull {info.Name}");
         }

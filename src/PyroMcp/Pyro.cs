@@ -37,14 +37,14 @@ public sealed partial class Pyro
     /// <summary>Version of the catalog (and of pyro).</summary>
     public static string CatalogVersion => EnvironmentCatalog.Version;
 
-    /// <summary>Every catalog environment with its cache state.</summary>
+    /// <summary>Every catalog environment with its cache state, then the environments imported from OCI images.</summary>
     public Task<IReadOnlyList<EnvironmentInfo>> ListEnvironmentsAsync(CancellationToken cancellationToken = default)
-        => Task.Run<IReadOnlyList<EnvironmentInfo>>(() => EnvironmentCatalog.All.Select(_store.Inspect).ToList(), cancellationToken);
+        => Task.Run<IReadOnlyList<EnvironmentInfo>>(() => EnvironmentCatalog.All.Concat(Images.ImportedEnvironments.All(_store)).Select(_store.Inspect).ToList(), cancellationToken);
 
     /// <summary>One environment's cache state, paths and checksums. Throws <see cref="PyroInputException"/> for an unknown name.</summary>
     public Task<EnvironmentInfo> InspectEnvironmentAsync(string name, CancellationToken cancellationToken = default)
     {
-        var spec = EnvironmentCatalog.Resolve(name);
+        var spec = EnvironmentCatalog.Resolve(name, Options);
         return Task.Run(() => _store.Inspect(spec), cancellationToken);
     }
 
@@ -54,7 +54,7 @@ public sealed partial class Pyro
     /// </summary>
     public async Task<EnvironmentInfo> PullEnvironmentAsync(string name, IProgress<PyroProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        var spec = EnvironmentCatalog.Resolve(name);
+        var spec = EnvironmentCatalog.Resolve(name, Options);
         var info = await _store.PullAsync(spec, progress, cancellationToken).ConfigureAwait(false);
         await PrepareDefaultTemplateAsync(info, progress, cancellationToken).ConfigureAwait(false);
         return info;
@@ -102,7 +102,7 @@ public sealed partial class Pyro
             var environments = _store.Prune();
             var bundles = Path.Combine(Options.RuntimeCacheDir, "bundles");
             var templates = new TemplateStore(Options).Prune(
-                name => EnvironmentCatalog.All.FirstOrDefault(e => e.Name == name) is { } spec && _store.Inspect(spec) is { Installed: true } env ? env.RootfsSha256 : null,
+                name => EnvironmentCatalog.All.Concat(Images.ImportedEnvironments.All(_store)).FirstOrDefault(e => e.Name == name) is { } spec && _store.Inspect(spec) is { Installed: true } env ? env.RootfsSha256 : null,
                 id => Directory.Exists(Path.Combine(bundles, id)));
             return new PruneResult([.. environments.Removed, .. templates.Removed], environments.FreedBytes + templates.FreedBytes);
         }, cancellationToken);
@@ -207,7 +207,7 @@ public sealed partial class Pyro
     public async Task<RunResult> RunAsync(RunRequest request, CancellationToken cancellationToken = default)
     {
         var plan = ExecPipeline.Plan(request, HostCapacity.Current);
-        var spec = EnvironmentCatalog.Resolve(request.Environment);
+        var spec = EnvironmentCatalog.Resolve(request.Environment, Options);
         var clock = Stopwatch.StartNew();
         var progress = request.Progress;
         progress?.Report(new PyroProgress("run", "create", [new("environment", spec.Name)]));

@@ -131,6 +131,33 @@ public sealed record EnvironmentInfo
     public string? Source { get; init; }
     /// <summary>When it was built (UTC).</summary>
     public DateTimeOffset? BuiltAt { get; init; }
+    /// <summary><c>catalog</c> (built by pyro from its recipe) or <c>imported</c> (from an OCI image with <c>pyro env import</c>).</summary>
+    public string Kind { get; init; } = "catalog";
+    /// <summary>For an imported environment: the image it came from and the exec defaults it keeps.</summary>
+    public ImportedImage? Image { get; init; }
+}
+
+/// <summary>The OCI image an imported environment came from, and what its config says processes start with.</summary>
+public sealed record ImportedImage
+{
+    /// <summary>The reference as given to <c>pyro env import</c>: a registry reference, <c>oci:DIR[:TAG]</c> or an OCI archive.</summary>
+    public required string Reference { get; init; }
+    /// <summary>sha256 digest of the linux/amd64 image manifest.</summary>
+    public required string ManifestDigest { get; init; }
+    /// <summary>Media type of that manifest (OCI image manifest or Docker schema 2).</summary>
+    public required string ManifestMediaType { get; init; }
+    /// <summary>sha256 digest of the image config.</summary>
+    public required string ConfigDigest { get; init; }
+    /// <summary>sha256 digests of the layers, bottom first.</summary>
+    public required IReadOnlyList<string> LayerDigests { get; init; }
+    /// <summary>The image's <c>Env</c> as every command gets it (<c>KEY=VALUE</c>; PATH added when the image had none).</summary>
+    public required IReadOnlyList<string> Env { get; init; }
+    /// <summary>The image's <c>WorkingDir</c>: the cwd of <c>pyro run</c> when none is given (workspaces keep <c>/workspace</c>).</summary>
+    public string? WorkingDir { get; init; }
+    /// <summary>The image's <c>User</c>: who commands run as when the request does not say; root when unset.</summary>
+    public string? User { get; init; }
+    /// <summary>Tar entries the flattening refused (traversal, links out of the root, bad headers); they are not in the disk.</summary>
+    public long SkippedEntries { get; init; }
 }
 
 /// <summary>The result of <c>env prune</c>.</summary>

@@ -80,10 +80,10 @@ public sealed class HostTests
     [Fact]
     public void UnknownEnvironmentsNameTheKnownOnes()
     {
-        var ex = Assert.Throws<PyroInputException>(() => EnvironmentCatalog.Resolve("alpine:3"));
+        var ex = Assert.Throws<PyroInputException>(() => EnvironmentCatalog.Resolve("alpine:3", PyroScratch.Options));
         Assert.Equal("unknown_environment", ex.Code);
         Assert.Contains("debian:12, debian:12-base, debian:12-build", ex.Message);
-        Assert.Equal("debian_12-build-1.0.0", EnvironmentCatalog.Resolve("debian:12-build").DirectoryName);
+        Assert.Equal("debian_12-build-1.0.0", EnvironmentCatalog.Resolve("debian:12-build", PyroScratch.Options).DirectoryName);
     }
 
     [Fact]

@@ -56,7 +56,7 @@ public sealed partial class SdkTermsTests
             case "run:timeout": Run(r => r with { TimeoutSeconds = 0 }).Validate(Host); break;
             case "host:vcpu": Run(r => r with { VcpuCount = 8 }).Validate(Host); break;
             case "host:mem": Run(r => r with { MemMib = 8000 }).Validate(Host); break;
-            case "catalog": EnvironmentCatalog.Resolve("alpine:3"); break;
+            case "catalog": EnvironmentCatalog.Resolve("alpine:3", PyroScratch.Options); break;
             case "accel": PyroOptions.ParseAccelerator("xen"); break;
             case "kvm": new KvmProbe(true, true, true, false, "nested PVM").Choose(Accelerator.Kvm); break;
             case "create:vcpu": WorkspaceManager.Validate(Create(r => r with { VcpuCount = 0 }), Host); break;

@@ -6,7 +6,12 @@ internal sealed record EnvironmentSpec(string Name, string Version, string Descr
     internal string Distribution => "debian 12";
 
     /// <summary>Directory name in the cache: the name made path-safe, plus the version.</summary>
-    internal string DirectoryName => Name.Replace(':', '_').Replace('/', '_') + "-" + Version;
+    internal string DirectoryName => ImportedDirectory ?? Name.Replace(':', '_').Replace('/', '_') + "-" + Version;
+
+    /// <summary>For an environment imported from an OCI image: its directory in the cache (there is no recipe to build it from).</summary>
+    internal string? ImportedDirectory { get; init; }
+
+    internal bool Imported => ImportedDirectory is not null;
 }
 
 /// <summary>The environments this version of pyro knows how to build.</summary>
@@ -25,11 +30,19 @@ internal static class EnvironmentCatalog
             ["git", "ca-certificates", "build-essential", "make", "python3", "pkg-config", "curl"]),
     ];
 
-    internal static EnvironmentSpec Resolve(string name)
+    /// <summary>A catalog environment, or one imported into the cache of <paramref name="options"/>.</summary>
+    internal static EnvironmentSpec Resolve(string name, PyroOptions options)
     {
         var trimmed = name?.Trim() ?? "";
-        return All.FirstOrDefault(e => e.Name == trimmed)
+        if (All.FirstOrDefault(e => e.Name == trimmed) is { } spec)
+        {
+            return spec;
+        }
+
+        var store = new EnvironmentStore(options);
+        var imported = Images.ImportedEnvironments.All(store);
+        return imported.FirstOrDefault(e => e.Name == trimmed)
             ?? throw new PyroInputException("unknown_environment",
-                $"unknown environment '{name}'. Known environments: {string.Join(", ", All.Select(e => e.Name))}.", nameof(RunRequest.Environment));
+                $"unknown environment '{name}'. Known environments: {string.Join(", ", All.Concat(imported).Select(e => e.Name))}.", nameof(RunRequest.Environment));
     }
 }

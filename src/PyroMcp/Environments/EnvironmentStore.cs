@@ -14,17 +14,19 @@ internal sealed record EnvironmentManifest
     public required long RootfsBytes { get; init; }
     public required string Source { get; init; }
     public required DateTimeOffset BuiltAt { get; init; }
+    public string? Kind { get; init; }
+    public ImportedImage? Image { get; init; }
 }
 
 /// <summary>The on-disk cache of environments: build, verify, inspect, prune.</summary>
 internal sealed class EnvironmentStore(PyroOptions options)
 {
-    private const string ManifestFile = "environment.json";
-    private const string RootfsFile = "rootfs.ext4";
-    private const string StampFile = "rootfs.stamp";
-    private const string StagingPrefix = ".staging-";
+    internal const string ManifestFile = "environment.json";
+    internal const string RootfsFile = "rootfs.ext4";
+    internal const string StampFile = "rootfs.stamp";
+    internal const string StagingPrefix = ".staging-";
 
-    private string PlatformDir => Path.Combine(options.EnvironmentCacheDir, "linux-x86_64");
+    internal string PlatformDir => Path.Combine(options.EnvironmentCacheDir, "linux-x86_64");
 
     internal EnvironmentInfo Inspect(EnvironmentSpec spec)
     {
@@ -63,6 +65,8 @@ internal sealed class EnvironmentStore(PyroOptions options)
             RootfsBytes = manifest?.RootfsBytes,
             Source = manifest?.Source,
             BuiltAt = manifest?.BuiltAt,
+            Kind = spec.Imported ? "imported" : "catalog",
+            Image = manifest?.Image,
         };
     }
 
@@ -89,6 +93,12 @@ internal sealed class EnvironmentStore(PyroOptions options)
         {
             Report("ready", new KeyValuePair<string, string>("cached", "yes"));
             return current;
+        }
+
+        if (spec.Imported)
+        {
+            throw new EnvironmentException("environment_not_installed",
+                $"the imported environment {spec.Name} is {current.State.Replace('_', ' ')} and pyro cannot rebuild it; import it again with: pyro env import {manifestReference(current)} --name {spec.Name}");
         }
 
         if (current.State is "corrupt" or "incomplete")
@@ -160,7 +170,8 @@ internal sealed class EnvironmentStore(PyroOptions options)
         PrivateDirectory.Verify(options.EnvironmentCacheDir);
         PrivateDirectory.Verify(PlatformDir);
 
-        var keep = EnvironmentCatalog.All.Where(e => Inspect(e).Installed).Select(e => e.DirectoryName).ToHashSet();
+        // Imported environments are current until the user removes them.
+        var keep = EnvironmentCatalog.All.Concat(Images.ImportedEnvironments.All(this)).Where(e => Inspect(e).Installed).Select(e => e.DirectoryName).ToHashSet();
         foreach (var dir in Directory.GetDirectories(PlatformDir))
         {
             var name = Path.GetFileName(dir);
@@ -183,7 +194,9 @@ internal sealed class EnvironmentStore(PyroOptions options)
         return new PruneResult(removed, freed);
     }
 
-    private static EnvironmentManifest? ReadManifest(string path)
+    private static string manifestReference(EnvironmentInfo info) => info.Image?.Reference ?? "REF";
+
+    internal static EnvironmentManifest? ReadManifest(string path)
     {
         try
         {
@@ -234,7 +247,7 @@ internal sealed class EnvironmentStore(PyroOptions options)
         }
     }
 
-    private static async Task MakeImageAsync(string tree, string image, CancellationToken cancellationToken)
+    internal static async Task MakeImageAsync(string tree, string image, CancellationToken cancellationToken)
     {
         var mkfs = HostTools.MkfsExt4.Require();
         var du = await ProcessRunner.RunAsync("du", ["-s", "-B1", "--apparent-size", tree], cancellationToken: cancellationToken).ConfigureAwait(false);

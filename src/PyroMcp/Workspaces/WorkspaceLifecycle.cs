@@ -30,7 +30,7 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
 
     internal async Task<WorkspaceRecord> CreateAsync(WorkspaceCreateRequest request, CancellationToken cancellationToken)
     {
-        var spec = EnvironmentCatalog.Resolve(request.Environment);
+        var spec = EnvironmentCatalog.Resolve(request.Environment, options);
         var progress = request.Progress;
         void Report(string phase, params KeyValuePair<string, string>[] fields)
             => progress?.Report(new PyroProgress("workspace-create", phase, [.. fields]));
@@ -222,7 +222,7 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
         var sourceId = source.Id;
         void Report(string phase, params (string Key, string Value)[] fields) => report(phase, fields);
         EnsureRoom(store.List().Count + request.Count - 1);
-        var spec = EnvironmentCatalog.Resolve(source.Environment);
+        var spec = EnvironmentCatalog.Resolve(source.Environment, options);
         var environment = environments.Inspect(spec);
         var sourceDir = store.WorkspaceDir(sourceId);
         var image = Path.Combine(sourceDir, WorkspaceSupervisor.ForkImageDir);
@@ -392,7 +392,7 @@ internal sealed class WorkspaceLifecycle(PyroOptions options, EnvironmentStore e
             await supervisors.KillAsync(id, cancellationToken).ConfigureAwait(false);
             step = "making a fresh disk";
             Step(id, WorkspaceState.Resetting, step);
-            var spec = EnvironmentCatalog.Resolve(record.Environment);
+            var spec = EnvironmentCatalog.Resolve(record.Environment, options);
             var environment = await environments.PullAsync(spec, null, cancellationToken).ConfigureAwait(false);
             File.Delete(Path.Combine(directory, DiskFile));
             await QemuVm.CreateOverlayAsync(environment.RootfsImage, Path.Combine(directory, DiskFile), cancellationToken).ConfigureAwait(false);

@@ -52,7 +52,7 @@ internal sealed partial class WorkspaceManager
 
     internal async Task<WorkspaceInfo> CreateAsync(WorkspaceCreateRequest request, CancellationToken cancellationToken)
     {
-        EnvironmentCatalog.Resolve(request.Environment);
+        EnvironmentCatalog.Resolve(request.Environment, options);
         Validate(request, HostCapacity.Current);
         // Checked here too, before an environment is pulled or built, so a full host says so at once.
         Lifecycle.EnsureRoom(Store.List().Count);

@@ -119,7 +119,7 @@ internal sealed class WorkspaceSupervisor
         VmStartInfo started;
         try
         {
-            var spec = EnvironmentCatalog.Resolve(_record.Environment);
+            var spec = EnvironmentCatalog.Resolve(_record.Environment, _options);
             var environment = new EnvironmentStore(_options).Inspect(spec);
             if (!environment.Installed)
             {
