@@ -14,10 +14,14 @@ internal sealed record EnvironmentManifest
     public required long RootfsBytes { get; init; }
     public required string Source { get; init; }
     public required DateTimeOffset BuiltAt { get; init; }
+    public string? OciSource { get; init; }
+    public string? OciManifestDigest { get; init; }
+    public string? OciConfigDigest { get; init; }
+    public string? OciLayerDigest { get; init; }
 }
 
 /// <summary>The on-disk cache of environments: build, verify, inspect, prune.</summary>
-internal sealed class EnvironmentStore(PyroOptions options)
+internal sealed partial class EnvironmentStore(PyroOptions options)
 {
     private const string ManifestFile = "environment.json";
     private const string RootfsFile = "rootfs.ext4";
@@ -63,6 +67,9 @@ internal sealed class EnvironmentStore(PyroOptions options)
             RootfsBytes = manifest?.RootfsBytes,
             Source = manifest?.Source,
             BuiltAt = manifest?.BuiltAt,
+            OciSource = EnvironmentCatalog.OciSource(spec, options),
+            OciManifestDigest = manifest?.OciManifestDigest,
+            OciLayerDigest = manifest?.OciLayerDigest,
         };
     }
 
@@ -106,25 +113,15 @@ internal sealed class EnvironmentStore(PyroOptions options)
         Directory.CreateDirectory(staging);
         try
         {
-            var tree = Path.Combine(staging, "tree");
-            await BootstrapAsync(spec, tree, Report, cancellationToken).ConfigureAwait(false);
-            Report("image");
-            var rootfs = Path.Combine(staging, RootfsFile);
-            await MakeImageAsync(tree, rootfs, cancellationToken).ConfigureAwait(false);
-            Directory.Delete(tree, recursive: true);
-            Report("verify");
-            var manifest = new EnvironmentManifest
+            if (current.OciSource is { } ociSource)
             {
-                Name = spec.Name,
-                Version = spec.Version,
-                Distribution = spec.Distribution,
-                Packages = spec.Packages,
-                RootfsSha256 = FileIntegrity.HashAndStamp(rootfs, Path.Combine(staging, StampFile)),
-                RootfsBytes = new FileInfo(rootfs).Length,
-                Source = $"mmdebstrap {spec.Suite} ({MirrorOrDefault() ?? "apt default mirror"})",
-                BuiltAt = DateTimeOffset.UtcNow,
-            };
-            await File.WriteAllTextAsync(Path.Combine(staging, ManifestFile), JsonSerializer.Serialize(manifest, InternalJsonContext.Default.EnvironmentManifest), cancellationToken).ConfigureAwait(false);
+                await DownloadAsync(spec, ociSource, staging, progress, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await BuildAsync(spec, staging, Report, cancellationToken).ConfigureAwait(false);
+            }
+
             Report("install");
             var final = Path.Combine(PlatformDir, spec.DirectoryName);
             if (Directory.Exists(final))
@@ -147,6 +144,30 @@ internal sealed class EnvironmentStore(PyroOptions options)
         return info;
     }
 
+    /// <summary>The local build: mmdebstrap, then mkfs.ext4, into <paramref name="staging"/>.</summary>
+    private async Task BuildAsync(EnvironmentSpec spec, string staging, Action<string, KeyValuePair<string, string>[]> report, CancellationToken cancellationToken)
+    {
+        var tree = Path.Combine(staging, "tree");
+        await BootstrapAsync(spec, tree, report, cancellationToken).ConfigureAwait(false);
+        report("image", []);
+        var rootfs = Path.Combine(staging, RootfsFile);
+        await MakeImageAsync(tree, rootfs, cancellationToken).ConfigureAwait(false);
+        Directory.Delete(tree, recursive: true);
+        report("verify", []);
+        var manifest = new EnvironmentManifest
+        {
+            Name = spec.Name,
+            Version = spec.Version,
+            Distribution = spec.Distribution,
+            Packages = spec.Packages,
+            RootfsSha256 = FileIntegrity.HashAndStamp(rootfs, Path.Combine(staging, StampFile)),
+            RootfsBytes = new FileInfo(rootfs).Length,
+            Source = $"mmdebstrap {spec.Suite} ({MirrorOrDefault() ?? "apt default mirror"})",
+            BuiltAt = DateTimeOffset.UtcNow,
+        };
+        await File.WriteAllTextAsync(Path.Combine(staging, ManifestFile), JsonSerializer.Serialize(manifest, InternalJsonContext.Default.EnvironmentManifest), cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Removes what no current catalog entry uses: old versions, unknown entries, unfinished or damaged builds.</summary>
     internal PruneResult Prune()
     {
@@ -160,7 +181,9 @@ internal sealed class EnvironmentStore(PyroOptions options)
         PrivateDirectory.Verify(options.EnvironmentCacheDir);
         PrivateDirectory.Verify(PlatformDir);
 
-        var keep = EnvironmentCatalog.All.Where(e => Inspect(e).Installed).Select(e => e.DirectoryName).ToHashSet();
+        var installed = EnvironmentCatalog.All.Where(e => Inspect(e).Installed).ToList();
+        var keep = installed.Select(e => e.DirectoryName).ToHashSet();
+        freed += PruneBlobs(installed, removed);
         foreach (var dir in Directory.GetDirectories(PlatformDir))
         {
             var name = Path.GetFileName(dir);
