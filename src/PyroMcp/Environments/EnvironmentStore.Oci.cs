@@ -354,7 +354,7 @@ internal static class EnvironmentArtifact
     internal static byte[] Config(EnvironmentManifest m, EnvironmentSpec spec)
     {
         using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer))
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             w.WriteStartObject();
             w.WriteString("architecture", "amd64");
@@ -386,7 +386,7 @@ internal static class EnvironmentArtifact
     internal static byte[] Manifest(string configDigest, long configBytes, string layerDigest, long layerBytes, EnvironmentManifest m)
     {
         using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer))
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             w.WriteStartObject();
             w.WriteNumber("schemaVersion", 2);
