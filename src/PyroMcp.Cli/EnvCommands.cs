@@ -98,7 +98,10 @@ internal static class EnvCommands
                 return 0;
             }
 
-            Console.WriteLine(new PyroProgress("publish", "done",
+            Console.WriteLine($"Published: {result.Environment} to {result.Reference}");
+            Console.WriteLine($"Manifest: {result.ManifestDigest}");
+            Console.WriteLine($"Layer: {result.LayerDigest} ({result.LayerBytes / (1024.0 * 1024):0.0} MiB zstd)");
+            Console.Error.WriteLine(new PyroProgress("publish", "done",
             [
                 new("environment", result.Environment), new("reference", result.Reference), new("manifest", result.ManifestDigest),
                 new("layer_bytes", result.LayerBytes.ToString(CultureInfo.InvariantCulture)), new("uploaded", result.BlobsUploaded.ToString(CultureInfo.InvariantCulture)),

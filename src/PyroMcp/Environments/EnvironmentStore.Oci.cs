@@ -434,7 +434,7 @@ internal static class EnvironmentArtifact
             var sha = S("rootfs_sha256");
             if (sha.Length != 64 || !sha.All(char.IsAsciiHexDigitLower))
             {
-                throw new JsonException("rootfs_sha256");
+                throw new JsonException("rootfs_sha256 is not 64 lower-case hex digits");
             }
 
             return new EnvironmentConfig(S("name"), S("version"), S("distribution"),
