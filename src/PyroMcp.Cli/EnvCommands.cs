@@ -3,7 +3,7 @@ using System.Globalization;
 
 namespace PyroMcp.Cli;
 
-/// <summary><c>pyro env list|pull|import|inspect|prune</c></summary>
+/// <summary><c>pyro env list|pull|import|inspect|publish|prune</c></summary>
 internal static class EnvCommands
 {
     internal static Command Build()
@@ -13,6 +13,7 @@ internal static class EnvCommands
         env.Subcommands.Add(Pull());
         env.Subcommands.Add(Import());
         env.Subcommands.Add(Inspect());
+        env.Subcommands.Add(Publish());
         env.Subcommands.Add(Prune());
         return env;
     }
@@ -43,7 +44,7 @@ internal static class EnvCommands
     private static Command Pull()
     {
         var name = new Argument<string>("environment") { Description = "Environment to build, e.g. debian:12." };
-        var pull = new Command("pull", "Build an environment into the local cache from the Debian mirror (idempotent).") { name, Output.Json };
+        var pull = new Command("pull", "Install an environment into the local cache: from its OCI source when one is configured, else built from the Debian mirror (idempotent).") { name, Output.Json };
         pull.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var info = await new Pyro().PullEnvironmentAsync(parse.GetValue(name)!, Output.StderrProgress, CliApp.Interrupted);
@@ -107,9 +108,37 @@ internal static class EnvCommands
         return inspect;
     }
 
+    private static Command Publish()
+    {
+        var name = new Argument<string>("environment") { Description = "Installed environment to publish, e.g. debian:12." };
+        var reference = new Argument<string>("reference") { Description = "Where to push it: HOST[:PORT]/REPOSITORY:TAG." };
+        var publish = new Command("publish", "Push an installed environment to an OCI registry (credentials: OCI_REGISTRY_USERNAME/OCI_REGISTRY_PASSWORD or the container auth file).") { name, reference, Output.Json };
+        publish.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        {
+            var result = await new Pyro().PublishEnvironmentAsync(parse.GetValue(name)!, parse.GetValue(reference)!, Output.StderrProgress, CliApp.Interrupted);
+            if (parse.GetValue(Output.Json))
+            {
+                Output.WriteJson(result, PyroJsonContext.Default.EnvironmentPublishResult);
+                return 0;
+            }
+
+            Console.WriteLine($"Published: {result.Environment} to {result.Reference}");
+            Console.WriteLine($"Manifest: {result.ManifestDigest}");
+            Console.WriteLine($"Layer: {result.LayerDigest} ({result.LayerBytes / (1024.0 * 1024):0.0} MiB zstd)");
+            Console.Error.WriteLine(new PyroProgress("publish", "done",
+            [
+                new("environment", result.Environment), new("reference", result.Reference), new("manifest", result.ManifestDigest),
+                new("layer_bytes", result.LayerBytes.ToString(CultureInfo.InvariantCulture)), new("uploaded", result.BlobsUploaded.ToString(CultureInfo.InvariantCulture)),
+                new("skipped", result.BlobsSkipped.ToString(CultureInfo.InvariantCulture)),
+            ]));
+            return 0;
+        }));
+        return publish;
+    }
+
     private static Command Prune()
     {
-        var prune = new Command("prune", "Delete cache entries no current environment uses (old versions, unfinished or damaged builds).") { Output.Json };
+        var prune = new Command("prune", "Delete cache entries no current environment uses (old versions, unfinished or damaged builds, unreferenced OCI blobs).") { Output.Json };
         prune.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
         {
             var result = await new Pyro().PruneEnvironmentsAsync(CliApp.Interrupted);
@@ -163,6 +192,17 @@ internal static class EnvCommands
             Console.WriteLine($"Rootfs size: {info.RootfsBytes / (1024 * 1024)} MiB (sparse)");
             Console.WriteLine($"Source: {info.Source}");
             Console.WriteLine($"Built at: {info.BuiltAt?.ToString("u", CultureInfo.InvariantCulture)}");
+        }
+
+        if (info.Kind != "imported")
+        {
+            Console.WriteLine($"OCI source: {info.OciSource ?? "(none: built locally from the Debian mirror)"}");
+        }
+
+        if (info.OciManifestDigest is not null)
+        {
+            Console.WriteLine($"OCI manifest: {info.OciManifestDigest}");
+            Console.WriteLine($"OCI layer: {info.OciLayerDigest}");
         }
 
         if (info.Kind == "imported" && !info.Installed)

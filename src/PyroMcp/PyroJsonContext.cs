@@ -15,6 +15,7 @@ namespace PyroMcp;
 [JsonSerializable(typeof(EnvironmentInfo))]
 [JsonSerializable(typeof(IReadOnlyList<EnvironmentInfo>))]
 [JsonSerializable(typeof(PruneResult))]
+[JsonSerializable(typeof(EnvironmentPublishResult))]
 [JsonSerializable(typeof(DoctorReport))]
 [JsonSerializable(typeof(WorkspaceInfo))]
 [JsonSerializable(typeof(IReadOnlyList<WorkspaceInfo>))]

@@ -22,6 +22,23 @@ public sealed record PyroOptions
 
     private readonly string? _templateCacheDir = FromEnv("PYRO_TEMPLATE_CACHE_DIR");
 
+    /// <summary>
+    /// A registry namespace the catalog's environments are pulled from, <c>HOST[:PORT]/NAMESPACE</c>:
+    /// <c>debian:12</c> version 1.0.0 becomes <c>HOST[:PORT]/NAMESPACE/debian-12:1.0.0</c>. Default
+    /// none (environments are built locally), or <c>PYRO_ENVIRONMENT_REGISTRY</c>.
+    /// </summary>
+    public string? EnvironmentRegistry { get; init; } = FromEnv("PYRO_ENVIRONMENT_REGISTRY");
+
+    /// <summary>
+    /// A JSON catalog file naming each environment's OCI source, <c>{"debian:12": {"oci_source": "REF"}}</c>;
+    /// it wins over <see cref="EnvironmentRegistry"/> for the environments it names. Default none, or
+    /// <c>PYRO_ENVIRONMENT_CATALOG</c>.
+    /// </summary>
+    public string? EnvironmentCatalogFile { get; init; } = FromEnv("PYRO_ENVIRONMENT_CATALOG");
+
+    /// <summary>Registry client settings (timeouts, chunk size, credentials); null reads the <c>PYRO_OCI_*</c> and <c>OCI_REGISTRY_*</c> variables when needed.</summary>
+    internal Oci.OciClientOptions? Oci { get; init; }
+
     /// <summary>Workspace state: the SQLite database and each workspace's disk, baseline and snapshots. Default <c>~/.local/state/pyro</c>, or <c>PYRO_STATE_DIR</c>.</summary>
     public string StateDir { get; init; } = FromEnv("PYRO_STATE_DIR")
         ?? Path.Combine(FromEnv("XDG_STATE_HOME") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state"), "pyro");

@@ -135,6 +135,15 @@ public sealed record EnvironmentInfo
     public string Kind { get; init; } = "catalog";
     /// <summary>For an imported environment: the image it came from and the exec defaults it keeps.</summary>
     public ImportedImage? Image { get; init; }
+    /// <summary>
+    /// The OCI reference a pull installs this environment from (<see cref="PyroOptions.EnvironmentRegistry"/>
+    /// or the catalog file), or null when it is built locally.
+    /// </summary>
+    public string? OciSource { get; init; }
+    /// <summary>sha256 of the OCI manifest the installed copy came from, when it was pulled from a registry.</summary>
+    public string? OciManifestDigest { get; init; }
+    /// <summary>sha256 of the compressed root disk layer the installed copy came from, when it was pulled from a registry.</summary>
+    public string? OciLayerDigest { get; init; }
 }
 
 /// <summary>The OCI image an imported environment came from, and what its config says processes start with.</summary>
@@ -158,6 +167,31 @@ public sealed record ImportedImage
     public string? User { get; init; }
     /// <summary>Tar entries the flattening refused (traversal, links out of the root, bad headers); they are not in the disk.</summary>
     public long SkippedEntries { get; init; }
+}
+
+/// <summary>The result of <c>env publish</c>: what was pushed where.</summary>
+public sealed record EnvironmentPublishResult
+{
+    /// <summary>The environment published, e.g. <c>debian:12</c>.</summary>
+    public required string Environment { get; init; }
+    /// <summary>The reference it was pushed to, with its tag.</summary>
+    public required string Reference { get; init; }
+    /// <summary>sha256 of the OCI image manifest pushed.</summary>
+    public required string ManifestDigest { get; init; }
+    /// <summary>sha256 of the config blob (<c>application/vnd.pyro.environment.config.v1+json</c>).</summary>
+    public required string ConfigDigest { get; init; }
+    /// <summary>sha256 of the layer: the root disk, zstd-compressed.</summary>
+    public required string LayerDigest { get; init; }
+    /// <summary>Size of the compressed layer in bytes.</summary>
+    public required long LayerBytes { get; init; }
+    /// <summary>sha256 of the uncompressed root disk, which a pull verifies.</summary>
+    public required string RootfsSha256 { get; init; }
+    /// <summary>Size of the uncompressed root disk in bytes.</summary>
+    public required long RootfsBytes { get; init; }
+    /// <summary>Blobs sent.</summary>
+    public required int BlobsUploaded { get; init; }
+    /// <summary>Blobs the registry already had, not sent again.</summary>
+    public required int BlobsSkipped { get; init; }
 }
 
 /// <summary>The result of <c>env prune</c>.</summary>

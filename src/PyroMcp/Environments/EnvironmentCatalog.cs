@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace PyroMcp.Environments;
 
 /// <summary>One recipe in the catalog: what goes into the root disk.</summary>
@@ -12,6 +14,9 @@ internal sealed record EnvironmentSpec(string Name, string Version, string Descr
     internal string? ImportedDirectory { get; init; }
 
     internal bool Imported => ImportedDirectory is not null;
+
+    /// <summary>The repository name under a registry namespace: <c>debian:12</c> is <c>debian-12</c>.</summary>
+    internal string RepositoryName => Name.Replace(':', '-').Replace('/', '-');
 }
 
 /// <summary>The environments this version of pyro knows how to build.</summary>
@@ -30,6 +35,15 @@ internal static class EnvironmentCatalog
             ["git", "ca-certificates", "build-essential", "make", "python3", "pkg-config", "curl"]),
     ];
 
+    /// <summary>A catalog environment only (publishing takes these).</summary>
+    internal static EnvironmentSpec Resolve(string name)
+    {
+        var trimmed = name?.Trim() ?? "";
+        return All.FirstOrDefault(e => e.Name == trimmed)
+            ?? throw new PyroInputException("unknown_environment",
+                $"unknown environment '{name}'. Known environments: {string.Join(", ", All.Select(e => e.Name))}.", nameof(RunRequest.Environment));
+    }
+
     /// <summary>A catalog environment, or one imported into the cache of <paramref name="options"/>.</summary>
     internal static EnvironmentSpec Resolve(string name, PyroOptions options)
     {
@@ -44,5 +58,67 @@ internal static class EnvironmentCatalog
         return imported.FirstOrDefault(e => e.Name == trimmed)
             ?? throw new PyroInputException("unknown_environment",
                 $"unknown environment '{name}'. Known environments: {string.Join(", ", All.Concat(imported).Select(e => e.Name))}.", nameof(RunRequest.Environment));
+    }
+
+    /// <summary>
+    /// The OCI reference this environment is pulled from, or null when it is built locally: the
+    /// catalog file's <c>oci_source</c> for it, else <c>REGISTRY/NAMESPACE/NAME:VERSION</c> under
+    /// <see cref="PyroOptions.EnvironmentRegistry"/>.
+    /// </summary>
+    internal static string? OciSource(EnvironmentSpec spec, PyroOptions options)
+    {
+        if (spec.Imported)
+        {
+            return null;
+        }
+
+        if (options.EnvironmentCatalogFile is { } file)
+        {
+            if (CatalogFileSource(file, spec.Name) is { } fromFile)
+            {
+                return fromFile;
+            }
+        }
+
+        if (options.EnvironmentRegistry is { } registry)
+        {
+            var reference = $"{registry.Trim().TrimEnd('/')}/{spec.RepositoryName}:{spec.Version}";
+            Oci.OciReference.Parse(reference, nameof(PyroOptions.EnvironmentRegistry));
+            return reference;
+        }
+
+        return null;
+    }
+
+    private static string? CatalogFileSource(string file, string name)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(file));
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                throw new JsonException("the top level is not an object");
+            }
+
+            if (!doc.RootElement.TryGetProperty(name, out var entry))
+            {
+                return null;
+            }
+
+            if (entry.ValueKind != JsonValueKind.Object || !entry.TryGetProperty("oci_source", out var source) || source.ValueKind != JsonValueKind.String)
+            {
+                throw new JsonException($"the entry '{name}' has no \"oci_source\" string");
+            }
+
+            var reference = source.GetString()!;
+            Oci.OciReference.Parse(reference, nameof(PyroOptions.EnvironmentCatalogFile));
+            return reference;
+        }
+        catch (Exception ex) when (ex is JsonException or IOException or UnauthorizedAccessException)
+        {
+            throw new PyroInputException("environment_catalog_invalid",
+                $"the environment catalog file {file} (PYRO_ENVIRONMENT_CATALOG) cannot be used: {ex.Message}. It is JSON: {{\"debian:12\": {{\"oci_source\": \"HOST[:PORT]/REPOSITORY:TAG\"}}}}.",
+                nameof(PyroOptions.EnvironmentCatalogFile));
+        }
     }
 }

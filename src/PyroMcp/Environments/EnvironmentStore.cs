@@ -16,10 +16,14 @@ internal sealed record EnvironmentManifest
     public required DateTimeOffset BuiltAt { get; init; }
     public string? Kind { get; init; }
     public ImportedImage? Image { get; init; }
+    public string? OciSource { get; init; }
+    public string? OciManifestDigest { get; init; }
+    public string? OciConfigDigest { get; init; }
+    public string? OciLayerDigest { get; init; }
 }
 
 /// <summary>The on-disk cache of environments: build, verify, inspect, prune.</summary>
-internal sealed class EnvironmentStore(PyroOptions options)
+internal sealed partial class EnvironmentStore(PyroOptions options)
 {
     internal const string ManifestFile = "environment.json";
     internal const string RootfsFile = "rootfs.ext4";
@@ -67,6 +71,9 @@ internal sealed class EnvironmentStore(PyroOptions options)
             BuiltAt = manifest?.BuiltAt,
             Kind = spec.Imported ? "imported" : "catalog",
             Image = manifest?.Image,
+            OciSource = EnvironmentCatalog.OciSource(spec, options),
+            OciManifestDigest = manifest?.OciManifestDigest,
+            OciLayerDigest = manifest?.OciLayerDigest,
         };
     }
 
@@ -116,25 +123,15 @@ internal sealed class EnvironmentStore(PyroOptions options)
         Directory.CreateDirectory(staging);
         try
         {
-            var tree = Path.Combine(staging, "tree");
-            await BootstrapAsync(spec, tree, Report, cancellationToken).ConfigureAwait(false);
-            Report("image");
-            var rootfs = Path.Combine(staging, RootfsFile);
-            await MakeImageAsync(tree, rootfs, cancellationToken).ConfigureAwait(false);
-            Directory.Delete(tree, recursive: true);
-            Report("verify");
-            var manifest = new EnvironmentManifest
+            if (current.OciSource is { } ociSource)
             {
-                Name = spec.Name,
-                Version = spec.Version,
-                Distribution = spec.Distribution,
-                Packages = spec.Packages,
-                RootfsSha256 = FileIntegrity.HashAndStamp(rootfs, Path.Combine(staging, StampFile)),
-                RootfsBytes = new FileInfo(rootfs).Length,
-                Source = $"mmdebstrap {spec.Suite} ({MirrorOrDefault() ?? "apt default mirror"})",
-                BuiltAt = DateTimeOffset.UtcNow,
-            };
-            await File.WriteAllTextAsync(Path.Combine(staging, ManifestFile), JsonSerializer.Serialize(manifest, InternalJsonContext.Default.EnvironmentManifest), cancellationToken).ConfigureAwait(false);
+                await DownloadAsync(spec, ociSource, staging, progress, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await BuildAsync(spec, staging, Report, cancellationToken).ConfigureAwait(false);
+            }
+
             Report("install");
             var final = Path.Combine(PlatformDir, spec.DirectoryName);
             if (Directory.Exists(final))
@@ -157,6 +154,30 @@ internal sealed class EnvironmentStore(PyroOptions options)
         return info;
     }
 
+    /// <summary>The local build: mmdebstrap, then mkfs.ext4, into <paramref name="staging"/>.</summary>
+    private async Task BuildAsync(EnvironmentSpec spec, string staging, Action<string, KeyValuePair<string, string>[]> report, CancellationToken cancellationToken)
+    {
+        var tree = Path.Combine(staging, "tree");
+        await BootstrapAsync(spec, tree, report, cancellationToken).ConfigureAwait(false);
+        report("image", []);
+        var rootfs = Path.Combine(staging, RootfsFile);
+        await MakeImageAsync(tree, rootfs, cancellationToken).ConfigureAwait(false);
+        Directory.Delete(tree, recursive: true);
+        report("verify", []);
+        var manifest = new EnvironmentManifest
+        {
+            Name = spec.Name,
+            Version = spec.Version,
+            Distribution = spec.Distribution,
+            Packages = spec.Packages,
+            RootfsSha256 = FileIntegrity.HashAndStamp(rootfs, Path.Combine(staging, StampFile)),
+            RootfsBytes = new FileInfo(rootfs).Length,
+            Source = $"mmdebstrap {spec.Suite} ({MirrorOrDefault() ?? "apt default mirror"})",
+            BuiltAt = DateTimeOffset.UtcNow,
+        };
+        await File.WriteAllTextAsync(Path.Combine(staging, ManifestFile), JsonSerializer.Serialize(manifest, InternalJsonContext.Default.EnvironmentManifest), cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Removes what no current catalog entry uses: old versions, unknown entries, unfinished or damaged builds.</summary>
     internal PruneResult Prune()
     {
@@ -171,7 +192,9 @@ internal sealed class EnvironmentStore(PyroOptions options)
         PrivateDirectory.Verify(PlatformDir);
 
         // Imported environments are current until the user removes them.
-        var keep = EnvironmentCatalog.All.Concat(Images.ImportedEnvironments.All(this)).Where(e => Inspect(e).Installed).Select(e => e.DirectoryName).ToHashSet();
+        var installed = EnvironmentCatalog.All.Concat(Images.ImportedEnvironments.All(this)).Where(e => Inspect(e).Installed).ToList();
+        var keep = installed.Select(e => e.DirectoryName).ToHashSet();
+        freed += PruneBlobs(installed, removed);
         foreach (var dir in Directory.GetDirectories(PlatformDir))
         {
             var name = Path.GetFileName(dir);

@@ -58,7 +58,7 @@ internal static partial class FileIntegrity
         return true;
     }
 
-    private static void WriteStamp(string path, string stampPath, string sha)
+    internal static void WriteStamp(string path, string stampPath, string sha)
     {
         var temp = stampPath + ".tmp";
         File.WriteAllText(temp, JsonSerializer.Serialize(StatOf(path, sha), InternalJsonContext.Default.Stamp));

@@ -420,8 +420,9 @@ internal sealed class OciArchiveFiles : IOciLocalFiles
                         name = name[2..];
                     }
 
-                    var offset = file.Position;
-                    if (entry.Length < 0 || offset + entry.Length > file.Length)
+                    // On a seekable stream the reader has skipped the data and its padding to the next 512-byte block.
+                    var offset = file.Position - ((entry.Length + 511) / 512 * 512);
+                    if (entry.Length < 0 || offset < 0 || offset + entry.Length > file.Length)
                     {
                         throw new OciException("oci_image_invalid", $"{path}: the entry '{name}' runs past the end of the file.");
                     }

@@ -476,7 +476,23 @@ internal sealed partial class RegistryClient : IDisposable
         var code = (int)response.StatusCode;
         throw code >= 500
             ? new OciException("oci_registry_unreachable", $"{_reference.Registry} failed the {what} with HTTP {code}.")
-            : new OciException("oci_registry_error", $"{_reference.Registry} refused the {what} of {_reference.Repository} with HTTP {code}.");
+            : new OciException("oci_registry_error", $"{_reference.Registry} refused the {what} of {_reference.Repository} with HTTP {code}{ErrorBody(response)}.");
+    }
+
+    /// <summary>The start of the registry's error document (its codes and messages; pyro's credentials are never in it).</summary>
+    private static string ErrorBody(HttpResponseMessage response)
+    {
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            var text = response.Content.ReadAsStringAsync(cts.Token).GetAwaiter().GetResult();
+            text = new string([.. text.Take(300).Where(c => !char.IsControl(c))]).Trim();
+            return text.Length == 0 ? "" : ": " + text;
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException or OperationCanceledException)
+        {
+            return "";
+        }
     }
 
     private static Uri LocationOf(HttpResponseMessage response, Uri? previous)
