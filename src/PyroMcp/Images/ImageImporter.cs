@@ -182,9 +182,58 @@ internal static class ImageImporter
             }
         }
 
+        // The workspace belongs to the image's user, so its commands can write where they start.
+        if (OwnerOf(tree, defaults.User) is { } owner && PathStats.LStat(tree + "/workspace")?.Kind == PathKind.Directory)
+        {
+            ImageInterop.LChown(tree + "/workspace", owner.Uid, owner.Gid);
+        }
+
         WriteNew(tree + "/etc/hostname", "pyro\n"u8);
         WriteNew(tree + "/etc/hosts", "127.0.0.1 localhost\n127.0.1.1 pyro\n::1 localhost\n"u8);
         WriteNew(tree + ImageExecDefaults.GuestPath, ProtocolJsonContext.Encode(defaults));
+    }
+
+    /// <summary>
+    /// The ids of <c>user[:group]</c> from the image's own /etc/passwd and /etc/group (regular files
+    /// only, read as data); null for root or a name the image does not define (the agent then says <c>user_not_found</c>).
+    /// </summary>
+    internal static (int Uid, int Gid)? OwnerOf(string tree, string? user)
+    {
+        if (string.IsNullOrWhiteSpace(user))
+        {
+            return null;
+        }
+
+        var parts = user.Split(':', 2);
+        string[]? Find(string file, string key, int field)
+            => PathStats.LStat(tree + file) is { Kind: PathKind.File, Size: < 16 << 20 }
+                ? File.ReadLines(tree + file).Select(l => l.Split(':')).FirstOrDefault(e => e.Length > 3 && e[field] == key)
+                : null;
+
+        int uid, gid;
+        if (!int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out uid))
+        {
+            var entry = Find("/etc/passwd", parts[0], 0);
+            if (entry is null || !int.TryParse(entry[2], NumberStyles.None, CultureInfo.InvariantCulture, out uid) || !int.TryParse(entry[3], NumberStyles.None, CultureInfo.InvariantCulture, out gid))
+            {
+                return null;
+            }
+        }
+        else
+        {
+            gid = Find("/etc/passwd", parts[0], 2) is { } entry && int.TryParse(entry[3], NumberStyles.None, CultureInfo.InvariantCulture, out var g) ? g : uid;
+        }
+
+        if (parts.Length == 2 && !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out gid))
+        {
+            var group = Find("/etc/group", parts[1], 0);
+            if (group is null || !int.TryParse(group[2], NumberStyles.None, CultureInfo.InvariantCulture, out gid))
+            {
+                return null;
+            }
+        }
+
+        return uid == 0 && gid == 0 ? null : (uid, gid);
     }
 
     /// <summary>Replaces whatever the image put at <paramref name="path"/> (a link included, never followed) with a new file.</summary>
