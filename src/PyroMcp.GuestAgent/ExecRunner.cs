@@ -46,7 +46,7 @@ internal sealed class ExecRunner(FrameConnection connection, uint streamId, Agen
         // busybox setsid makes the child a session and group leader without forking (the child
         // of fork is never a group leader), so the pid we get is the group to kill.
         start.ArgumentList.Add("setsid");
-        foreach (var arg in ImageDefaults.Wrap(argv, user, options.SetsidPath))
+        foreach (var arg in ImageDefaults.Wrap(argv, user))
         {
             start.ArgumentList.Add(arg);
         }

@@ -7,7 +7,7 @@ namespace PyroMcp.GuestAgent;
 /// <summary>
 /// The exec defaults of an imported image (<see cref="ImageExecDefaults"/>), read once when the
 /// agent starts, and the user switch: a <c>user[:group]</c> resolved against the guest's own
-/// /etc/passwd and /etc/group, applied with busybox <c>setpriv</c> between <c>setsid</c> and the command.
+/// /etc/passwd and /etc/group, applied by the agent itself (<see cref="ExecAs"/>) between <c>setsid</c> and the command.
 /// </summary>
 internal static class ImageDefaults
 {
@@ -89,17 +89,19 @@ internal static class ImageDefaults
     }
 
     /// <summary>
-    /// The argv that runs <paramref name="argv"/> as <paramref name="user"/>: busybox setpriv
-    /// (no supplementary groups) exec'd by setsid, so the pid is still the group leader.
+    /// The argv that runs <paramref name="argv"/> as <paramref name="user"/>: the agent itself as
+    /// a launcher (<see cref="ExecAs"/>: no supplementary groups, then gid, then uid), exec'd by
+    /// setsid, so the pid is still the group leader.
     /// </summary>
-    internal static IEnumerable<string> Wrap(IReadOnlyList<string> argv, ResolvedUser? user, string busybox)
+    internal static IEnumerable<string> Wrap(IReadOnlyList<string> argv, ResolvedUser? user)
     {
         if (user is null)
         {
             return argv;
         }
 
-        return [busybox, "setpriv", "--reuid=" + user.Uid.ToString(CultureInfo.InvariantCulture), "--regid=" + user.Gid.ToString(CultureInfo.InvariantCulture), "--clear-groups", "--", .. argv];
+        var agent = Environment.ProcessPath ?? "/run/pyro/pyro-agent";
+        return [agent, ExecAs.Flag, user.Uid.ToString(CultureInfo.InvariantCulture), user.Gid.ToString(CultureInfo.InvariantCulture), .. argv];
     }
 
     /// <summary>HOME, USER and LOGNAME of the user, unless the request set them.</summary>

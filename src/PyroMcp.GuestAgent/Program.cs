@@ -2,6 +2,12 @@ using PyroMcp.GuestAgent;
 
 // The guest agent: started once per boot by the initramfs (through tini), it serves the host
 // over one virtio-serial port until the VM powers off.
+if (args is [ExecAs.Flag, ..])
+{
+    // The agent as a launcher: switch user, then exec the command (see ExecAs).
+    return ExecAs.Run(args);
+}
+
 if (args is ["--version"])
 {
     // Lets the host (and the bench) time the agent's start-up inside a guest.

@@ -32,7 +32,7 @@ internal static partial class ImageInterop
         }
         while (fd < 0 && Marshal.GetLastPInvokeError() == EINTR);
 
-        return fd < 0 ? throw Failure("open", path) : new SafeFileHandle(fd, ownsHandle: true);
+        return fd < 0 ? throw Errno("open", path) : new SafeFileHandle(fd, ownsHandle: true);
     }
 
     /// <summary>Owner, then mode: chown clears setuid and setgid, so the mode goes second.</summary>
@@ -41,12 +41,12 @@ internal static partial class ImageInterop
         var fd = (int)handle.DangerousGetHandle();
         if (FChown(fd, uid, gid) != 0)
         {
-            throw Failure("fchown", path);
+            throw Errno("fchown", path);
         }
 
         if (FChmod(fd, mode & 0xFFF) != 0)
         {
-            throw Failure("fchmod", path);
+            throw Errno("fchmod", path);
         }
     }
 
@@ -55,7 +55,7 @@ internal static partial class ImageInterop
     {
         if (LChownNative(path, uid, gid) != 0)
         {
-            throw Failure("lchown", path);
+            throw Errno("lchown", path);
         }
     }
 
@@ -64,7 +64,7 @@ internal static partial class ImageInterop
     {
         if (ChmodNative(path, mode & 0xFFF) != 0)
         {
-            throw Failure("chmod", path);
+            throw Errno("chmod", path);
         }
     }
 
@@ -80,7 +80,7 @@ internal static partial class ImageInterop
         times[3] = nanos;
         if (UtimensAt(AT_FDCWD, path, ref times[0], AT_SYMLINK_NOFOLLOW) != 0)
         {
-            throw Failure("utimensat", path);
+            throw Errno("utimensat", path);
         }
     }
 
@@ -91,7 +91,7 @@ internal static partial class ImageInterop
             | ((ulong)(uint)minor & 0xFFFFFF00UL) << 12 | ((ulong)(uint)minor & 0xFFUL);
         if (MkNod(path, (uint)(type | (mode & 0xFFF)), dev) != 0)
         {
-            throw Failure("mknod", path);
+            throw Errno("mknod", path);
         }
     }
 
@@ -100,11 +100,11 @@ internal static partial class ImageInterop
     {
         if (LinkAt(AT_FDCWD, target, AT_FDCWD, path, 0) != 0)
         {
-            throw Failure("linkat", path);
+            throw Errno("linkat", path);
         }
     }
 
-    private static IOException Failure(string call, string path)
+    private static IOException Errno(string call, string path)
     {
         var errno = Marshal.GetLastPInvokeError();
         return errno == 36 ? new PathTooLongException($"{call} {path}: name too long") : new IOException($"{call} {path} failed: errno {errno}");
