@@ -118,6 +118,7 @@ public sealed class LayerFlattenerTests : IDisposable
             Dir(w, "flip/");
             File(w, "flip/child", "a dir that becomes a file");
             File(w, "flop", "a file that becomes a dir");
+            File(w, "opaque2/old", "hidden by an opaque marker after this layer's entries");
             File(w, "bin/su", "setuid", mode: 0x9ED, uid: 0);
             File(w, "home/user/own", "owned", mode: 0x180, uid: 1000, gid: 1001);
             w.WriteEntry(new PaxTarEntry(TarEntryType.HardLink, "bin/su-hard") { LinkName = "bin/su" });
@@ -135,6 +136,8 @@ public sealed class LayerFlattenerTests : IDisposable
             File(w, "flip", "now a file");
             Dir(w, "flop/");
             File(w, "flop/child", "now a dir");
+            File(w, "opaque2/sub/new", "its directory made implicitly by this layer");
+            File(w, "opaque2/.wh..wh..opq", "");
         });
 
         var root = Path.Combine(_base.Path, "root");
@@ -146,6 +149,8 @@ public sealed class LayerFlattenerTests : IDisposable
         Assert.False(Exists(root, "etc/gone"));
         Assert.True(Exists(root, "etc/passwd"));
         Assert.Equal(["new"], Directory.GetFileSystemEntries(Path.Combine(root, "opaque")).Select(Path.GetFileName));
+        Assert.Equal(["sub"], Directory.GetFileSystemEntries(Path.Combine(root, "opaque2")).Select(Path.GetFileName));
+        Assert.Equal("its directory made implicitly by this layer", ReadText(root, "opaque2/sub/new"));
         Assert.Equal("now a file", ReadText(root, "flip"));
         Assert.Equal("now a dir", ReadText(root, "flop/child"));
         Assert.Equal(0x9ED, (int)System.IO.File.GetUnixFileMode(Path.Combine(root, "bin/su")) & 0xFFF);
@@ -155,7 +160,7 @@ public sealed class LayerFlattenerTests : IDisposable
         Assert.Equal(0x2000, new Mono(Path.Combine(root, "dev/null")).Mode & 0xF000);
         Assert.Equal(0x1000, new Mono(Path.Combine(root, "run/fifo")).Mode & 0xF000);
         Assert.Equal(new DateTime(2020, 1, 2, 3, 4, 5, DateTimeKind.Utc), System.IO.File.GetLastWriteTimeUtc(Path.Combine(root, "etc/passwd")));
-        Assert.Equal(2, result.Whiteouts);
+        Assert.Equal(3, result.Whiteouts);
         Assert.Equal(1, result.HardLinks);
         Assert.Equal(2, result.Nodes);
         Assert.Empty(result.Skipped);

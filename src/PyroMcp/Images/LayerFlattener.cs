@@ -490,6 +490,9 @@ internal sealed class LayerFlattener
 
                 Directory.CreateDirectory(candidate, (UnixFileMode)0x1ED);
                 stat = PathStats.LStat(candidate);
+
+                // Made by this layer: an opaque marker later in it must not hide it.
+                _thisLayer.Add(candidate);
             }
 
             switch (stat?.Kind)
