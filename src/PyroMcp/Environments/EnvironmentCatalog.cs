@@ -5,7 +5,7 @@ namespace PyroMcp.Environments;
 /// <summary>One recipe in the catalog: what goes into the root disk.</summary>
 internal sealed record EnvironmentSpec(string Name, string Version, string Description, string Suite, IReadOnlyList<string> Packages)
 {
-    internal string Distribution => "debian 12";
+    internal string Distribution => Imported ? "OCI image" : "debian 12";
 
     /// <summary>Directory name in the cache: the name made path-safe, plus the version.</summary>
     internal string DirectoryName => ImportedDirectory ?? Name.Replace(':', '_').Replace('/', '_') + "-" + Version;
