@@ -50,9 +50,17 @@ public sealed class ImportedImageTests : GuestTest
         Assert.Equal("from the host\n", cat.Stdout);
         var read = await pyro.ReadWorkspaceFileAsync(workspace.WorkspaceId, "by-exec");
         Assert.Equal("made\n", Encoding.UTF8.GetString(read.Content));
+        // A service runs as the image's user too, with its Env.
+        await pyro.StartServiceAsync(workspace.WorkspaceId, new ServiceStartRequest
+        {
+            Name = "whoami", Command = "echo \"$(id -u) $APP_MODE\" > service.out; exec sleep 600", Readiness = ServiceReadiness.File("service.out"),
+        });
+        var service = await pyro.ReadWorkspaceFileAsync(workspace.WorkspaceId, "service.out");
+        Assert.Equal("1000 imported\n", Encoding.UTF8.GetString(service.Content));
+        await pyro.StopServiceAsync(workspace.WorkspaceId, "whoami");
         Assert.True(await pyro.DeleteWorkspaceAsync(workspace.WorkspaceId));
         Forget(workspace.WorkspaceId);
 
-        Figures.Record("imported image (guest)", $"umoci busybox image via skopeo and docker-registry (Docker schema 2): run as uid 1000 in {ImageLab.WorkingDir} with the image's Env; a workspace served exec and file ops");
+        Figures.Record("imported image (guest)", $"umoci busybox image via skopeo and docker-registry (Docker schema 2): run as uid 1000 in {ImageLab.WorkingDir} with the image's Env; a workspace served exec, file ops and a service as that user");
     }
 }

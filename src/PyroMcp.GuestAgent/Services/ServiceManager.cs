@@ -83,10 +83,14 @@ internal sealed partial class ServiceManager
         }
 
         var env = ExecRunner.BuildEnvironment(request.Env, request.SecretEnv, _secrets);
+
+        // An imported image's user runs its services too; an unknown one fails before anything is registered.
+        var user = ImageDefaults.ResolveUser(null);
+        ImageDefaults.AddUserEnvironment(env, user, request.Env);
         var entry = Register(name, request.Command, cwd, request.Readiness);
         try
         {
-            Spawn(entry, env, cwd);
+            Spawn(entry, env, cwd, user);
         }
         catch (Exception ex) when (ex is not AgentFailure)
         {
@@ -271,7 +275,7 @@ internal sealed partial class ServiceManager
         }
     }
 
-    private void Spawn(ServiceEntry entry, Dictionary<string, string> env, string cwd)
+    private void Spawn(ServiceEntry entry, Dictionary<string, string> env, string cwd, ResolvedUser? user)
     {
         var start = new ProcessStartInfo(_options.SetsidPath)
         {
@@ -283,7 +287,8 @@ internal sealed partial class ServiceManager
         };
         // As ExecRunner: busybox setsid makes the shell a session and group leader without a
         // fork, so its pid is the group (and session) to signal.
-        foreach (var arg in new[] { "setsid", "/bin/sh", "-c", entry.Info.Command })
+        start.ArgumentList.Add("setsid");
+        foreach (var arg in ImageDefaults.Wrap(["/bin/sh", "-c", entry.Info.Command], user))
         {
             start.ArgumentList.Add(arg);
         }
