@@ -85,6 +85,11 @@ public sealed class ImageImportTests : IAsyncLifetime
         var pruned = await pyro.PruneEnvironmentsAsync();
         Assert.DoesNotContain(pruned.Removed, r => r.Contains(ImportedEnvironments.DirectoryPrefix, StringComparison.Ordinal));
         Assert.True((await pyro.InspectEnvironmentAsync("layout:1.0")).Installed);
+
+        // The same image again under its name is a no-op: the disk workspaces stand on is not replaced.
+        var before = await pyro.InspectEnvironmentAsync("layout:1.0");
+        var again = await pyro.ImportEnvironmentAsync(Lab.LayoutRef);
+        Assert.Equal(before.BuiltAt, again.BuiltAt);
         Assert.Equal("environment_name_taken", (await Assert.ThrowsAsync<PyroInputException>(() => pyro.ImportEnvironmentAsync(Lab.LayoutRef, "debian:12"))).Code);
         Assert.Equal("environment_name_invalid", (await Assert.ThrowsAsync<PyroInputException>(() => pyro.ImportEnvironmentAsync(Lab.LayoutRef, "../Bad Name"))).Code);
         Assert.Empty(Directory.GetDirectories(Path.Combine(_cache.Path, "linux-x86_64"), ".staging-*"));

@@ -42,6 +42,14 @@ internal static class ImageImporter
 
         Report("resolve", new KeyValuePair<string, string>("source", reference));
         using var image = await OciImageSource.OpenAsync(reference, OciClientOptions.FromEnvironment(), progress, cancellationToken).ConfigureAwait(false);
+        var current = store.Inspect(ImportedEnvironments.SpecFor(name, reference));
+        if (current.Installed && current.Image?.ManifestDigest == image.ManifestDigest)
+        {
+            // The same image under the same name: nothing to do, and workspaces on its disk keep it.
+            Report("ready", new("cached", "yes"), new("rootfs_sha256", current.RootfsSha256 ?? ""));
+            return current;
+        }
+
         var staging = Path.Combine(store.PlatformDir, $"{EnvironmentStore.StagingPrefix}{directory}-{Environment.ProcessId}");
         Directory.CreateDirectory(staging, (UnixFileMode)0x1C0);
         try
