@@ -24,6 +24,7 @@ public sealed class OciRoundTripTests : GuestTest
         var published = await PyroCli.RunAsync(["env", "publish", "debian:12", source, "--json"], publisher, TimeSpan.FromMinutes(10));
         Assert.True(published.ExitCode == 0, published.ToString());
         var layer = published.Json.GetProperty("layer_digest").GetString()!;
+        Figures.Record("oci debian:12", $"rootfs {published.Json.GetProperty("rootfs_bytes").GetInt64()} bytes published as a {published.Json.GetProperty("layer_bytes").GetInt64()}-byte zstd layer");
         Assert.DoesNotContain(RegistryLab.Password, published.Stdout + published.Stderr);
         try
         {

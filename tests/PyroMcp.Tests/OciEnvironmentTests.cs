@@ -239,4 +239,21 @@ public sealed class OciEnvironmentTests
 
         Assert.False(listener.Pending(), "something connected to the registry address");
     }
+
+    [Fact]
+    public async Task BadOciSettingsAndReferencesAreClearCliErrors()
+    {
+        using var a = new TempDir("pyro-env-a-");
+        var env = new Dictionary<string, string> { ["PYRO_ENVIRONMENT_CACHE_DIR"] = a.Path, ["PYRO_OCI_UPLOAD_CHUNK_SIZE_BYTES"] = "lots" };
+        var chunk = await PyroCli.RunAsync(["env", "publish", "debian:12-base", "127.0.0.1:1/x:1", "--json"], env);
+        Assert.Equal(2, chunk.ExitCode);
+        Assert.Contains("oci_setting_invalid", chunk.Stdout);
+        env.Remove("PYRO_OCI_UPLOAD_CHUNK_SIZE_BYTES");
+        var reference = await PyroCli.RunAsync(["env", "publish", "debian:12-base", "debian:12", "--json"], env);
+        Assert.Equal(2, reference.ExitCode);
+        Assert.Contains("oci_reference_invalid", reference.Stdout);
+        var notInstalled = await PyroCli.RunAsync(["env", "publish", "debian:12-base", "127.0.0.1:1/x:1", "--json"], env);
+        Assert.Equal(1, notInstalled.ExitCode);
+        Assert.Contains("environment_unavailable", notInstalled.Stdout);
+    }
 }
