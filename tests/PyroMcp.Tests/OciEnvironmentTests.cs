@@ -193,12 +193,15 @@ public sealed class OciEnvironmentTests
         var store = new EnvironmentStore(Options(b.Path, registry));
         Assert.Equal("not_installed", store.Inspect(Spec).State);
         var partial = Directory.GetFiles(Path.Combine(b.Path, "blobs", "sha256"), "*.partial").Select(f => new FileInfo(f).Length).SingleOrDefault();
-        var pulled = await new EnvironmentStore(Options(b.Path, registry)).PullAsync(Spec, null, default);
+        using var proxy = new FaultProxy(lab.Port);
+        var pulled = await new EnvironmentStore(Options(b.Path, $"{proxy.Host}/pyro")).PullAsync(Spec, null, default);
         Assert.True(pulled.Installed);
         Assert.Equal(published.RootfsSha256, pulled.RootfsSha256);
+        // What the killed pull had on disk was not fetched again.
+        Assert.True(proxy.BytesToClient < published.LayerBytes - partial + 256 * 1024, $"the re-pull downloaded {proxy.BytesToClient} bytes with {partial} of {published.LayerBytes} already on disk");
         Assert.Empty(Directory.GetDirectories(Path.Combine(b.Path, "linux-x86_64"), ".staging-*"));
         Assert.Empty(Directory.GetFiles(Path.Combine(b.Path, "blobs", "sha256"), "*.partial"));
-        Figures.Record("oci pull kill -9", $"killed mid-download with {partial} of {published.LayerBytes} bytes on disk; cache unchanged, next pull installed");
+        Figures.Record("oci pull kill -9", $"killed mid-download with {partial} of {published.LayerBytes} bytes on disk; cache unchanged, the next pull fetched {proxy.BytesToClient} bytes and installed");
     }
 
     [Fact]
@@ -238,5 +241,37 @@ public sealed class OciEnvironmentTests
         }
 
         Assert.False(listener.Pending(), "something connected to the registry address");
+    }
+
+    [Fact]
+    public async Task BadOciSettingsAndReferencesAreClearCliErrors()
+    {
+        using var a = new TempDir("pyro-env-a-");
+        var env = new Dictionary<string, string> { ["PYRO_ENVIRONMENT_CACHE_DIR"] = a.Path, ["PYRO_OCI_UPLOAD_CHUNK_SIZE_BYTES"] = "lots" };
+        var chunk = await PyroCli.RunAsync(["env", "publish", "debian:12-base", "127.0.0.1:1/x:1", "--json"], env);
+        Assert.Equal(2, chunk.ExitCode);
+        Assert.Contains("oci_setting_invalid", chunk.Stdout);
+        env.Remove("PYRO_OCI_UPLOAD_CHUNK_SIZE_BYTES");
+        var reference = await PyroCli.RunAsync(["env", "publish", "debian:12-base", "debian:12", "--json"], env);
+        Assert.Equal(2, reference.ExitCode);
+        Assert.Contains("oci_reference_invalid", reference.Stdout);
+        var notInstalled = await PyroCli.RunAsync(["env", "publish", "debian:12-base", "127.0.0.1:1/x:1", "--json"], env);
+        Assert.Equal(1, notInstalled.ExitCode);
+        Assert.Contains("environment_unavailable", notInstalled.Stdout);
+    }
+
+    [Fact]
+    public async Task ADiskThatFillsIsOciDiskFullAndNothingIsLeft()
+    {
+        using var dir = new TempDir("pyro-env-full-");
+        var data = new byte[256 * 1024];
+        RandomNumberGenerator.Fill(data);
+        var descriptor = new OciDescriptor("x", OciDigest.Of(data), data.Length);
+        var destination = Path.Combine(dir.Path, "blob");
+        // The partial file is /dev/full: every write fails with ENOSPC.
+        File.CreateSymbolicLink(destination + ".partial", "/dev/full");
+        var ex = await Assert.ThrowsAsync<OciException>(() => OciBlobFiles.WriteVerifiedAsync(new MemoryStream(data), descriptor, destination + ".partial", destination, 0, null, null, default));
+        Assert.Equal("oci_disk_full", ex.Code);
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
     }
 }

@@ -277,4 +277,64 @@ public sealed class OciRegistryTests
     [InlineData("")]
     public void BadReferencesAreRefused(string text)
         => Assert.Equal("oci_reference_invalid", Assert.Throws<PyroInputException>(() => OciReference.Parse(text)).Code);
+
+    [Fact]
+    public void OnlyLoopbackAndListedRegistriesAreSpokenToOverPlainHttp()
+    {
+        Uri Base(string reference, params string[] insecure)
+        {
+            using var client = new RegistryClient(OciReference.Parse(reference), new OciClientOptions { InsecureRegistries = insecure });
+            return client.BaseUri;
+        }
+
+        Assert.Equal("http://127.0.0.1:5000/v2/a/b/", Base("127.0.0.1:5000/a/b:1").AbsoluteUri);
+        Assert.Equal("http", Base("localhost:5000/a:1").Scheme);
+        Assert.Equal("http", Base("[::1]:5000/a:1").Scheme);
+        Assert.Equal("https://registry.example.com/v2/team/env/", Base("registry.example.com/team/env:1").AbsoluteUri);
+        Assert.Equal("https", Base("10.0.0.5:5000/a:1").Scheme);
+        Assert.Equal("http", Base("10.0.0.5:5000/a:1", "10.0.0.5:5000").Scheme);
+        Assert.Equal("https", Base("10.0.0.5:5001/a:1", "10.0.0.5:5000").Scheme);
+    }
+
+    [Fact]
+    public async Task CredentialsComeFromAContainerAuthFile()
+    {
+        await using var lab = await RegistryLab.StartAsync();
+        using var scratch = new TempDir("pyro-oci-");
+        var authFile = Path.Combine(scratch.Path, "auth.json");
+        var encoded = Convert.ToBase64String(Encoding.UTF8.GetBytes($"{RegistryLab.User}:{RegistryLab.Password}"));
+        File.WriteAllText(authFile, "{\"auths\": {\"elsewhere.example.com\": {\"auth\": \"Zm9vOmJhcg==\"}, \"" + lab.Host + "\": {\"auth\": \"" + encoded + "\"}}}");
+        var fromFile = new OciClientOptions { AuthFiles = [authFile] };
+        await PushImageAsync(OciReference.Parse($"{lab.Host}/lab/authfile:1"), fromFile, RandomBytes(2048));
+        using var image = await OciImageSource.OpenAsync($"{lab.Host}/lab/authfile:1", fromFile, null, default);
+        Assert.Single(image.Layers);
+        var none = await Assert.ThrowsAsync<OciException>(() => OciImageSource.OpenAsync($"{lab.Host}/lab/authfile:1", new OciClientOptions { AuthFiles = [Path.Combine(scratch.Path, "absent.json")] }, null, default));
+        Assert.Equal("oci_auth_refused", none.Code);
+    }
+
+    [Fact]
+    public async Task ADockerSchema2ManifestListIsReadLikeAnOciIndex()
+    {
+        await using var lab = await RegistryLab.StartAsync();
+        using var scratch = new TempDir("pyro-oci-");
+        var options = Options();
+        var reference = OciReference.Parse($"{lab.Host}/lab/docker:1");
+        using var client = new RegistryClient(reference, options);
+        var config = Encoding.UTF8.GetBytes("""{"architecture":"amd64","os":"linux","config":{"Env":["A=1"],"Cmd":["/bin/sh"]}}""");
+        var layer = RandomBytes(4096);
+        await client.PushBlobAsync(new MemoryStream(config), OciDigest.Of(config), config.Length, null, default);
+        await client.PushBlobAsync(new MemoryStream(layer), OciDigest.Of(layer), layer.Length, null, default);
+        var manifest = Encoding.UTF8.GetBytes($$$"""{"schemaVersion":2,"mediaType":"{{{OciMediaTypes.DockerManifest}}}","config":{"mediaType":"{{{OciMediaTypes.DockerConfig}}}","digest":"{{{OciDigest.Of(config)}}}","size":{{{config.Length}}}},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{{{OciDigest.Of(layer)}}}","size":{{{layer.Length}}}}]}""");
+        await client.PutManifestAsync("amd64", manifest, OciMediaTypes.DockerManifest, default);
+        var list = Encoding.UTF8.GetBytes($$$"""{"schemaVersion":2,"mediaType":"{{{OciMediaTypes.DockerList}}}","manifests":[{"mediaType":"{{{OciMediaTypes.DockerManifest}}}","digest":"{{{OciDigest.Of(manifest)}}}","size":{{{manifest.Length}}},"platform":{"os":"linux","architecture":"amd64"}}]}""");
+        await client.PutManifestAsync("1", list, OciMediaTypes.DockerList, default);
+
+        using var image = await OciImageSource.OpenAsync(reference.ToString(), options, null, default);
+        Assert.Equal(OciMediaTypes.DockerManifest, image.ManifestMediaType);
+        Assert.Equal(OciDigest.Of(manifest), image.ManifestDigest);
+        Assert.Equal(["/bin/sh"], image.Config.Cmd);
+        var file = Path.Combine(scratch.Path, "layer");
+        await image.FetchBlobAsync(image.Layers[0], file, default);
+        Assert.Equal(layer, File.ReadAllBytes(file));
+    }
 }

@@ -44,6 +44,9 @@ internal sealed partial class RegistryClient : IDisposable
         _http.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("pyro", Pyro.CatalogVersion));
     }
 
+    /// <summary><c>http(s)://REGISTRY/v2/REPOSITORY/</c>: plain HTTP for loopback and the operator's insecure list only.</summary>
+    internal Uri BaseUri => _base;
+
     /// <summary>Requests made (tests count them).</summary>
     internal int Requests { get; private set; }
 
