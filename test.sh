@@ -21,11 +21,17 @@ command -v jq >/dev/null 2>&1 || test_packages+=(jq)
 [[ -x /usr/sbin/qemu-ga ]] || test_packages+=(qemu-guest-agent)
 # Real registry software for the OCI environment tests (loopback only): the CNCF registry, and
 # skopeo and umoci to cross-check what pyro publishes and imports.
-command -v docker-registry >/dev/null 2>&1 || test_packages+=(docker-registry)
+fresh_registry=0
+command -v docker-registry >/dev/null 2>&1 || { test_packages+=(docker-registry); fresh_registry=1; }
 command -v skopeo >/dev/null 2>&1 || test_packages+=(skopeo)
 command -v umoci >/dev/null 2>&1 || test_packages+=(umoci)
 command -v htpasswd >/dev/null 2>&1 || test_packages+=(apache2-utils)
 pyro_install_for "the tests" "${test_packages[@]}"
+# Installing the package enables a machine-wide registry on :5000; the tests start their own on
+# 127.0.0.1, so one this script just installed is switched off again.
+if [[ $fresh_registry == 1 && -d /run/systemd/system ]]; then
+  systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+fi
 pyro_build_all "$root" test
 # Adversarial tests append their figure lines here ("N tried, 0 escapes"); printed after the run.
 rm -f artifacts/test-figures.txt

@@ -262,6 +262,18 @@ finally
     Directory.Delete(state, recursive: true);
 }
 
+// 4. Environments as OCI artifacts: publish to a loopback registry, pull it back with an empty
+// cache beside skopeo copy of the same reference, and the first run that pull serves.
+try
+{
+    await OciPull.MeasureAsync(cli[0], EnvironmentName, Path.GetDirectoryName(environment.RootfsImage)!, rounds, Say, figures);
+}
+catch (Exception ex)
+{
+    Console.Error.WriteLine("pyro bench: " + ex);
+    benchFailed = true;
+}
+
 if (json)
 {
     figures["bench_failed"] = benchFailed;

@@ -27,13 +27,14 @@ public sealed partial class DocsTests(Lanes lanes) : GuestTest, IClassFixture<La
         var data = new TheoryData<string, string>();
         // docs/first-run.md keeps its transcript in a console block: FirstRunTests runs those commands
         // and compares their output; a bash block there would be run here like any other.
-        foreach (var doc in new[] { "README.md", "docs/install.md", "docs/host-requirements.md", "docs/first-run.md", "docs/architecture.md", "docs/workspaces.md", "bench/README.md", "CHANGELOG.md", "examples/README.md", "docs/use-cases/README.md" })
+        foreach (var doc in new[] { "README.md", "docs/install.md", "docs/host-requirements.md", "docs/first-run.md", "docs/architecture.md", "docs/workspaces.md", "docs/environments.md", "bench/README.md", "CHANGELOG.md", "examples/README.md", "docs/use-cases/README.md" })
         {
             var text = File.ReadAllText(Path.Combine(Repo.Root, doc));
             foreach (Match block in BashBlock().Matches(text))
             {
                 // A block that starts with '# script' is one walkthrough: its lines run together, in order.
-                if (block.Groups[1].Value.StartsWith("# script\n", StringComparison.Ordinal) || block.Groups[1].Value.StartsWith(NetworkLab, StringComparison.Ordinal))
+                if (block.Groups[1].Value.StartsWith("# script\n", StringComparison.Ordinal) || block.Groups[1].Value.StartsWith(NetworkLab, StringComparison.Ordinal)
+                    || block.Groups[1].Value.StartsWith(RegistryLabBlock, StringComparison.Ordinal))
                 {
                     data.Add(doc, block.Groups[1].Value);
                     continue;
@@ -68,6 +69,12 @@ public sealed partial class DocsTests(Lanes lanes) : GuestTest, IClassFixture<La
         if (command.StartsWith(NetworkLab, StringComparison.Ordinal))
         {
             await RunInNetworkLabAsync(doc, command);
+            return;
+        }
+
+        if (command.StartsWith(RegistryLabBlock, StringComparison.Ordinal))
+        {
+            await RunInRegistryLabAsync(doc, command);
             return;
         }
 
@@ -113,6 +120,31 @@ public sealed partial class DocsTests(Lanes lanes) : GuestTest, IClassFixture<La
         }
     }
 
+    /// <summary>
+    /// A block that starts with '# registry lab' runs as one script beside Debian's docker-registry
+    /// on 127.0.0.1 with htpasswd auth (<see cref="RegistryLab"/>): <c>$REGISTRY</c> is its address,
+    /// <c>OCI_REGISTRY_USERNAME</c> and <c>OCI_REGISTRY_PASSWORD</c> its credentials, and
+    /// <c>mktemp</c> makes directories in a scratch directory removed afterwards. No traffic leaves
+    /// loopback, and the credentials must appear in nothing the script printed.
+    /// </summary>
+    private const string RegistryLabBlock = "# registry lab\n";
+
+    private static async Task RunInRegistryLabAsync(string doc, string command)
+    {
+        await using var lab = await RegistryLab.StartAsync();
+        using var scratch = new TempDir("pyro-docs-registry-");
+        var env = new Dictionary<string, string>(RegistryLab.Credentials) { ["REGISTRY"] = lab.Host, ["TMPDIR"] = scratch.Path };
+        foreach (var (key, value) in Repo.ScratchEnvironment)
+        {
+            env[key] = value;
+        }
+
+        var result = await RunAsync(doc, command, env, TimeSpan.FromMinutes(15));
+        Assert.DoesNotContain(RegistryLab.Password, result.Stdout + result.Stderr);
+        // Each `pyro env publish` and `pyro env import REF` spoke to the lab's registry: its storage holds what they wrote or read.
+        Assert.True(Directory.Exists(Path.Combine(lab.StorageDir, "docker", "registry", "v2", "repositories")), $"{doc}: the lab registry stored nothing\n{result.Stdout}\n{result.Stderr}");
+    }
+
     private static Func<Task> BenchLane(string key)
     {
         var parts = key.Split('\u001f');
@@ -138,7 +170,8 @@ public sealed partial class DocsTests(Lanes lanes) : GuestTest, IClassFixture<La
             Assert.False(figures.GetProperty("bench_failed").GetBoolean(), result.Stderr);
             foreach (var name in new[] { "cold_run_over_bare_boot", "agent_start_ms", "supervisor_rss_mib", "supervisor_rss_mib_managed", "idle_rss_mib_per_workspace", "mcp_ready_ms",
                 "qemu_ga_exec_rtt_ms", "exec_rtt_over_qemu_ga", "bare_qemu_idle_rss_mib", "idle_rss_over_bare_qemu", "idle_workspaces_per_8gib",
-                "sync_over_channel", "export_over_channel", "warm_run_over_bare_boot", "warm_create_over_cold_create", "fork_per_copy_over_cold_create", "exec_rtt_ms" })
+                "sync_over_channel", "export_over_channel", "warm_run_over_bare_boot", "warm_create_over_cold_create", "fork_per_copy_over_cold_create", "exec_rtt_ms",
+                "oci_publish_ms", "oci_pull_ms", "skopeo_copy_ms", "oci_pull_over_skopeo_copy", "oci_download_over_skopeo_copy", "first_run_oci_ms" })
             {
                 Assert.True(figures.GetProperty(name).GetDouble() > 0, $"bench figure {name} is not a positive number: {result.Stdout}");
             }
@@ -147,6 +180,13 @@ public sealed partial class DocsTests(Lanes lanes) : GuestTest, IClassFixture<La
             foreach (var name in new[] { "cli_overhead_ms", "cli_overhead_ms_managed" })
             {
                 Assert.Equal(JsonValueKind.Number, figures.GetProperty(name).ValueKind);
+            }
+
+            // A cache whose debian:12 recorded its build time gets the first-run comparison too.
+            var built = Path.Combine(new PyroOptions().EnvironmentCacheDir, "linux-x86_64", "debian_12-1.0.0", "environment.json");
+            if (JsonDocument.Parse(File.ReadAllText(built)).RootElement.TryGetProperty("build_ms", out _))
+            {
+                Assert.True(figures.GetProperty("first_run_oci_over_local_build").GetDouble() > 0, result.Stdout);
             }
 
             var phases = figures.GetProperty("boot_phases_ms");

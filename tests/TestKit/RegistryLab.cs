@@ -44,7 +44,9 @@ internal sealed class RegistryLab : IAsyncDisposable
 
     internal static Dictionary<string, string> Credentials => new() { ["OCI_REGISTRY_USERNAME"] = User, ["OCI_REGISTRY_PASSWORD"] = Password };
 
-    internal static async Task<RegistryLab> StartAsync(bool tokenAuth = false)
+    /// <param name="tokenAuth">Token (Bearer) auth through the in-process token server, else htpasswd (Basic).</param>
+    /// <param name="anonymous">No auth at all: anyone on loopback may push and pull.</param>
+    internal static async Task<RegistryLab> StartAsync(bool tokenAuth = false, bool anonymous = false)
     {
         foreach (var tool in new[] { "docker-registry", "htpasswd" })
         {
@@ -55,7 +57,11 @@ internal sealed class RegistryLab : IAsyncDisposable
         var port = FreePort();
         TokenServer? tokens = null;
         string auth;
-        if (tokenAuth)
+        if (anonymous)
+        {
+            auth = "";
+        }
+        else if (tokenAuth)
         {
             tokens = TokenServer.Start(dir.Path);
             auth = $"""

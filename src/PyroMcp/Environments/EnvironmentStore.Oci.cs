@@ -114,41 +114,61 @@ internal sealed partial class EnvironmentStore
         await using var zstdScope = zstd.ConfigureAwait(false);
         var output = new FileStream(rootfs, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1);
         await using var outputScope = output.ConfigureAwait(false);
-        var buffer = new byte[1 << 20];
+        // Two buffers: while one is hashed and written on the pool, the next is decompressed, so a
+        // pull costs about the longer of the two (SHA-256 of the whole disk) instead of their sum.
+        byte[] current = new byte[1 << 20], other = new byte[1 << 20];
+        Task pending = Task.CompletedTask;
         long total = 0;
-        while (true)
+        try
         {
-            var n = await zstd.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
-            if (n == 0)
+            while (true)
             {
-                break;
-            }
-
-            if (total + n > expectedBytes)
-            {
-                throw new OciException("oci_digest_mismatch", $"the root disk decompresses to more than the {expectedBytes} bytes its config names.");
-            }
-
-            hash.AppendData(buffer, 0, n);
-            for (var offset = 0; offset < n; offset += Block)
-            {
-                var span = buffer.AsMemory(offset, Math.Min(Block, n - offset));
-                if (span.Span.IndexOfAnyExcept((byte)0) < 0)
+                var n = await zstd.ReadAtLeastAsync(current, current.Length, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+                await pending.ConfigureAwait(false);
+                if (n == 0)
                 {
-                    output.Seek(span.Length, SeekOrigin.Current);
+                    break;
                 }
-                else
-                {
-                    await output.WriteAsync(span, cancellationToken).ConfigureAwait(false);
-                }
-            }
 
-            total += n;
+                if (total + n > expectedBytes)
+                {
+                    throw new OciException("oci_digest_mismatch", $"the root disk decompresses to more than the {expectedBytes} bytes its config names.");
+                }
+
+                var full = current;
+                pending = Task.Run(() => HashAndWriteSparse(full, n), cancellationToken);
+                (current, other) = (other, current);
+                total += n;
+            }
+        }
+        catch
+        {
+            // The write in flight must end before the output is disposed under it.
+            await pending.ContinueWith(_ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).ConfigureAwait(false);
+            throw;
         }
 
         output.SetLength(total);
         output.Flush(flushToDisk: true);
         return (Convert.ToHexStringLower(hash.GetHashAndReset()), total);
+
+        // Zero blocks are skipped over rather than written, so the disk stays as sparse as the original.
+        void HashAndWriteSparse(byte[] buffer, int n)
+        {
+            hash.AppendData(buffer, 0, n);
+            for (var offset = 0; offset < n; offset += Block)
+            {
+                var span = buffer.AsSpan(offset, Math.Min(Block, n - offset));
+                if (span.IndexOfAnyExcept((byte)0) < 0)
+                {
+                    output.Seek(span.Length, SeekOrigin.Current);
+                }
+                else
+                {
+                    output.Write(span);
+                }
+            }
+        }
     }
 
     /// <summary>

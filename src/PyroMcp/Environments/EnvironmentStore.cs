@@ -14,6 +14,9 @@ internal sealed record EnvironmentManifest
     public required long RootfsBytes { get; init; }
     public required string Source { get; init; }
     public required DateTimeOffset BuiltAt { get; init; }
+
+    /// <summary>How long the local build took (bootstrap to verified image): the bench compares a pull with it without building again.</summary>
+    public long? BuildMs { get; init; }
     public string? Kind { get; init; }
     public ImportedImage? Image { get; init; }
     public string? OciSource { get; init; }
@@ -157,6 +160,7 @@ internal sealed partial class EnvironmentStore(PyroOptions options)
     /// <summary>The local build: mmdebstrap, then mkfs.ext4, into <paramref name="staging"/>.</summary>
     private async Task BuildAsync(EnvironmentSpec spec, string staging, Action<string, KeyValuePair<string, string>[]> report, CancellationToken cancellationToken)
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var tree = Path.Combine(staging, "tree");
         await BootstrapAsync(spec, tree, report, cancellationToken).ConfigureAwait(false);
         report("image", []);
@@ -174,6 +178,7 @@ internal sealed partial class EnvironmentStore(PyroOptions options)
             RootfsBytes = new FileInfo(rootfs).Length,
             Source = $"mmdebstrap {spec.Suite} ({MirrorOrDefault() ?? "apt default mirror"})",
             BuiltAt = DateTimeOffset.UtcNow,
+            BuildMs = clock.ElapsedMilliseconds,
         };
         await File.WriteAllTextAsync(Path.Combine(staging, ManifestFile), JsonSerializer.Serialize(manifest, InternalJsonContext.Default.EnvironmentManifest), cancellationToken).ConfigureAwait(false);
     }

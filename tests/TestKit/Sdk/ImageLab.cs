@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using PyroMcp.Host;
 
 namespace PyroMcp.TestKit;
@@ -8,7 +6,7 @@ namespace PyroMcp.TestKit;
 /// OCI images made by tools no one here wrote: <c>umoci</c> builds a busybox-only image (static
 /// busybox, an /etc/passwd with one user) with Env, WorkingDir and User set, as an OCI layout;
 /// <c>skopeo</c> copies it to an archive, to zstd layers, and to Debian's <c>docker-registry</c>
-/// on 127.0.0.1 (started here, removed on dispose) as OCI or Docker schema 2.
+/// on 127.0.0.1 (a <see cref="RegistryLab"/> without auth, started on first push) as OCI or Docker schema 2.
 /// </summary>
 internal sealed class ImageLab : IAsyncDisposable
 {
@@ -18,7 +16,7 @@ internal sealed class ImageLab : IAsyncDisposable
     internal static readonly string[] Env = ["GREETING=hello from the image", "APP_MODE=imported"];
 
     private readonly TempDir _dir = new("pyro-imagelab-");
-    private System.Diagnostics.Process? _registry;
+    private RegistryLab? _registry;
 
     /// <summary>The umoci-built OCI layout (gzip layers).</summary>
     internal string Layout => Path.Combine(_dir.Path, "layout");
@@ -114,51 +112,8 @@ internal sealed class ImageLab : IAsyncDisposable
 
     private async Task StartRegistryAsync()
     {
-        if (_registry is not null)
-        {
-            return;
-        }
-
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        RegistryPort = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        var storage = Path.Combine(_dir.Path, "registry");
-        var config = Path.Combine(_dir.Path, "registry.yml");
-        File.WriteAllText(config, $"""
-            version: 0.1
-            log:
-              level: error
-            storage:
-              filesystem:
-                rootdirectory: {storage}
-            http:
-              addr: 127.0.0.1:{RegistryPort}
-            """);
-        _registry = Processes.Start("docker-registry", ["serve", config]);
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        using var http = new HttpClient();
-        while (true)
-        {
-            try
-            {
-                using var response = await http.GetAsync($"http://127.0.0.1:{RegistryPort}/v2/", deadline.Token);
-                if (response.IsSuccessStatusCode)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException) when (!deadline.IsCancellationRequested && !_registry.HasExited)
-            {
-            }
-
-            if (_registry.HasExited)
-            {
-                Assert.Fail("docker-registry exited: " + await _registry.StandardError.ReadToEndAsync());
-            }
-
-            await Task.Delay(100, deadline.Token);
-        }
+        _registry ??= await RegistryLab.StartAsync(anonymous: true);
+        RegistryPort = _registry.Port;
     }
 
     private static async Task Umoci(params string[] args)
@@ -177,16 +132,9 @@ internal sealed class ImageLab : IAsyncDisposable
     {
         if (_registry is { } registry)
         {
-            if (!registry.HasExited)
-            {
-                registry.Kill(entireProcessTree: true);
-                await registry.WaitForExitAsync();
-            }
-
-            registry.Dispose();
+            await registry.DisposeAsync();
         }
 
         _dir.Dispose();
-        await Task.CompletedTask;
     }
 }
