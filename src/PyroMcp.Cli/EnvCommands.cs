@@ -3,7 +3,7 @@ using System.Globalization;
 
 namespace PyroMcp.Cli;
 
-/// <summary><c>pyro env list|pull|import|inspect|publish|prune</c></summary>
+/// <summary><c>pyro env list|pull|import|inspect|publish|remove|prune</c></summary>
 internal static class EnvCommands
 {
     internal static Command Build()
@@ -14,6 +14,7 @@ internal static class EnvCommands
         env.Subcommands.Add(Import());
         env.Subcommands.Add(Inspect());
         env.Subcommands.Add(Publish());
+        env.Subcommands.Add(Remove());
         env.Subcommands.Add(Prune());
         return env;
     }
@@ -134,6 +135,27 @@ internal static class EnvCommands
             return 0;
         }));
         return publish;
+    }
+
+    private static Command Remove()
+    {
+        var name = new Argument<string>("environment") { Description = "The environment to remove from the cache (catalog or imported)." };
+        var remove = new Command("remove", "Delete an installed environment and its warm-start templates from the cache (refused while workspaces are on it). A catalog environment can be pulled again; an imported one must be imported again.") { name, Output.Json };
+        remove.SetAction((parse, _) => Output.GuardAsync(parse.GetValue(Output.Json), async () =>
+        {
+            var result = await new Pyro().RemoveEnvironmentAsync(parse.GetValue(name)!, CliApp.Interrupted);
+            if (parse.GetValue(Output.Json))
+            {
+                Output.WriteJson(result, PyroJsonContext.Default.EnvironmentRemoveResult);
+                return 0;
+            }
+
+            Console.WriteLine(result.Removed
+                ? $"Removed: {result.Environment} (freed {result.FreedBytes / (1024.0 * 1024):0.0} MiB, {result.Templates} template{(result.Templates == 1 ? "" : "s")})"
+                : $"Not installed: {result.Environment}");
+            return 0;
+        }));
+        return remove;
     }
 
     private static Command Prune()

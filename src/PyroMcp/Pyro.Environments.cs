@@ -6,7 +6,7 @@ using PyroMcp.Vmm;
 
 namespace PyroMcp;
 
-/// <summary>Environments: list, inspect, pull, publish, prune.</summary>
+/// <summary>Environments: list, inspect, pull, publish, remove, prune.</summary>
 public sealed partial class Pyro
 {
     /// <summary>Every catalog environment with its cache state.</summary>
@@ -65,6 +65,32 @@ public sealed partial class Pyro
             progress?.Report(new PyroProgress("template", "failed", [new("environment", environment.Name), new("reason", ex.Message.Split('\n', 2)[0])]));
         }
     }
+
+    /// <summary>
+    /// Removes an installed environment from the cache: its disk and manifest, and the warm-start
+    /// templates made from it. Refused (<c>environment_in_use</c>) while workspaces of this state
+    /// directory are on it, since their disks are overlays on its disk. A catalog environment can be
+    /// pulled again; an imported one is gone until imported again. Operator only: no MCP tool removes.
+    /// </summary>
+    /// <returns>What was removed; <see cref="EnvironmentRemoveResult.Removed"/> is false when nothing was installed.</returns>
+    /// <exception cref="PyroInputException">An unknown name (an imported environment that is not installed is unknown).</exception>
+    /// <exception cref="EnvironmentException"><c>environment_in_use</c>: workspaces are on it; nothing was removed.</exception>
+    public async Task<EnvironmentRemoveResult> RemoveEnvironmentAsync(string name, CancellationToken cancellationToken = default)
+    {
+        var spec = EnvironmentCatalog.Resolve(name, Options);
+        if (WorkspacesOn(spec.Name) is { Count: > 0 } users)
+        {
+            throw EnvironmentStore.InUse(spec.Name, users, "delete them first (pyro workspace delete ID)");
+        }
+
+        var freed = await _store.RemoveAsync(spec, cancellationToken).ConfigureAwait(false);
+        var (templates, templateBytes) = new TemplateStore(Options).RemoveFor(spec.Name);
+        return new EnvironmentRemoveResult(spec.Name, freed is not null, (freed ?? 0) + templateBytes, templates);
+    }
+
+    /// <summary>The workspaces of this state directory whose disks are overlays on <paramref name="environment"/>'s.</summary>
+    private IReadOnlyList<string> WorkspacesOn(string environment)
+        => Workspaces.Store.List().Where(w => w.Environment == environment).Select(w => w.Id).ToList();
 
     /// <summary>
     /// Removes cache entries no current environment uses (old versions, unfinished or damaged

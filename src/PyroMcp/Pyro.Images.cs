@@ -11,8 +11,9 @@ public sealed partial class Pyro
     /// fetched (every blob digest-verified), its layers flattened as untrusted input, and the
     /// result installed in the environment cache under <paramref name="name"/> (by default the
     /// image's name and tag, e.g. <c>busybox:1.36</c>). The image's Env, WorkingDir and User become
-    /// the environment's exec defaults. Importing a name again replaces it. Operator only: no MCP
-    /// tool imports.
+    /// the environment's exec defaults. Importing the same image under its name again does nothing;
+    /// another image replaces it, unless workspaces are on it (<c>environment_in_use</c>). Operator
+    /// only: no MCP tool imports.
     /// </summary>
     /// <param name="reference">Where the image is.</param>
     /// <param name="name">The environment's name; null derives it from the reference.</param>
@@ -21,5 +22,5 @@ public sealed partial class Pyro
     /// <exception cref="PyroInputException">A bad or taken name.</exception>
     /// <exception cref="EnvironmentException">A layer over the limits (<c>image_layer_too_large</c>) or corrupt (<c>image_layer_corrupt</c>), or the disk could not be made.</exception>
     public Task<EnvironmentInfo> ImportEnvironmentAsync(string reference, string? name = null, IProgress<PyroProgress>? progress = null, CancellationToken cancellationToken = default)
-        => ImageImporter.ImportAsync(_store, Options, reference, name, new FlattenLimits(), progress, cancellationToken);
+        => ImageImporter.ImportAsync(_store, Options, reference, name, new FlattenLimits(), WorkspacesOn, progress, cancellationToken);
 }

@@ -15,6 +15,7 @@ namespace PyroMcp;
 [JsonSerializable(typeof(EnvironmentInfo))]
 [JsonSerializable(typeof(IReadOnlyList<EnvironmentInfo>))]
 [JsonSerializable(typeof(PruneResult))]
+[JsonSerializable(typeof(EnvironmentRemoveResult))]
 [JsonSerializable(typeof(EnvironmentPublishResult))]
 [JsonSerializable(typeof(DoctorReport))]
 [JsonSerializable(typeof(WorkspaceInfo))]

@@ -199,6 +199,9 @@ public sealed record EnvironmentPublishResult
 /// <param name="FreedBytes">Bytes they held.</param>
 public sealed record PruneResult(IReadOnlyList<string> Removed, long FreedBytes);
 
+/// <summary>What <see cref="Pyro.RemoveEnvironmentAsync"/> removed: the environment (false when it was not installed), the bytes freed and the warm-start templates made from it.</summary>
+public sealed record EnvironmentRemoveResult(string Environment, bool Removed, long FreedBytes, int Templates);
+
 /// <summary>Which virtualization engine runs guests. Serialized as <c>auto</c>, <c>kvm</c> or <c>tcg</c>, the words <c>PYRO_ACCEL</c> takes.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<Accelerator>))]
 public enum Accelerator

@@ -3,6 +3,7 @@ using PyroMcp.Environments;
 using PyroMcp.Host;
 using PyroMcp.Images;
 using PyroMcp.Protocol;
+using PyroMcp.Workspaces;
 
 namespace PyroMcp.Tests;
 
@@ -109,6 +110,69 @@ public sealed class ImageImportTests : IAsyncLifetime
         var result = await Processes.RunAsync("debugfs", ["-R", command, image], timeout: TimeSpan.FromMinutes(1));
         Assert.True(result.ExitCode == 0, result.ToString());
         return System.Text.Encoding.UTF8.GetBytes(result.Stdout);
+    }
+
+    [Fact]
+    public async Task RemoveDeletesAnImportedEnvironmentButNeverOneWorkspacesAreOn()
+    {
+        using var state = new TempDir("pyro-remove-state-");
+        var options = Options with { StateDir = state.Path };
+        var pyro = new Pyro(options);
+        const string Name = "removable:1.0";
+        var original = await pyro.ImportEnvironmentAsync(Lab.LayoutRef, Name, cancellationToken: CancellationToken.None);
+        var directory = Path.GetDirectoryName(original.RootfsImage)!;
+
+        // A workspace whose disk is an overlay on this environment's disk.
+        var store = new WorkspaceStore(options.StateDir);
+        StoreSeed.Insert(store, new WorkspaceRecord
+        {
+            Id = "0123456789ab", Environment = Name, VcpuCount = 1, MemMib = 512, TtlSeconds = 3600,
+            CreatedAt = DateTimeOffset.UtcNow, ExpiresAt = DateTimeOffset.UtcNow.AddHours(1), State = WorkspaceState.Stopped,
+        });
+        var refusals = 0;
+        var remove = await Assert.ThrowsAsync<EnvironmentException>(() => pyro.RemoveEnvironmentAsync(Name));
+        Assert.Equal("environment_in_use", remove.Code);
+        Assert.Contains("0123456789ab", remove.Message);
+        refusals++;
+        // Another image under the same name would change the files under that overlay: refused too.
+        var otherImage = await Lab.ZstdLayoutAsync();
+        var reimport = await Assert.ThrowsAsync<EnvironmentException>(() => pyro.ImportEnvironmentAsync(otherImage, Name, cancellationToken: CancellationToken.None));
+        Assert.Equal("environment_in_use", reimport.Code);
+        refusals++;
+        var kept = await pyro.InspectEnvironmentAsync(Name);
+        Assert.True(kept.Installed);
+        Assert.Equal(original.RootfsSha256, kept.RootfsSha256);
+        Assert.Equal(original.Image!.ManifestDigest, kept.Image!.ManifestDigest);
+
+        store.Delete("0123456789ab");
+        var removed = await pyro.RemoveEnvironmentAsync(Name);
+        Assert.True(removed.Removed);
+        Assert.True(removed.FreedBytes >= original.RootfsBytes!.Value, $"freed {removed.FreedBytes} of a {original.RootfsBytes}-byte disk");
+        Assert.False(Directory.Exists(directory));
+        Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(directory)!, EnvironmentStore.StagingPrefix + "*"));
+        Assert.DoesNotContain(await pyro.ListEnvironmentsAsync(), e => e.Name == Name);
+        Assert.Equal("unknown_environment", (await Assert.ThrowsAsync<PyroInputException>(() => pyro.RemoveEnvironmentAsync(Name))).Code);
+
+        // Two callers at once: one removes it, the other finds nothing to remove; nothing else happens.
+        await pyro.ImportEnvironmentAsync(Lab.LayoutRef, Name, cancellationToken: CancellationToken.None);
+        var outcomes = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ => Task.Run(async () =>
+        {
+            try
+            {
+                return (await pyro.RemoveEnvironmentAsync(Name)).Removed ? "removed" : "not installed";
+            }
+            catch (PyroInputException ex) when (ex.Code == "unknown_environment")
+            {
+                return "unknown";
+            }
+        })));
+        Assert.Single(outcomes, o => o == "removed");
+        Assert.False(Directory.Exists(directory));
+
+        // A catalog environment that is not installed here is simply not removed.
+        var catalog = await pyro.RemoveEnvironmentAsync("debian:12-base");
+        Assert.False(catalog.Removed);
+        Figures.Record("env remove", $"{refusals} of 2 changes under a workspace refused (remove, re-import), 2 concurrent removes: [{string.Join(", ", outcomes)}], 0 left behind");
     }
 
     private sealed class Progress(List<string> lines) : IProgress<PyroProgress>

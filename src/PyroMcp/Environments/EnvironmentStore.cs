@@ -157,6 +157,45 @@ internal sealed partial class EnvironmentStore(PyroOptions options)
         return info;
     }
 
+    /// <summary>
+    /// Deletes an installed environment's directory, under the same lock as its pull or import;
+    /// returns the bytes freed, or null when nothing was installed. The directory is renamed to a
+    /// staging name first, so a reader never sees half of it and a removal killed half-way is a
+    /// leftover the next pull clears.
+    /// </summary>
+    internal async Task<long?> RemoveAsync(EnvironmentSpec spec, CancellationToken cancellationToken)
+    {
+        if (!Directory.Exists(PlatformDir))
+        {
+            return null;
+        }
+
+        PrivateDirectory.Verify(options.EnvironmentCacheDir);
+        PrivateDirectory.Verify(PlatformDir);
+        using var gate = await FileLock.AcquireAsync(Path.Combine(options.EnvironmentCacheDir, ".locks", spec.DirectoryName + ".lock"), () => { }, cancellationToken).ConfigureAwait(false);
+        var dir = Path.Combine(PlatformDir, spec.DirectoryName);
+        if (!Directory.Exists(dir))
+        {
+            return null;
+        }
+
+        var freed = Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+        var doomed = Path.Combine(PlatformDir, $"{StagingPrefix}{spec.DirectoryName}-{Environment.ProcessId}");
+        if (Directory.Exists(doomed))
+        {
+            Directory.Delete(doomed, recursive: true);
+        }
+
+        Directory.Move(dir, doomed);
+        Directory.Delete(doomed, recursive: true);
+        return freed;
+    }
+
+    /// <summary>The error for replacing or removing an environment that workspaces' disks are backed by.</summary>
+    internal static EnvironmentException InUse(string name, IReadOnlyList<string> workspaces, string what)
+        => new("environment_in_use",
+            $"{workspaces.Count} workspace(s) of this state directory are on {name} ({string.Join(", ", workspaces.Take(10))}{(workspaces.Count > 10 ? ", ..." : "")}): their disks are overlays on its disk. To go on, {what}.");
+
     /// <summary>The local build: mmdebstrap, then mkfs.ext4, into <paramref name="staging"/>.</summary>
     private async Task BuildAsync(EnvironmentSpec spec, string staging, Action<string, KeyValuePair<string, string>[]> report, CancellationToken cancellationToken)
     {

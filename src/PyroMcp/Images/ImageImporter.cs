@@ -22,8 +22,13 @@ internal static class ImageImporter
     /// <summary>Directories the initramfs mounts over or the agent needs, made real directories if the image has them otherwise.</summary>
     private static readonly (string Name, int Mode)[] MountPoints = [("proc", 0x16D), ("sys", 0x16D), ("dev", 0x1ED), ("run", 0x1ED), ("tmp", 0x3FF), ("workspace", 0x1ED), ("etc", 0x1ED)];
 
+    /// <summary>
+    /// Imports the image at <paramref name="reference"/> as the environment <paramref name="name"/>;
+    /// a different image under a name whose disk <paramref name="workspacesOn"/> says workspaces are
+    /// backed by is refused before anything is fetched beyond its manifest.
+    /// </summary>
     internal static async Task<EnvironmentInfo> ImportAsync(EnvironmentStore store, PyroOptions options, string reference, string? name, FlattenLimits limits,
-        IProgress<PyroProgress>? progress, CancellationToken cancellationToken)
+        Func<string, IReadOnlyList<string>> workspacesOn, IProgress<PyroProgress>? progress, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(reference);
         name = ImportedEnvironments.Validate(string.IsNullOrWhiteSpace(name) ? ImportedEnvironments.DefaultName(reference) : name.Trim());
@@ -48,6 +53,12 @@ internal static class ImageImporter
             // The same image under the same name: nothing to do, and workspaces on its disk keep it.
             Report("ready", new("cached", "yes"), new("rootfs_sha256", current.RootfsSha256 ?? ""));
             return current;
+        }
+
+        if (current.Installed && workspacesOn(name) is { Count: > 0 } users)
+        {
+            // Their qcow2 overlays name this disk as their base: another image under it would change their files.
+            throw EnvironmentStore.InUse(name, users, $"import the new image under another name (--name), or delete them first (pyro workspace delete ID)");
         }
 
         var staging = Path.Combine(store.PlatformDir, $"{EnvironmentStore.StagingPrefix}{directory}-{Environment.ProcessId}");

@@ -274,6 +274,34 @@ internal sealed class TemplateStore(PyroOptions options)
         return (removed, freed);
     }
 
+    /// <summary>Deletes the templates made from <paramref name="environment"/> (a removed environment's: nothing can restore them).</summary>
+    internal (int Removed, long FreedBytes) RemoveFor(string environment)
+    {
+        if (UnixStat.LStat(Root) is null)
+        {
+            return (0, 0);
+        }
+
+        PrivateDirectory.Verify(Root);
+        var removed = 0;
+        long freed = 0;
+        foreach (var dir in Directory.GetDirectories(Root))
+        {
+            var name = Path.GetFileName(dir);
+            if (name.StartsWith(StagingPrefix, StringComparison.Ordinal) || TryOpen(name)?.Manifest is not { } manifest || manifest.Environment != environment)
+            {
+                continue;
+            }
+
+            freed += Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+            Directory.Delete(dir, recursive: true);
+            File.Delete(Path.Combine(Root, name + ".lock"));
+            removed++;
+        }
+
+        return (removed, freed);
+    }
+
     private static string? SafeQemuIdentity()
     {
         try
