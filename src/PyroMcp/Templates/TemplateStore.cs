@@ -265,9 +265,7 @@ internal sealed class TemplateStore(PyroOptions options)
                 continue;
             }
 
-            freed += Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
-            Directory.Delete(dir, recursive: true);
-            File.Delete(Path.Combine(Root, name + ".lock"));
+            freed += Delete(dir);
             removed.Add(dir);
         }
 
@@ -293,13 +291,20 @@ internal sealed class TemplateStore(PyroOptions options)
                 continue;
             }
 
-            freed += Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
-            Directory.Delete(dir, recursive: true);
-            File.Delete(Path.Combine(Root, name + ".lock"));
+            freed += Delete(dir);
             removed++;
         }
 
         return (removed, freed);
+    }
+
+    /// <summary>Deletes one template directory and its lock file; returns the bytes it held.</summary>
+    private long Delete(string dir)
+    {
+        var bytes = Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+        Directory.Delete(dir, recursive: true);
+        File.Delete(Path.Combine(Root, Path.GetFileName(dir) + ".lock"));
+        return bytes;
     }
 
     private static string? SafeQemuIdentity()
